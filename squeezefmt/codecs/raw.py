@@ -1,0 +1,24 @@
+"""``raw``: the tensor's little-endian bytes as they are (one stream). Lossless; mmap-friendly."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..dtypes import as_storage, from_storage, itemsize, numpy_dtype
+from .base import Codec, Encoded, TensorSpec, expect_length, expect_streams
+from .registry import register
+
+
+@register
+class Raw(Codec):
+    codec_id = "raw"
+    version = 1
+    lossless = True
+
+    def encode(self, array: np.ndarray) -> Encoded:
+        return Encoded(streams=[as_storage(array).tobytes()])
+
+    def decode(self, streams, side, spec: TensorSpec) -> np.ndarray:
+        expect_streams(streams, 1, self.codec_id)
+        expect_length(streams[0], spec.size * itemsize(spec.dtype), "raw")
+        flat = np.frombuffer(streams[0], dtype=numpy_dtype(spec.dtype, storage=True)).copy()
+        return from_storage(flat.reshape(spec.shape), spec.dtype)

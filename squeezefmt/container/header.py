@@ -1,0 +1,169 @@
+"""The JSON header: serialising it deterministically and validating an untrusted one.
+
+The header is UTF-8 JSON with sorted keys and no insignificant white space, so equal inputs give
+byte-identical files. :func:`parse_header` checks every field a reader relies on (types, ranges,
+limits, the canonical stream layout and the file length) before any stream is touched; fields it
+does not know are ignored so that newer minor versions still read.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+from ..dtypes import DTYPE_NAMES, itemsize
+from ..errors import HeaderError, LimitError
+from .layout import Preamble, align
+from .limits import Limits
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamRef:
+    offset: int
+    length: int
+    crc32: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorEntry:
+    """One validated tensor record of the header."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    codec: dict[str, Any]
+    side: dict[str, Any]
+    streams: tuple[StreamRef, ...]
+    stats: dict[str, Any]
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the decoded tensor."""
+        return self.size * itemsize(self.dtype)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of its streams in the file (without alignment padding)."""
+        return sum(s.length for s in self.streams)
+
+
+def dumps(obj: Any) -> bytes:
+    """Deterministic JSON encoding used for the header."""
+    try:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except ValueError as exc:  # NaN/inf in metadata or stats
+        raise HeaderError(f"header is not representable as strict JSON: {exc}") from None
+
+
+def _check_depth(obj: Any, limit: int) -> None:
+    stack = [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            raise LimitError(f"header JSON nests deeper than {limit} levels")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+
+
+def _reject_constant(name: str):
+    raise HeaderError(f"header contains {name}, which strict JSON does not allow")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_header(raw: bytes, preamble: Preamble, limits: Limits) -> tuple[list[TensorEntry], dict[str, Any]]:
+    """Validate header bytes; return the tensor entries (in file order) and the metadata object."""
+    try:
+        obj = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise HeaderError(f"header is not valid UTF-8: {exc}") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise HeaderError(f"header is not valid JSON: {exc}") from None
+    _check_depth(obj, limits.max_json_depth)
+    if not isinstance(obj, dict):
+        raise HeaderError("header must be a JSON object")
+    if obj.get("format") != "squeezefmt":
+        raise HeaderError(f"header 'format' must be \"squeezefmt\", got {obj.get('format')!r}")
+    tensors_raw = obj.get("tensors")
+    if not isinstance(tensors_raw, list):
+        raise HeaderError("header 'tensors' must be a list")
+    if len(tensors_raw) > limits.max_tensors:
+        raise LimitError(f"header lists {len(tensors_raw)} tensors; the limit is {limits.max_tensors}")
+    metadata = obj.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise HeaderError("header 'metadata' must be an object")
+
+    entries: list[TensorEntry] = []
+    names: set[str] = set()
+    cursor = preamble.data_start
+    last_end = preamble.data_start
+    for index, t in enumerate(tensors_raw):
+        entry = _parse_tensor(t, index, limits)
+        if entry.name in names:
+            raise HeaderError(f"tensor name {entry.name!r} appears twice")
+        names.add(entry.name)
+        for s in entry.streams:
+            expected = align(cursor)
+            if s.offset != expected:
+                raise HeaderError(
+                    f"tensor {entry.name!r}: stream at offset {s.offset}, the canonical layout puts it at "
+                    f"{expected} (streams must follow each other with only alignment padding)"
+                )
+            cursor = last_end = s.offset + s.length
+        entries.append(entry)
+    if preamble.file_len != last_end:
+        raise HeaderError(f"preamble says the file has {preamble.file_len} bytes, the streams end at {last_end}")
+    return entries, metadata
+
+
+def _parse_tensor(t: Any, index: int, limits: Limits) -> TensorEntry:
+    if not isinstance(t, dict):
+        raise HeaderError(f"tensor #{index} must be an object")
+    name = t.get("name")
+    if not isinstance(name, str) or not name or len(name) > limits.max_name_length or "\x00" in name:
+        raise HeaderError(f"tensor #{index}: name must be a non-empty string without NUL, "
+                          f"at most {limits.max_name_length} characters")
+    where = f"tensor {name!r}"
+    dtype = t.get("dtype")
+    if dtype not in DTYPE_NAMES:
+        raise HeaderError(f"{where}: unknown dtype {dtype!r}")
+    shape = t.get("shape")
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        raise HeaderError(f"{where}: shape must be a list of non-negative integers, got {shape!r}")
+    if len(shape) > limits.max_ndim:
+        raise LimitError(f"{where}: {len(shape)} dimensions; the limit is {limits.max_ndim}")
+    nbytes = itemsize(dtype)
+    for d in shape:
+        nbytes *= d
+        if nbytes > limits.max_tensor_bytes:
+            raise LimitError(f"{where}: shape {shape} needs more than the {limits.max_tensor_bytes}-byte limit")
+    codec = t.get("codec")
+    if not isinstance(codec, dict):
+        raise HeaderError(f"{where}: 'codec' must be an object")
+    side = t.get("side", {})
+    stats = t.get("stats", {})
+    if not isinstance(side, dict) or not isinstance(stats, dict):
+        raise HeaderError(f"{where}: 'side' and 'stats' must be objects")
+    streams_raw = t.get("streams")
+    if not isinstance(streams_raw, list):
+        raise HeaderError(f"{where}: 'streams' must be a list")
+    if len(streams_raw) > limits.max_streams_per_tensor:
+        raise LimitError(f"{where}: {len(streams_raw)} streams; the limit is {limits.max_streams_per_tensor}")
+    streams = []
+    for s in streams_raw:
+        if not isinstance(s, dict):
+            raise HeaderError(f"{where}: every stream must be an object")
+        off, length, crc = s.get("offset"), s.get("length"), s.get("crc32")
+        if not (_is_int(off) and _is_int(length) and _is_int(crc)) or off < 0 or length < 0 or not 0 <= crc < 2**32:
+            raise HeaderError(f"{where}: stream needs non-negative integer offset/length and a 32-bit crc32, got {s!r}")
+        streams.append(StreamRef(off, length, crc))
+    return TensorEntry(name, dtype, tuple(shape), codec, side, tuple(streams), stats)

@@ -1,0 +1,202 @@
+"""Reading a .sqz container: validated header, random access to one tensor, full verification."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..codecs import TensorSpec, get_codec
+from ..codecs.registry import check_decoded
+from ..errors import ChecksumError, FormatError, LimitError, SqueezeError, TruncatedError
+from .header import TensorEntry, parse_header
+from .layout import PREAMBLE_SIZE, crc32, parse_preamble
+from .limits import DEFAULT_LIMITS, Limits
+from .source import open_source
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorInfo:
+    """What the header says about one tensor (no stream is read to produce it)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    codec: str
+    codec_config: dict[str, Any]
+    nbytes: int            # decoded size in bytes
+    stored_bytes: int      # bytes of its streams in the file
+    side_bytes: int        # bytes of its JSON side information in the header
+    streams: int
+    stats: dict[str, Any]
+
+    @property
+    def ratio(self) -> float:
+        stored = self.stored_bytes + self.side_bytes
+        return self.nbytes / stored if stored else float("inf")
+
+
+class SqzFile:
+    """An open .sqz container. Use as a context manager::
+
+        with squeezefmt.open("model.sqz") as f:
+            for name in f.keys():
+                array = f.tensor(name)
+
+    Opening reads and validates the preamble and header only; ``tensor(name)`` reads, checksums and
+    decodes that tensor's streams only.
+    """
+
+    def __init__(self, source, *, limits: Limits = DEFAULT_LIMITS):
+        self._source = open_source(source)
+        self._limits = limits
+        try:
+            self._load_header()
+        except BaseException:
+            self._source.close()
+            raise
+
+    def _load_header(self) -> None:
+        src = self._source
+        pre = parse_preamble(src.read(0, min(PREAMBLE_SIZE, src.size)))
+        if pre.header_len > self._limits.max_header_bytes:
+            raise LimitError(f"header is {pre.header_len} bytes; the limit is {self._limits.max_header_bytes}")
+        if src.size < pre.file_len:
+            raise TruncatedError(f"file is truncated: {src.size} bytes, the preamble says {pre.file_len}")
+        if src.size > pre.file_len:
+            raise FormatError(f"{src.size - pre.file_len} unexpected bytes after the end of the container")
+        if PREAMBLE_SIZE + pre.header_len > pre.file_len:
+            raise TruncatedError(f"header of {pre.header_len} bytes does not fit in a {pre.file_len}-byte file")
+        raw = bytes(src.read(PREAMBLE_SIZE, pre.header_len))
+        if crc32(raw) != pre.header_crc:
+            raise ChecksumError("header checksum mismatch: the header is corrupt")
+        self._preamble = pre
+        entries, self._metadata = parse_header(raw, pre, self._limits)
+        self._entries = {e.name: e for e in entries}
+        self._header_raw_len = len(raw)
+
+    # -- mapping-like access -----------------------------------------------------------------------
+    def keys(self) -> list[str]:
+        """Tensor names, in file order."""
+        return list(self._entries)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    @property
+    def format_version(self) -> tuple[int, int]:
+        return (self._preamble.major, self._preamble.minor)
+
+    @property
+    def file_size(self) -> int:
+        return self._preamble.file_len
+
+    @property
+    def header_size(self) -> int:
+        return self._header_raw_len
+
+    def metadata(self) -> dict[str, Any]:
+        """The container's metadata object (model config, packing options, user metadata); a copy."""
+        return copy.deepcopy(self._metadata)
+
+    def entry(self, name: str) -> TensorEntry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise KeyError(f"no tensor named {name!r} in this container") from None
+
+    def info(self, name: str) -> TensorInfo:
+        e = self.entry(name)
+        from .header import dumps
+
+        side_bytes = len(dumps(e.side)) if e.side else 0
+        return TensorInfo(
+            name=e.name, dtype=e.dtype, shape=e.shape, codec=str(e.codec.get("id")),
+            codec_config=dict(e.codec.get("config", {})), nbytes=e.nbytes, stored_bytes=e.stored_bytes,
+            side_bytes=side_bytes, streams=len(e.streams), stats=dict(e.stats),
+        )
+
+    def nbytes(self, name: str) -> int:
+        """Decoded size of tensor ``name`` in bytes (from the header; nothing is decoded)."""
+        return self.entry(name).nbytes
+
+    # -- decoding ----------------------------------------------------------------------------------
+    def streams(self, name: str) -> list[memoryview]:
+        """The checksum-verified raw streams of tensor ``name``."""
+        e = self.entry(name)
+        out = []
+        for i, s in enumerate(e.streams):
+            view = self._source.read(s.offset, s.length)
+            if crc32(view) != s.crc32:
+                raise ChecksumError(f"tensor {name!r}: stream {i} checksum mismatch (the file is corrupt)")
+            out.append(view)
+        return out
+
+    def tensor(self, name: str) -> np.ndarray:
+        """Decode tensor ``name`` into a new numpy array (checksums verified)."""
+        e = self.entry(name)
+        codec = get_codec(e.codec)
+        spec = TensorSpec(e.dtype, e.shape)
+        streams = self.streams(name)
+        try:
+            out = codec.decode(streams, e.side, spec)
+        except SqueezeError as exc:
+            raise type(exc)(f"tensor {name!r}: {exc}") from None
+        except (ValueError, TypeError, IndexError, OverflowError, MemoryError) as exc:  # defensive: never leak
+            raise FormatError(f"tensor {name!r}: codec {codec.codec_id!r} failed on corrupt data: {exc}") from exc
+        check_decoded(out, spec, codec.codec_id)
+        return out
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """Decode every tensor (in file order)."""
+        return {name: self.tensor(name) for name in self._entries}
+
+    def verify(self, *, progress=None) -> list[str]:
+        """Check every checksum, the zero padding between streams, and decode every tensor.
+
+        Returns the list of tensor names checked; raises the first error found.
+        """
+        src, pre = self._source, self._preamble
+        pad = src.read(PREAMBLE_SIZE + pre.header_len, pre.data_start - PREAMBLE_SIZE - pre.header_len)
+        if any(pad):
+            raise FormatError("non-zero padding after the header")
+        cursor = pre.data_start
+        for e in self._entries.values():
+            for s in e.streams:
+                if s.offset > cursor and any(src.read(cursor, s.offset - cursor)):
+                    raise FormatError(f"tensor {e.name!r}: non-zero padding before a stream")
+                cursor = s.offset + s.length
+        checked = []
+        for name in self._entries:
+            self.tensor(name)
+            checked.append(name)
+            if progress is not None:
+                progress(name)
+        return checked
+
+    # -- lifetime ----------------------------------------------------------------------------------
+    def close(self) -> None:
+        src, self._source = getattr(self, "_source", None), None
+        if src is not None:
+            try:
+                src.close()
+            except (BufferError, SqueezeError):
+                pass  # a caller still holds a view; the mapping is freed with it
+
+    def __enter__(self) -> "SqzFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<SqzFile v{self.format_version[0]}.{self.format_version[1]} {len(self)} tensors, {self.file_size} bytes>"
+
+
