@@ -1,0 +1,20 @@
+"""Keras adapter: pack .h5 files, rebuild models from .sqz, save models into .sqz.
+
+``pack``/``unpack`` need only h5py; ``load``/``save``/``load_weights`` import TensorFlow on first use.
+Importing this package imports neither.
+
+    import squeezefmt.keras
+    squeezefmt.keras.pack("model.h5", "model.sqz")
+    model = squeezefmt.keras.load("model.sqz")        # a tf.keras.Model, weights set
+"""
+from .pack import pack, unpack
+
+__all__ = ["pack", "unpack", "load", "load_weights", "save"]
+
+
+def __getattr__(name):
+    if name in ("load", "load_weights", "save", "build_model", "assign_weights"):
+        from . import model  # noqa: PLC0415 - imports TensorFlow lazily
+
+        return getattr(model, name)
+    raise AttributeError(f"module 'squeezefmt.keras' has no attribute {name!r}")

@@ -1,0 +1,223 @@
+"""Reading and writing Keras 2 .h5 files with h5py alone (no TensorFlow, nothing executed).
+
+Two layouts exist: a full model file (``model.save("m.h5")``: root attributes ``model_config``,
+``training_config``, weights under ``model_weights/``, optimizer state under
+``optimizer_weights/``) and a weights-only file (``model.save_weights("w.h5")``: the layer groups
+at the root). In both, a ``layer_names`` attribute lists the layers in order, each layer group has a
+``weight_names`` attribute listing its weights in order, and a weight named ``"dense/kernel:0"``
+of layer ``"dense"`` lives at ``<layer>/<weight name>``. Keras splits an attribute larger than HDF5's
+64 KiB attribute limit into ``name0``, ``name1``, ...; both directions handle that.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from ..errors import KerasFormatError
+
+# HDF5 object headers cannot hold attributes larger than 64 KiB.
+_HDF5_ATTR_LIMIT = 64512
+
+
+@dataclasses.dataclass
+class KerasArchive:
+    """The contents of a Keras .h5 file, as squeezefmt stores them."""
+
+    kind: str                                  # "model" or "weights"
+    arrays: dict[str, np.ndarray]              # tensor name -> value, in file order
+    layers: list[dict[str, Any]]               # [{"name", "class_name", "weights": [{"name", "tensor"}]}]
+    model_config: str | None = None            # JSON text, verbatim
+    training_config: str | None = None         # JSON text, verbatim
+    keras_version: str | None = None
+    backend: str | None = None
+    optimizer: list[dict[str, str]] | None = None  # [{"name", "tensor"}] when optimizer state is kept
+    source_sha256: str | None = None
+
+    def metadata(self) -> dict[str, Any]:
+        meta = {
+            "kind": self.kind, "layers": self.layers, "model_config": self.model_config,
+            "training_config": self.training_config, "keras_version": self.keras_version,
+            "backend": self.backend,
+        }
+        if self.optimizer is not None:
+            meta["optimizer"] = self.optimizer
+        return meta
+
+    def layer_classes(self) -> dict[str, str]:
+        return {layer["name"]: layer.get("class_name") for layer in self.layers}
+
+
+def _require_h5py():
+    try:
+        import h5py  # noqa: PLC0415
+    except ImportError:
+        raise KerasFormatError("reading Keras .h5 files needs h5py: pip install 'squeezefmt[cli]'") from None
+    return h5py
+
+
+def _text(value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return _text(value.item())
+    return str(value)
+
+
+def read_attr_strings(group, name: str) -> list[str]:
+    """A list-of-strings attribute, joining Keras's ``name0``, ``name1``... chunks."""
+    if name in group.attrs:
+        values = group.attrs[name]
+        return [_text(v) for v in np.asarray(values).reshape(-1) if not isinstance(v, float)]
+    out, i = [], 0
+    while f"{name}{i}" in group.attrs:
+        out.extend(_text(v) for v in np.asarray(group.attrs[f"{name}{i}"]).reshape(-1))
+        i += 1
+    return out
+
+
+def write_attr_strings(group, name: str, values: list[str]) -> None:
+    """Write a list-of-strings attribute the way Keras does (chunked when over the HDF5 limit)."""
+    if not values:
+        group.attrs[name] = np.asarray([])
+        return
+    data = np.asarray([v.encode("utf-8") for v in values])
+    chunks = 1
+    while data.nbytes / chunks > _HDF5_ATTR_LIMIT:
+        chunks += 1
+    if chunks == 1:
+        group.attrs[name] = data
+        return
+    for i, part in enumerate(np.array_split(data, chunks)):
+        group.attrs[f"{name}{i}"] = part
+
+
+def _config_classes(model_config: str | None) -> dict[str, str]:
+    """Layer name -> class name, from a model config (top level and nested models)."""
+    if not model_config:
+        return {}
+    try:
+        cfg = json.loads(model_config)
+    except json.JSONDecodeError as exc:
+        raise KerasFormatError(f"model_config is not valid JSON: {exc}") from None
+    classes: dict[str, str] = {}
+    stack = [cfg]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            inner = item.get("config")
+            if isinstance(inner, dict) and "class_name" in item and isinstance(inner.get("name"), str):
+                classes.setdefault(inner["name"], item["class_name"])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return classes
+
+
+def _sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_h5(source, *, include_optimizer: bool = False) -> KerasArchive:
+    """Read a Keras 2 .h5 file (path or open ``h5py.File``) without TensorFlow."""
+    h5py = _require_h5py()
+    if isinstance(source, (str, os.PathLike)):
+        if not os.path.exists(source):
+            raise FileNotFoundError(source)
+        try:
+            f = h5py.File(source, "r")
+        except OSError as exc:
+            raise KerasFormatError(f"{os.fspath(source)!r} is not an HDF5 file: {exc}") from None
+        digest = _sha256_file(source)
+    else:
+        f, digest = source, None
+    try:
+        return _read_open(f, include_optimizer, digest)
+    finally:
+        if f is not source:
+            f.close()
+
+
+def _read_open(f, include_optimizer: bool, digest: str | None) -> KerasArchive:
+    if "layer_names" in f.attrs or "layer_names0" in f.attrs:
+        kind, weights_root = "weights", f
+    elif "model_weights" in f:
+        kind, weights_root = "model", f["model_weights"]
+    else:
+        raise KerasFormatError("not a Keras .h5 file: no 'model_weights' group and no 'layer_names' attribute")
+    model_config = _text(f.attrs["model_config"]) if "model_config" in f.attrs else None
+    training_config = _text(f.attrs["training_config"]) if "training_config" in f.attrs else None
+    classes = _config_classes(model_config)
+    arrays: dict[str, np.ndarray] = {}
+    layers = []
+    for layer_name in read_attr_strings(weights_root, "layer_names"):
+        if layer_name not in weights_root:
+            raise KerasFormatError(f"layer {layer_name!r} is listed in layer_names but has no group")
+        group = weights_root[layer_name]
+        weights = []
+        for wname in read_attr_strings(group, "weight_names"):
+            if wname not in group:
+                raise KerasFormatError(f"weight {wname!r} of layer {layer_name!r} is missing")
+            tensor = f"{layer_name}/{wname}"
+            if tensor in arrays:
+                raise KerasFormatError(f"weight {tensor!r} appears twice")
+            arrays[tensor] = np.asarray(group[wname][()])
+            weights.append({"name": wname, "tensor": tensor})
+        layers.append({"name": layer_name, "class_name": classes.get(layer_name), "weights": weights})
+    optimizer = None
+    if include_optimizer and "optimizer_weights" in f:
+        optimizer = []
+        group = f["optimizer_weights"]
+        for wname in read_attr_strings(group, "weight_names"):
+            tensor = f"optimizer/{wname}"
+            if tensor in arrays or wname not in group:
+                raise KerasFormatError(f"optimizer weight {wname!r} is missing or clashes with a layer weight")
+            arrays[tensor] = np.asarray(group[wname][()])
+            optimizer.append({"name": wname, "tensor": tensor})
+    return KerasArchive(
+        kind=kind, arrays=arrays, layers=layers, model_config=model_config,
+        training_config=training_config,
+        keras_version=_text(f.attrs.get("keras_version", weights_root.attrs.get("keras_version", ""))) or None,
+        backend=_text(f.attrs.get("backend", weights_root.attrs.get("backend", ""))) or None,
+        optimizer=optimizer, source_sha256=digest,
+    )
+
+
+def write_h5(target, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Write a Keras 2 .h5 file from stored metadata and decoded tensors (inverse of :func:`read_h5`)."""
+    h5py = _require_h5py()
+    with h5py.File(target, "w") as f:
+        for key in ("backend", "keras_version"):
+            if meta.get(key):
+                f.attrs[key] = meta[key]
+        if meta.get("kind") == "model":
+            if meta.get("model_config") is None:
+                raise KerasFormatError("stored model has no model_config")
+            f.attrs["model_config"] = meta["model_config"]
+            if meta.get("training_config"):
+                f.attrs["training_config"] = meta["training_config"]
+            root = f.create_group("model_weights")
+            for key in ("backend", "keras_version"):
+                if meta.get(key):
+                    root.attrs[key] = meta[key]
+        else:
+            root = f
+        write_attr_strings(root, "layer_names", [layer["name"] for layer in meta["layers"]])
+        for layer in meta["layers"]:
+            group = root.create_group(layer["name"])
+            write_attr_strings(group, "weight_names", [w["name"] for w in layer["weights"]])
+            for w in layer["weights"]:
+                group.create_dataset(w["name"], data=arrays[w["tensor"]])
+        if meta.get("optimizer"):
+            group = f.create_group("optimizer_weights")
+            write_attr_strings(group, "weight_names", [w["name"] for w in meta["optimizer"]])
+            for w in meta["optimizer"]:
+                group.create_dataset(w["name"], data=arrays[w["tensor"]])

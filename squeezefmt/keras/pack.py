@@ -1,0 +1,101 @@
+"""Keras .h5 <-> .sqz conversion (h5py only; TensorFlow is not imported).
+
+``pack`` reads the .h5 with h5py (never ``load_model``: an .h5 can carry Lambda bytecode), lets the
+planner choose a codec per weight (knowing each weight's layer class and role), and stores the model
+config and the layer -> weight order in the container metadata under ``"keras"``. ``unpack`` writes a
+Keras .h5 back that ``tf.keras.models.load_model`` opens.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from ..api import open as open_sqz
+from ..api import save
+from ..codecs import Codec
+from ..errors import KerasFormatError
+from ..planner import TensorContext
+from .h5 import KerasArchive, read_h5, write_h5
+
+
+def weight_role(weight_name: str) -> str:
+    """``"dense/kernel:0"`` -> ``"kernel"``."""
+    return weight_name.rsplit("/", 1)[-1].split(":", 1)[0]
+
+
+def contexts_for(archive: KerasArchive) -> dict[str, TensorContext]:
+    out = {}
+    for layer in archive.layers:
+        for w in layer["weights"]:
+            out[w["tensor"]] = TensorContext(layer_class=layer.get("class_name"), role=weight_role(w["name"]))
+    for w in archive.optimizer or []:
+        out[w["tensor"]] = TensorContext(layer_class=None, role="optimizer")
+    return out
+
+
+def pack_archive(
+    archive: KerasArchive,
+    target=None,
+    *,
+    preset: str = "lossless",
+    codecs: Mapping[str, Codec] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    progress=None,
+    source_name: str | None = None,
+):
+    """Write an already-read Keras archive as a .sqz container."""
+    extra = {"keras": archive.metadata(), "packing": dict(options or {})}
+    if archive.source_sha256 or source_name:
+        extra["source"] = {"sha256": archive.source_sha256, "file": source_name}
+    return save(
+        archive.arrays, target, preset=preset, codecs=codecs, metadata=metadata,
+        contexts=contexts_for(archive), progress=progress, _extra_metadata=extra,
+    )
+
+
+def pack(
+    h5_path,
+    target=None,
+    *,
+    preset: str = "lossless",
+    include_optimizer: bool = False,
+    codecs: Mapping[str, Codec] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    progress=None,
+):
+    """Convert a Keras .h5 (full model or weights only) into a .sqz container.
+
+    Returns the container bytes when ``target`` is None. Optimizer state is left out unless
+    ``include_optimizer`` is set.
+    """
+    archive = read_h5(h5_path, include_optimizer=include_optimizer)
+    options = {"preset": preset, "include_optimizer": include_optimizer}
+    name = os.path.basename(os.fspath(h5_path)) if isinstance(h5_path, (str, os.PathLike)) else None
+    return pack_archive(archive, target, preset=preset, codecs=codecs, metadata=metadata,
+                        options=options, progress=progress, source_name=name)
+
+
+def keras_metadata(f) -> dict[str, Any]:
+    """The ``"keras"`` metadata of an open container, or a clear error when it has none."""
+    meta = f.metadata().get("keras")
+    if not isinstance(meta, dict) or not isinstance(meta.get("layers"), list):
+        raise KerasFormatError("this container holds no Keras model (no 'keras' metadata); use squeezefmt.open()")
+    return meta
+
+
+def unpack(sqz_source, h5_target) -> None:
+    """Write the Keras .h5 a container was packed from (weights as decoded)."""
+    with open_sqz(sqz_source) as f:
+        meta = keras_metadata(f)
+        names = [w["tensor"] for layer in meta["layers"] for w in layer["weights"]]
+        names += [w["tensor"] for w in meta.get("optimizer") or []]
+        arrays = {n: f.tensor(n) for n in names}
+    tmp = f"{os.fspath(h5_target)}.tmp-{os.getpid()}"
+    try:
+        write_h5(tmp, meta, arrays)
+        os.replace(tmp, h5_target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
