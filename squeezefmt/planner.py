@@ -20,6 +20,7 @@ from .codecs.bytegroup import ByteGroup
 from .codecs.raw import Raw
 from .codecs.zstd_codec import Zstd
 from .container import PendingTensor
+from .container.header import dumps as header_dumps
 from .dtypes import FLOAT_NAMES, dtype_name
 from .errors import SqueezeError
 
@@ -73,12 +74,17 @@ def preset(name: str) -> Preset:
 
 
 def encode_tensor(name: str, array: np.ndarray, codec: Codec) -> PendingTensor:
-    """Encode one tensor with ``codec``; lossless codecs fall back to raw when they would expand it."""
+    """Encode one tensor with ``codec``.
+
+    A lossless codec whose streams plus side information are not smaller than the raw bytes is
+    replaced by ``raw``, so lossless packing never expands a tensor.
+    """
     array = np.asarray(array)
     dt = dtype_name(array.dtype)
     enc: Encoded = codec.encode(array)
     if codec.lossless and not isinstance(codec, Raw):
-        if sum(len(s) for s in enc.streams) >= array.nbytes:
+        stored = sum(len(s) for s in enc.streams) + (len(header_dumps(enc.side)) if enc.side else 0)
+        if stored >= array.nbytes:
             codec, enc = Raw(), Raw().encode(array)
     return PendingTensor(name=name, dtype=dt, shape=tuple(int(d) for d in array.shape),
                          codec=codec.describe(), encoded=enc)

@@ -1,0 +1,159 @@
+"""The ``squeezefmt`` command line: pack, unpack, info, verify.
+
+Every command is a thin shell over the library API; errors from squeezefmt are printed as one
+clear line on stderr with a non-zero exit status (1 for bad input, 2 for usage errors).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from . import __version__
+from .api import open as open_sqz
+from .errors import SqueezeError
+from .planner import PRESET_HELP, PRESETS
+
+
+def _fail(exc: Exception) -> None:
+    click.echo(f"squeezefmt: error: {exc}", err=True)
+    sys.exit(1)
+
+
+class _Progress:
+    """A click progress bar on a terminal (unless --quiet); silent otherwise."""
+
+    def __init__(self, total: int, label: str, quiet: bool):
+        show = not quiet and sys.stderr.isatty() and total > 0
+        self._bar = click.progressbar(length=total, label=label, file=sys.stderr) if show else None
+
+    def __enter__(self):
+        if self._bar is not None:
+            self._bar.__enter__()
+        return self
+
+    def step(self, _name=None):
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="squeezefmt")
+def main():
+    """squeezefmt: compressed containers for neural-network weights."""
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="lossless", show_default=True,
+              help="Codec policy: " + "; ".join(f"{k}: {v}" for k, v in sorted(PRESET_HELP.items())))
+@click.option("--include-optimizer", is_flag=True, help="Keep the optimizer state (left out by default).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+def pack(model, output, preset, include_optimizer, quiet):
+    """Pack a Keras .h5 file MODEL into the .sqz container OUTPUT."""
+    from .keras.h5 import read_h5
+    from .keras.pack import pack_archive
+
+    try:
+        archive = read_h5(model, include_optimizer=include_optimizer)
+        with _Progress(len(archive.arrays), "packing", quiet) as bar:
+            pack_archive(archive, output, preset=preset, progress=bar.step,
+                         options={"preset": preset, "include_optimizer": include_optimizer},
+                         source_name=os.path.basename(model))
+    except SqueezeError as exc:
+        _fail(exc)
+    if not quiet:
+        before, after = os.path.getsize(model), os.path.getsize(output)
+        click.echo(f"{model}: {before} bytes -> {output}: {after} bytes ({before / max(after, 1):.2f}x)")
+
+
+@main.command()
+@click.argument("container", type=click.Path(exists=True, dir_okay=False))
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option("--quiet", "-q", is_flag=True)
+def unpack(container, output, quiet):
+    """Write the Keras .h5 stored in CONTAINER to OUTPUT (loads with tf.keras.models.load_model)."""
+    from .keras.pack import unpack as do_unpack
+
+    try:
+        do_unpack(container, output)
+    except SqueezeError as exc:
+        _fail(exc)
+    if not quiet:
+        click.echo(f"wrote {output} ({os.path.getsize(output)} bytes)")
+
+
+def info_dict(path) -> dict:
+    """What ``squeezefmt info --json`` prints: per-tensor and total sizes from the header."""
+    with open_sqz(path) as f:
+        rows = []
+        for name in f.keys():
+            i = f.info(name)
+            rows.append({
+                "name": i.name, "codec": i.codec, "config": i.codec_config, "dtype": i.dtype, "shape": list(i.shape),
+                "raw_bytes": i.nbytes, "stored_bytes": i.stored_bytes, "side_bytes": i.side_bytes,
+                "ratio": round(i.ratio, 4) if i.ratio != float("inf") else None, "stats": i.stats,
+            })
+        raw = sum(r["raw_bytes"] for r in rows)
+        meta = f.metadata()
+        return {
+            "file": os.fspath(path), "format_version": list(f.format_version), "file_bytes": f.file_size,
+            "header_bytes": f.header_size, "tensors": rows,
+            "totals": {"tensors": len(rows), "raw_bytes": raw,
+                       "stored_bytes": sum(r["stored_bytes"] for r in rows),
+                       "side_bytes": sum(r["side_bytes"] for r in rows),
+                       "ratio": round(raw / f.file_size, 4) if f.file_size else None},
+            "writer": meta.get("writer"), "packing": meta.get("packing"), "source": meta.get("source"),
+        }
+
+
+@main.command()
+@click.argument("container", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info(container, as_json):
+    """Show per-tensor codec, shape, sizes and ratio of CONTAINER."""
+    try:
+        d = info_dict(container)
+    except SqueezeError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+        return
+    click.echo(f"{d['file']}: squeezefmt container v{d['format_version'][0]}.{d['format_version'][1]}, "
+               f"{d['file_bytes']} bytes (header {d['header_bytes']}), written by {d['writer']}")
+    width = max([len(r["name"]) for r in d["tensors"]] + [6])
+    click.echo(f"{'tensor':<{width}}  {'codec':<10} {'dtype':<8} {'shape':<18} {'raw':>10} {'stored':>10} {'side':>6} {'ratio':>7}")
+    for r in d["tensors"]:
+        shape = "x".join(str(s) for s in r["shape"]) or "scalar"
+        ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "-"
+        click.echo(f"{r['name']:<{width}}  {r['codec']:<10} {r['dtype']:<8} {shape:<18} {r['raw_bytes']:>10} "
+                   f"{r['stored_bytes']:>10} {r['side_bytes']:>6} {ratio:>7}")
+    t = d["totals"]
+    click.echo(f"{'total':<{width}}  {t['tensors']} tensors{'':<29} {t['raw_bytes']:>10} {t['stored_bytes']:>10} "
+               f"{t['side_bytes']:>6} {t['ratio'] or 0:>6.2f}x (file)")
+
+
+@main.command()
+@click.argument("container", type=click.Path(exists=True, dir_okay=False))
+@click.option("--quiet", "-q", is_flag=True)
+def verify(container, quiet):
+    """Check every checksum and decode every tensor of CONTAINER (exit 0 when intact)."""
+    try:
+        with open_sqz(container) as f:
+            with _Progress(len(f), "verifying", quiet) as bar:
+                checked = f.verify(progress=bar.step)
+    except SqueezeError as exc:
+        _fail(exc)
+    if not quiet:
+        click.echo(f"{container}: OK ({len(checked)} tensors, all checksums and decodes verified)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
