@@ -59,7 +59,7 @@ class SqzFile:
 
     def _load_header(self) -> None:
         src = self._source
-        pre = parse_preamble(src.read(0, min(PREAMBLE_SIZE, src.size)))
+        pre = parse_preamble(bytes(src.read(0, min(PREAMBLE_SIZE, src.size))))
         if pre.header_len > self._limits.max_header_bytes:
             raise LimitError(f"header is {pre.header_len} bytes; the limit is {self._limits.max_header_bytes}")
         if src.size < pre.file_len:
@@ -187,7 +187,7 @@ class SqzFile:
         if src is not None:
             try:
                 src.close()
-            except (BufferError, SqueezeError):
+            except BufferError:
                 pass  # a caller still holds a view; the mapping is freed with it
 
     def __enter__(self) -> "SqzFile":

@@ -48,8 +48,10 @@ class MmapSource(ByteSource):
         if self._mmap is not None:
             try:
                 self._mmap.close()
-            except BufferError as exc:  # an array still views the map
-                raise SqueezeError(f"cannot close: a decoded buffer still refers to the file ({exc})") from None
+            except BufferError:
+                # A view of the map is still alive (e.g. held by a traceback); the mapping is
+                # released when the last view goes away.
+                pass
         self._file.close()
 
 

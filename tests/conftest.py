@@ -1,0 +1,35 @@
+"""Shared fixtures: paths, small arrays, and a TensorFlow guard for Keras tests."""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))  # tests reuse tools/make_vectors.py's forging helpers
+VECTORS = os.path.join(ROOT, "spec", "vectors")
+EXAMPLES = os.path.join(ROOT, "examples")
+
+settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def weights(rng):
+    """Arrays shaped like a small model's weights."""
+    return {
+        "conv/kernel": rng.normal(0, 0.1, (3, 3, 8, 16)).astype(np.float32),
+        "conv/bias": rng.normal(0, 0.01, (16,)).astype(np.float32),
+        "dense/kernel": rng.normal(0, 0.05, (256, 64)).astype(np.float32),
+        "embed": rng.normal(0, 1, (100, 8)).astype(np.float16),
+        "steps": np.arange(12, dtype=np.int64).reshape(3, 4),
+    }

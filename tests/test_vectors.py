@@ -1,0 +1,80 @@
+"""Frozen vectors in spec/vectors: valid files decode to their .npz, broken files raise their named error.
+
+These files are never regenerated; a change that breaks one is a format change.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+
+import squeezefmt
+from squeezefmt import errors
+
+from conftest import VECTORS
+
+VALID = sorted(f[:-4] for f in os.listdir(os.path.join(VECTORS, "valid")) if f.endswith(".sqz"))
+BROKEN = sorted(f for f in os.listdir(os.path.join(VECTORS, "broken")) if f.endswith(".sqz"))
+
+
+def test_manifest_matches_files():
+    with open(os.path.join(VECTORS, "MANIFEST.json")) as f:
+        manifest = json.load(f)
+    on_disk = {f"{sub}/{fn}" for sub in ("valid", "broken") for fn in os.listdir(os.path.join(VECTORS, sub))}
+    assert set(manifest) == on_disk
+    for rel, digest in manifest.items():
+        with open(os.path.join(VECTORS, rel), "rb") as f:
+            assert hashlib.sha256(f.read()).hexdigest() == digest, f"{rel} changed: vectors are frozen"
+
+
+@pytest.mark.parametrize("stem", VALID)
+def test_valid_vector_decodes(stem):
+    expected = np.load(os.path.join(VECTORS, "valid", stem + ".npz"), allow_pickle=False)
+    with squeezefmt.open(os.path.join(VECTORS, "valid", stem + ".sqz")) as f:
+        assert sorted(f.keys()) == sorted(expected.files)
+        for name in f.keys():
+            got = f.tensor(name)
+            want = expected[name]
+            if f.info(name).dtype == "bfloat16":
+                got = got.view(np.uint16)
+            assert got.shape == want.shape and np.array_equal(got, want), name
+        f.verify()
+
+
+@pytest.mark.parametrize("stem", VALID)
+def test_valid_vector_is_what_this_writer_writes(stem):
+    """Determinism across versions of the writer: re-encoding gives the frozen bytes."""
+    from make_vectors import bf16_fix, valid_cases
+
+    cases = {s: (a, c, m) for s, a, c, m in valid_cases()}
+    arrays, codecs, meta = cases[stem]
+    data = squeezefmt.save(bf16_fix(arrays), None, codecs=codecs, metadata=meta)
+    with open(os.path.join(VECTORS, "valid", stem + ".sqz"), "rb") as f:
+        frozen = f.read()
+    # The writer version string is part of the header; compare everything but that field.
+    assert data.replace(squeezefmt.__version__.encode(), b"0.1.0") == frozen
+
+
+@pytest.mark.parametrize("name", BROKEN)
+def test_broken_vector_is_rejected(name):
+    want = getattr(errors, name.split("__")[0])
+    path = os.path.join(VECTORS, "broken", name)
+    with pytest.raises(want) as info:
+        with squeezefmt.open(path) as f:
+            f.verify()
+    assert str(info.value), "errors must say what is wrong"
+    # the same bytes from memory behave the same
+    with open(path, "rb") as fh:
+        data = fh.read()
+    with pytest.raises(want):
+        with squeezefmt.open(data) as f:
+            f.verify()
+
+
+def test_broken_corpus_covers_every_error_class():
+    covered = {n.split("__")[0] for n in BROKEN}
+    assert {"FormatError", "TruncatedError", "VersionError", "HeaderError", "ChecksumError", "LimitError",
+            "UnknownCodecError", "StreamError"} <= covered
