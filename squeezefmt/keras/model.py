@@ -53,6 +53,17 @@ def check_safe(model_config: Any) -> None:
             stack.extend(item)
 
 
+def _keras_safe_mode(enabled: bool):
+    """Keras 2.14's own guard against Lambda bytecode, set to match ``safe_mode``."""
+    try:
+        from keras.src.saving.serialization_lib import SafeModeScope  # noqa: PLC0415
+    except ImportError:  # other Keras 2 layouts: no scope to set
+        import contextlib
+
+        return contextlib.nullcontext()
+    return SafeModeScope(enabled)
+
+
 def build_model(meta: Mapping[str, Any], *, safe_mode: bool = True, custom_objects: Mapping[str, Any] | None = None):
     """An uninitialised ``tf.keras.Model`` from the stored model config."""
     tf = _tf()
@@ -70,7 +81,8 @@ def build_model(meta: Mapping[str, Any], *, safe_mode: bool = True, custom_objec
         check_safe(config)
     objects = {**squeezefmt_custom_objects(), **dict(custom_objects or {})}
     try:
-        return tf.keras.models.model_from_json(text, custom_objects=objects)
+        with _keras_safe_mode(safe_mode):
+            return tf.keras.models.model_from_json(text, custom_objects=objects)
     except (ValueError, TypeError, KeyError) as exc:
         raise KerasFormatError(f"cannot rebuild the Keras model from its config: {exc}") from exc
 

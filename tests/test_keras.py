@@ -1,0 +1,171 @@
+"""Keras adapter: .h5 -> .sqz -> tf.keras.Model with identical predictions, unpack, safe mode, CLI."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+import squeezefmt  # noqa: E402
+import squeezefmt.keras as sk  # noqa: E402
+from squeezefmt import errors  # noqa: E402
+
+pytestmark = pytest.mark.tf
+
+
+def make_model(seed=0):
+    tf.keras.utils.set_random_seed(seed)
+    inp = tf.keras.Input((12, 12, 1))
+    x = tf.keras.layers.Conv2D(6, 3, activation="relu")(inp)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = tf.keras.layers.SeparableConv2D(8, 3, activation="relu")(x)
+    x = tf.keras.layers.DepthwiseConv2D(3)(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    x = tf.keras.layers.Dense(16, activation="relu")(x)
+    out = tf.keras.layers.Dense(3, activation="softmax")(x)
+    model = tf.keras.Model(inp, out)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(seed)
+    model.fit(rng.normal(size=(32, 12, 12, 1)), rng.integers(0, 3, 32), epochs=1, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("keras")
+    model = make_model()
+    model.save(d / "m.h5")
+    model.save_weights(d / "w.h5")
+    x = np.random.default_rng(9).normal(size=(10, 12, 12, 1)).astype(np.float32)
+    return d, model, x, model.predict(x, verbose=0)
+
+
+def test_pack_load_predictions_identical(model_files, tmp_path):
+    d, _, x, ref = model_files
+    sk.pack(d / "m.h5", tmp_path / "m.sqz")
+    loaded = sk.load(tmp_path / "m.sqz")
+    assert np.array_equal(loaded.predict(x, verbose=0), ref)
+    classes = {type(layer).__name__ for layer in loaded.layers}
+    assert {"Conv2D", "BatchNormalization", "SeparableConv2D", "DepthwiseConv2D", "Dense"} <= classes
+
+
+def test_load_from_bytes_and_file_object(model_files):
+    d, _, x, ref = model_files
+    data = sk.pack(d / "m.h5")
+    assert np.array_equal(sk.load(data).predict(x, verbose=0), ref)
+    import io
+    assert np.array_equal(sk.load(io.BytesIO(data)).predict(x, verbose=0), ref)
+
+
+def test_pack_is_deterministic_and_leaves_out_optimizer(model_files):
+    d, *_ = model_files
+    a, b = sk.pack(d / "m.h5"), sk.pack(d / "m.h5")
+    assert a == b
+    with squeezefmt.open(a) as f:
+        assert not any(k.startswith("optimizer/") for k in f.keys())
+        meta = f.metadata()
+        assert meta["keras"]["kind"] == "model"
+        assert json.loads(meta["keras"]["model_config"])["class_name"] == "Functional"
+        assert len(meta["source"]["sha256"]) == 64
+
+
+def test_include_optimizer_and_unpack_round_trip(model_files, tmp_path):
+    d, model, x, ref = model_files
+    sk.pack(d / "m.h5", tmp_path / "o.sqz", include_optimizer=True)
+    with squeezefmt.open(tmp_path / "o.sqz") as f:
+        opt = [k for k in f.keys() if k.startswith("optimizer/")]
+    assert len(opt) == len(model.optimizer.variables)
+    sk.unpack(tmp_path / "o.sqz", tmp_path / "back.h5")
+    back = tf.keras.models.load_model(tmp_path / "back.h5")
+    assert np.array_equal(back.predict(x, verbose=0), ref)
+    assert len(back.optimizer.variables) == len(model.optimizer.variables)
+    for a, b in zip(back.optimizer.variables, model.optimizer.variables):
+        assert np.array_equal(a.numpy(), b.numpy())
+
+
+def test_weights_only_file(model_files, tmp_path):
+    d, _, x, ref = model_files
+    sk.pack(d / "w.h5", tmp_path / "w.sqz")
+    with pytest.raises(errors.KerasFormatError, match="weights only"):
+        sk.load(tmp_path / "w.sqz")
+    fresh = make_model(seed=5)
+    assert not np.array_equal(fresh.predict(x, verbose=0), ref)
+    sk.load_weights(fresh, tmp_path / "w.sqz")
+    assert np.array_equal(fresh.predict(x, verbose=0), ref)
+    sk.unpack(tmp_path / "w.sqz", tmp_path / "w2.h5")
+    fresh2 = make_model(seed=6)
+    fresh2.load_weights(tmp_path / "w2.h5")
+    assert np.array_equal(fresh2.predict(x, verbose=0), ref)
+
+
+def test_save_model_directly(model_files):
+    _, model, x, ref = model_files
+    data = sk.save(model)
+    assert np.array_equal(sk.load(data).predict(x, verbose=0), ref)
+
+
+def test_safe_mode_refuses_lambda(tmp_path):
+    inp = tf.keras.Input((4,))
+    out = tf.keras.layers.Lambda(lambda t: t * 2.0, name="doubler")(tf.keras.layers.Dense(2)(inp))
+    model = tf.keras.Model(inp, out)
+    model.save(tmp_path / "lam.h5")
+    sk.pack(tmp_path / "lam.h5", tmp_path / "lam.sqz")
+    with pytest.raises(errors.UnsafeModelError, match="Lambda.*doubler"):
+        sk.load(tmp_path / "lam.sqz")
+    trusted = sk.load(tmp_path / "lam.sqz", safe_mode=False)
+    x = np.ones((1, 4), np.float32)
+    assert np.array_equal(trusted.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_nested_model(tmp_path):
+    inner = tf.keras.Sequential([tf.keras.layers.Dense(5, activation="relu"), tf.keras.layers.Dense(3)], name="inner")
+    inp = tf.keras.Input((7,))
+    model = tf.keras.Model(inp, tf.keras.layers.Dense(2)(inner(inp)))
+    model.save(tmp_path / "n.h5")
+    x = np.random.default_rng(0).normal(size=(4, 7)).astype(np.float32)
+    loaded = sk.load(sk.pack(tmp_path / "n.h5"))
+    assert np.array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_not_a_keras_file(tmp_path):
+    (tmp_path / "x.h5").write_bytes(b"not hdf5 at all")
+    with pytest.raises(errors.KerasFormatError):
+        sk.pack(tmp_path / "x.h5")
+    plain = squeezefmt.save({"a": np.zeros(3)})
+    with pytest.raises(errors.KerasFormatError, match="no Keras model"):
+        sk.load(plain)
+
+
+def test_cli_pack_info_verify_unpack(model_files, tmp_path):
+    from click.testing import CliRunner
+
+    from squeezefmt.cli import main
+
+    d, _, x, ref = model_files
+    runner = CliRunner()
+    out = tmp_path / "c.sqz"
+    r = runner.invoke(main, ["pack", str(d / "m.h5"), str(out)])
+    assert r.exit_code == 0, r.output
+    assert "->" in r.output
+    r = runner.invoke(main, ["info", str(out)])
+    assert r.exit_code == 0 and "bytegroup" in r.output and "total" in r.output
+    r = runner.invoke(main, ["info", "--json", str(out)])
+    info = json.loads(r.output)
+    assert info["totals"]["tensors"] == len(info["tensors"]) > 0
+    r = runner.invoke(main, ["verify", str(out)])
+    assert r.exit_code == 0 and "OK" in r.output
+    r = runner.invoke(main, ["unpack", str(out), str(tmp_path / "u.h5")])
+    assert r.exit_code == 0
+    assert np.array_equal(tf.keras.models.load_model(tmp_path / "u.h5").predict(x, verbose=0), ref)
+    # corruption: flip one byte in the last stream
+    data = bytearray(out.read_bytes())
+    data[-2] ^= 0xFF
+    bad = tmp_path / "bad.sqz"
+    bad.write_bytes(bytes(data))
+    r = runner.invoke(main, ["verify", str(bad)])
+    assert r.exit_code == 1 and "checksum mismatch" in r.output
+    r = runner.invoke(main, ["info", str(tmp_path / "u.h5")])
+    assert r.exit_code == 1 and "HDF5" in r.output
