@@ -40,11 +40,19 @@ def split_planes(storage: np.ndarray, rotate: bool) -> list[np.ndarray]:
 
 
 def join_planes(planes: list, width: int, count: int, rotate: bool) -> np.ndarray:
-    """Inverse of :func:`split_planes`: interleave ``width`` planes of ``count`` bytes."""
-    if _bytegroupc is not None:
-        out = np.empty(count, dtype=_UINT[width])
-        _bytegroupc.join(planes, out, 1 if rotate else 0)
-        return out
+    """Inverse of :func:`split_planes`: interleave ``width`` planes of ``count`` bytes.
+
+    Uses the C extension when it is built, else :func:`join_planes_reference`.
+    """
+    if _bytegroupc is None:
+        return join_planes_reference(planes, width, count, rotate)
+    out = np.empty(count, dtype=_UINT[width])
+    _bytegroupc.join(planes, out, rotate)
+    return out
+
+
+def join_planes_reference(planes: list, width: int, count: int, rotate: bool) -> np.ndarray:
+    """The numpy reference for :func:`join_planes`."""
     inter = np.empty((count, width), dtype=np.uint8)
     for i, plane in enumerate(planes):
         inter[:, i] = np.frombuffer(plane, dtype=np.uint8)
