@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import struct
 
@@ -12,7 +11,7 @@ import pytest
 import squeezefmt
 from squeezefmt import errors
 from squeezefmt.codecs.raw import Raw
-from squeezefmt.container.layout import ALIGN, MAGIC, PREAMBLE_SIZE
+from squeezefmt.container.layout import ALIGN, MAGIC
 
 
 def assert_same(a: dict, b: dict):
@@ -75,10 +74,12 @@ def test_deterministic_bytes(weights, tmp_path):
 
 
 def test_layout_alignment_and_exact_length(weights):
+    from make_vectors import split
+
     data = squeezefmt.save(weights)
-    header_len, file_len = struct.unpack_from("<IQ", data, 12)
+    (file_len,) = struct.unpack_from("<Q", data, 24)
     assert file_len == len(data)
-    header = json.loads(data[PREAMBLE_SIZE:PREAMBLE_SIZE + header_len])
+    header, _ = split(data)
     ends = []
     for t in header["tensors"]:
         for s in t["streams"]:

@@ -58,7 +58,7 @@ def test_random_bytes_are_rejected(data):
 def test_garbage_after_valid_preamble(container, tail):
     _, blob = container
     with pytest.raises(errors.SqueezeError):
-        decode_all(blob[:32] + tail)
+        decode_all(blob[:40] + tail)
 
 
 @given(st.data())

@@ -24,7 +24,9 @@ import squeezefmt  # noqa: E402
 from squeezefmt.codecs.bytegroup import ByteGroup  # noqa: E402
 from squeezefmt.codecs.raw import Raw  # noqa: E402
 from squeezefmt.codecs.zstd_codec import Zstd  # noqa: E402
-from squeezefmt.container.layout import MAGIC, PREAMBLE_SIZE, align  # noqa: E402
+from squeezefmt.container.layout import (  # noqa: E402
+    PREAMBLE_SIZE, Preamble, align, decode_header, encode_header, parse_preamble,
+)
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "spec", "vectors")
 VALID = os.path.join(ROOT, "valid")
@@ -37,17 +39,32 @@ def crc(b: bytes) -> int:
 
 def split(data: bytes):
     """(header object, list of stream bytes) of a valid container."""
-    header_len = struct.unpack_from("<I", data, 12)[0]
-    header = json.loads(data[PREAMBLE_SIZE:PREAMBLE_SIZE + header_len])
+    pre = parse_preamble(data[:PREAMBLE_SIZE])
+    header = json.loads(decode_header(data[PREAMBLE_SIZE:PREAMBLE_SIZE + pre.header_len], pre))
     streams = [data[s["offset"]: s["offset"] + s["length"]] for t in header["tensors"] for s in t["streams"]]
     return header, streams
+
+
+def assemble(json_bytes: bytes, streams: list[bytes], data_start: int, end: int, *, major: int = 1,
+             minor: int = 0, file_len_delta: int = 0, compress: bool = True) -> bytes:
+    """Preamble + (compressed) header + padding + streams at canonical offsets."""
+    flags, stored = encode_header(json_bytes) if compress else (0, json_bytes)
+    pre = Preamble(major, minor, flags, len(stored), crc(stored), end + file_len_delta, len(json_bytes))
+    out = bytearray(pre.pack() + stored)
+    out += bytes(data_start - len(out))
+    cursor = data_start
+    for body in streams:
+        off = align(cursor)
+        out += bytes(off - cursor) + body
+        cursor = off + len(body)
+    return bytes(out)
 
 
 def forge(header: dict, streams: list[bytes], mutate=None, major: int = 1, minor: int = 0,
           file_len_delta: int = 0) -> bytes:
     """Assemble a container with canonical offsets, optionally mutating the final header object."""
     data_start = align(PREAMBLE_SIZE)
-    for _ in range(16):
+    for _ in range(32):
         h = json.loads(json.dumps(header))
         cursor = end = data_start
         it = iter(streams)
@@ -60,27 +77,17 @@ def forge(header: dict, streams: list[bytes], mutate=None, major: int = 1, minor
                 cursor = end = s["offset"] + len(body)
         if mutate:
             mutate(h)
-        raw = json.dumps(h, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() \
-            if not isinstance(h, bytes) else h
-        need = align(PREAMBLE_SIZE + len(raw))
+        raw = json.dumps(h, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        need = align(PREAMBLE_SIZE + len(encode_header(raw)[1]))
         if need == data_start:
             break
         data_start = max(need, data_start)
-    head = struct.pack("<8sHHIQI", MAGIC, major, minor, len(raw), end + file_len_delta, crc(raw))
-    head += struct.pack("<I", crc(head))
-    out = bytearray(head + raw)
-    out += bytes(data_start - len(out))
-    cursor = data_start
-    for body in streams:
-        off = align(cursor)
-        out += bytes(off - cursor) + body
-        cursor = off + len(body)
-    return bytes(out)
+    return assemble(raw, streams, data_start, end, major=major, minor=minor, file_len_delta=file_len_delta)
 
 
 def refix_crc(data: bytes) -> bytes:
     """Recompute the preamble CRC after editing preamble fields."""
-    return data[:28] + struct.pack("<I", crc(data[:28])) + data[32:]
+    return data[:36] + struct.pack("<I", crc(data[:36])) + data[PREAMBLE_SIZE:]
 
 
 def valid_cases():
@@ -142,11 +149,15 @@ def broken_cases(base: bytes):
     yield "FormatError__hdf5_magic", b"\x89HDF\r\n\x1a\n" + base[8:]
     yield "FormatError__trailing_bytes", base + b"\x00" * 64
     yield "VersionError__major_2", refix_crc(base[:8] + struct.pack("<H", 2) + base[10:])
-    yield "ChecksumError__preamble_flip", base[:13] + bytes([base[13] ^ 0x01]) + base[14:]
+    yield "FormatError__unknown_flag", refix_crc(base[:12] + struct.pack("<I", 0x80000001) + base[16:])
+    bad_json_len = refix_crc(base[:32] + struct.pack("<I", struct.unpack_from("<I", base, 32)[0] + 1) + base[36:])
+    yield "HeaderError__json_len_lies", bad_json_len
+    yield "ChecksumError__preamble_flip", base[:17] + bytes([base[17] ^ 0x01]) + base[18:]
     flip_h = PREAMBLE_SIZE + 5
     yield "ChecksumError__header_flip", base[:flip_h] + bytes([base[flip_h] ^ 0x20]) + base[flip_h + 1:]
     yield "ChecksumError__stream_flip", base[:n - 3] + bytes([base[n - 3] ^ 0x40]) + base[n - 2:]
-    yield "LimitError__header_len_huge", refix_crc(base[:12] + struct.pack("<I", 0xFFFFFFF0) + base[16:])
+    yield "LimitError__header_len_huge", refix_crc(base[:16] + struct.pack("<I", 0xFFFFFFF0) + base[20:])
+    yield "LimitError__json_len_huge", refix_crc(base[:32] + struct.pack("<I", 0xFFFFFFF0) + base[36:])
     yield "HeaderError__not_json", _forge_raw_header(b'{"format":"squeezefmt","tensors":[')
     yield "HeaderError__not_object", _forge_raw_header(b"[1,2,3]")
     yield "HeaderError__bad_utf8", _forge_raw_header(b'{"format":"squeezefmt","tensors":[],"metadata":{"x":"\xff\xfe"}}')
@@ -177,6 +188,8 @@ def broken_cases(base: bytes):
     yield "HeaderError__negative_length", forge(header, streams, mutate=setter(["tensors", 0, "streams", 0, "length"], -1))
     yield "LimitError__huge_shape", forge(header, streams, mutate=setter(["tensors", 0, "shape"], [2**40, 2**40]))
     yield "LimitError__too_many_dims", forge(header, streams, mutate=setter(["tensors", 0, "shape"], [1] * 33))
+    plain = _forge_raw_header(b'{"format":"squeezefmt","tensors":[],"metadata":{}}')
+    yield "HeaderError__compressed_flag_on_plain_json", refix_crc(plain[:12] + struct.pack("<I", 1) + plain[16:])
     deep = b"[" * 200 + b"]" * 200
     yield "LimitError__deep_json", _forge_raw_header(b'{"format":"squeezefmt","tensors":[],"metadata":{"d":' + deep + b"}}")
     yield "UnknownCodecError__unknown_id", forge(header, streams, mutate=setter(["tensors", 0, "codec", "id"], "lzma9000"))
@@ -184,12 +197,11 @@ def broken_cases(base: bytes):
     yield "HeaderError__codec_version_zero", forge(header, streams, mutate=setter(["tensors", 0, "codec", "version"], 0))
 
 
-def _forge_raw_header(raw: bytes) -> bytes:
-    data_start = align(PREAMBLE_SIZE + len(raw))
-    head = struct.pack("<8sHHIQI", MAGIC, 1, 0, len(raw), data_start, crc(raw))
-    head += struct.pack("<I", crc(head))
-    out = head + raw
-    return out + bytes(data_start - len(out))
+def _forge_raw_header(raw: bytes, compress: bool = False) -> bytes:
+    """A container with no streams whose header JSON is exactly ``raw`` (valid or not)."""
+    stored_len = len(encode_header(raw)[1]) if compress else len(raw)
+    data_start = align(PREAMBLE_SIZE + stored_len)
+    return assemble(raw, [], data_start, data_start, compress=compress)
 
 
 def codec_broken_cases():

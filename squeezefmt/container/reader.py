@@ -11,7 +11,7 @@ from ..codecs import TensorSpec, get_codec
 from ..codecs.registry import check_decoded
 from ..errors import ChecksumError, FormatError, LimitError, SqueezeError, TruncatedError
 from .header import TensorEntry, parse_header
-from .layout import PREAMBLE_SIZE, crc32, parse_preamble
+from .layout import PREAMBLE_SIZE, crc32, decode_header, parse_preamble
 from .limits import DEFAULT_LIMITS, Limits
 from .source import open_source
 
@@ -60,21 +60,22 @@ class SqzFile:
     def _load_header(self) -> None:
         src = self._source
         pre = parse_preamble(bytes(src.read(0, min(PREAMBLE_SIZE, src.size))))
-        if pre.header_len > self._limits.max_header_bytes:
-            raise LimitError(f"header is {pre.header_len} bytes; the limit is {self._limits.max_header_bytes}")
+        if max(pre.header_len, pre.json_len) > self._limits.max_header_bytes:
+            raise LimitError(f"header is {max(pre.header_len, pre.json_len)} bytes; "
+                             f"the limit is {self._limits.max_header_bytes}")
         if src.size < pre.file_len:
             raise TruncatedError(f"file is truncated: {src.size} bytes, the preamble says {pre.file_len}")
         if src.size > pre.file_len:
             raise FormatError(f"{src.size - pre.file_len} unexpected bytes after the end of the container")
         if PREAMBLE_SIZE + pre.header_len > pre.file_len:
             raise TruncatedError(f"header of {pre.header_len} bytes does not fit in a {pre.file_len}-byte file")
-        raw = bytes(src.read(PREAMBLE_SIZE, pre.header_len))
-        if crc32(raw) != pre.header_crc:
+        stored = bytes(src.read(PREAMBLE_SIZE, pre.header_len))
+        if crc32(stored) != pre.header_crc:
             raise ChecksumError("header checksum mismatch: the header is corrupt")
+        raw = decode_header(stored, pre)
         self._preamble = pre
         entries, self._metadata = parse_header(raw, pre, self._limits)
         self._entries = {e.name: e for e in entries}
-        self._header_raw_len = len(raw)
 
     # -- mapping-like access -----------------------------------------------------------------------
     def keys(self) -> list[str]:
@@ -100,7 +101,8 @@ class SqzFile:
 
     @property
     def header_size(self) -> int:
-        return self._header_raw_len
+        """Bytes the header takes in the file (compressed size when it is compressed)."""
+        return self._preamble.header_len
 
     def metadata(self) -> dict[str, Any]:
         """The container's metadata object (model config, packing options, user metadata); a copy."""

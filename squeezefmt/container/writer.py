@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from ..codecs import Encoded
 from ..errors import SqueezeError
 from .header import dumps
-from .layout import FORMAT_MAJOR, FORMAT_MINOR, PREAMBLE_SIZE, Preamble, align, crc32
+from .layout import PREAMBLE_SIZE, align, build_preamble, crc32
 
 
 @dataclasses.dataclass
@@ -52,22 +52,20 @@ def build_pieces(tensors: Iterable[PendingTensor], metadata: dict[str, Any]) -> 
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise SqueezeError(f"tensor name {dup!r} is used twice")
-    # Offsets depend on the header length and vice versa: iterate until the layout is stable
-    # (monotone, so it settles within a few rounds).
+    # Offsets depend on the stored header's length and vice versa: iterate until the layout is
+    # stable (data_start only grows, so it settles within a few rounds).
     data_start = align(PREAMBLE_SIZE)
-    for _ in range(16):
+    for _ in range(32):
         header, file_len = _header_object(tensors, metadata, data_start)
-        raw = dumps(header)
-        needed = align(PREAMBLE_SIZE + len(raw))
-        if needed == data_start:
+        pre, stored = build_preamble(dumps(header), lambda _start, n=file_len: n)
+        if pre.data_start == data_start:
             break
-        data_start = max(needed, data_start)
+        data_start = max(pre.data_start, data_start)
     else:  # pragma: no cover - cannot happen with a monotone layout
         raise SqueezeError("could not settle the container layout")
-    if len(raw) >= 2**32:
+    if pre.json_len >= 2**32 or pre.header_len >= 2**32:
         raise SqueezeError("header larger than 4 GiB")
-    pre = Preamble(FORMAT_MAJOR, FORMAT_MINOR, len(raw), file_len, crc32(raw))
-    head = pre.pack() + raw
+    head = pre.pack() + stored
     pieces = [head + bytes(data_start - len(head))]
     cursor = data_start
     for t in tensors:
