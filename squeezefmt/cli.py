@@ -67,7 +67,7 @@ def pack(model, output, preset, include_optimizer, quiet):
             pack_archive(archive, output, preset=preset, progress=bar.step,
                          options={"preset": preset, "include_optimizer": include_optimizer},
                          source_name=os.path.basename(model))
-    except SqueezeError as exc:
+    except (SqueezeError, OSError) as exc:
         _fail(exc)
     if not quiet:
         before, after = os.path.getsize(model), os.path.getsize(output)
@@ -84,7 +84,7 @@ def unpack(container, output, quiet):
 
     try:
         do_unpack(container, output)
-    except SqueezeError as exc:
+    except (SqueezeError, OSError) as exc:
         _fail(exc)
     if not quiet:
         click.echo(f"wrote {output} ({os.path.getsize(output)} bytes)")
@@ -121,7 +121,7 @@ def info(container, as_json):
     """Show per-tensor codec, shape, sizes and ratio of CONTAINER."""
     try:
         d = info_dict(container)
-    except SqueezeError as exc:
+    except (SqueezeError, OSError) as exc:
         _fail(exc)
     if as_json:
         click.echo(json.dumps(d, indent=2))
@@ -149,7 +149,7 @@ def verify(container, quiet):
         with open_sqz(container) as f:
             with _Progress(len(f), "verifying", quiet) as bar:
                 checked = f.verify(progress=bar.step)
-    except SqueezeError as exc:
+    except (SqueezeError, OSError) as exc:
         _fail(exc)
     if not quiet:
         click.echo(f"{container}: OK ({len(checked)} tensors, all checksums and decodes verified)")

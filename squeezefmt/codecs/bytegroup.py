@@ -17,8 +17,9 @@ import numpy as np
 from ..dtypes import FLOAT_NAMES, as_storage, dtype_name, from_storage, itemsize
 from ..errors import StreamError
 from . import zstd_util
-from .base import Codec, Encoded, TensorSpec, expect_streams
+from .base import Encoded, TensorSpec, expect_streams
 from .registry import register
+from .zstd_codec import Zstd
 
 _UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
@@ -64,16 +65,12 @@ def join_planes_reference(planes: list, width: int, count: int, rotate: bool) ->
 
 
 @register
-class ByteGroup(Codec):
+class ByteGroup(Zstd):
+    """Byte planes, each zstd-compressed at ``level`` (or stored raw when that is smaller)."""
+
     codec_id = "bytegroup"
     version = 1
     lossless = True
-
-    def __init__(self, level: int = 19):
-        self.level = zstd_util.check_level(level)
-
-    def get_config(self):
-        return {"level": self.level}
 
     def encode(self, array: np.ndarray) -> Encoded:
         name = dtype_name(array.dtype)

@@ -27,5 +27,5 @@ class Zstd(Codec):
     def decode(self, streams, side, spec: TensorSpec) -> np.ndarray:
         expect_streams(streams, 1, self.codec_id)
         data = zstd_util.decompress_exact(streams[0], spec.size * itemsize(spec.dtype), "zstd")
-        flat = np.frombuffer(data, dtype=numpy_dtype(spec.dtype, storage=True))
+        flat = np.frombuffer(data, dtype=numpy_dtype(spec.dtype, storage=True)).copy()  # writable
         return from_storage(flat.reshape(spec.shape), spec.dtype)
