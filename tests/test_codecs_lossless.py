@@ -113,3 +113,11 @@ def test_registry():
     with pytest.raises(errors.StreamError):
         get_codec({"id": "zstd", "version": 1, "config": {"bogus": 1}})
     assert get_codec(ByteGroup(level=5).describe()) == ByteGroup(level=5)
+
+
+@pytest.mark.parametrize("codec", [Raw(), Zstd(level=3), ByteGroup(level=3)], ids=lambda c: c.codec_id)
+def test_decoded_arrays_are_writable_copies(codec):
+    x = np.arange(100, dtype=np.float32).reshape(10, 10)
+    out = roundtrip(codec, x)
+    assert out.flags.writeable and out.flags.owndata or out.base is not None
+    out[0, 0] = -1.0  # must not raise

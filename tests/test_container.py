@@ -214,3 +214,23 @@ def test_errors_are_value_errors():
     assert issubclass(errors.SqueezeError, ValueError)
     for name in errors.__all__:
         assert issubclass(getattr(errors, name), errors.SqueezeError)
+
+
+def test_verify_rejects_nonzero_padding(weights):
+    """Padding is not covered by a CRC; verify() must check it is zero."""
+    data = bytearray(squeezefmt.save(weights))
+    with squeezefmt.open(bytes(data)) as f:
+        entries = [f.entry(k) for k in f.keys()]
+    gaps = []
+    prev_end = None
+    for e in entries:
+        for s in e.streams:
+            if prev_end is not None and s.offset > prev_end:
+                gaps.append(prev_end)
+            prev_end = s.offset + s.length
+    assert gaps, "test needs a padded layout"
+    data[gaps[0]] = 0x55
+    with squeezefmt.open(bytes(data)) as f:
+        f.tensors()  # decoding alone does not look at padding
+        with pytest.raises(errors.FormatError, match="padding"):
+            f.verify()
