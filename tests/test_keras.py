@@ -169,3 +169,23 @@ def test_cli_pack_info_verify_unpack(model_files, tmp_path):
     assert r.exit_code == 1 and "checksum mismatch" in r.output
     r = runner.invoke(main, ["info", str(tmp_path / "u.h5")])
     assert r.exit_code == 1 and "HDF5" in r.output
+
+
+def test_keras3_style_weights_file_is_refused_clearly(model_files, tmp_path):
+    _, model, _, _ = model_files
+    model.save_weights(tmp_path / "m.weights.h5")  # Keras 2.14 writes the Keras 3 layout for this suffix
+    with pytest.raises(errors.KerasFormatError, match="Keras 3-style"):
+        sk.pack(tmp_path / "m.weights.h5")
+
+
+def test_bundled_example_round_trip(tmp_path):
+    from conftest import EXAMPLES
+
+    h5 = os.path.join(EXAMPLES, "mnist_cnn.h5")
+    original = tf.keras.models.load_model(h5, compile=False)
+    x = np.random.default_rng(3).random((16, 28, 28, 1), dtype=np.float32)
+    loaded = sk.load(sk.pack(h5))
+    assert np.array_equal(loaded.predict(x, verbose=0), original.predict(x, verbose=0))
+    fresh = tf.keras.models.clone_model(original)
+    sk.load_weights(fresh, sk.pack(os.path.join(EXAMPLES, "mnist_cnn_weights.h5")))
+    assert np.array_equal(fresh.predict(x, verbose=0), original.predict(x, verbose=0))

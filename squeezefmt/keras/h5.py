@@ -151,6 +151,12 @@ def _read_open(f, include_optimizer: bool, digest: str | None) -> KerasArchive:
         kind, weights_root = "weights", f
     elif "model_weights" in f:
         kind, weights_root = "model", f["model_weights"]
+    elif "_layer_checkpoint_dependencies" in f or "vars" in f:
+        raise KerasFormatError(
+            "this is a Keras 3-style weights file (what Keras 2.14 writes for names ending in '.weights.h5'), "
+            "not the Keras 2 .h5 layout: save the full model with model.save('m.h5'), or the weights under a "
+            "name not ending in '.weights.h5'"
+        )
     else:
         raise KerasFormatError("not a Keras .h5 file: no 'model_weights' group and no 'layer_names' attribute")
     model_config = _text(f.attrs["model_config"]) if "model_config" in f.attrs else None
