@@ -63,10 +63,12 @@ class Preamble:
         return align(PREAMBLE_SIZE + self.header_len)
 
 
-def encode_header(json_bytes: bytes) -> tuple[int, bytes]:
-    """``(flags, stored bytes)``: the JSON zstd-compressed when that makes it smaller."""
+def encode_header(json_bytes: bytes, compress_header: bool = True) -> tuple[int, bytes]:
+    """``(flags, stored bytes)``: the JSON zstd-compressed when allowed and smaller."""
     from ..codecs.zstd_util import compress  # noqa: PLC0415 - codecs import the container lazily
 
+    if not compress_header:
+        return 0, json_bytes
     packed = compress(json_bytes, 19)
     if len(packed) < len(json_bytes):
         return FLAG_HEADER_ZSTD, packed
@@ -88,9 +90,9 @@ def decode_header(stored: bytes, pre: Preamble) -> bytes:
         raise HeaderError(str(exc)) from None
 
 
-def build_preamble(json_bytes: bytes, file_len_of) -> tuple[Preamble, bytes]:
+def build_preamble(json_bytes: bytes, file_len_of, compress_header: bool = True) -> tuple[Preamble, bytes]:
     """Preamble and stored header for ``json_bytes``; ``file_len_of(data_start)`` gives file_len."""
-    flags, stored = encode_header(json_bytes)
+    flags, stored = encode_header(json_bytes, compress_header)
     pre = Preamble(FORMAT_MAJOR, FORMAT_MINOR, flags, len(stored), crc32(stored), 0, len(json_bytes))
     return dataclasses.replace(pre, file_len=file_len_of(pre.data_start)), stored
 

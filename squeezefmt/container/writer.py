@@ -53,15 +53,21 @@ def build_pieces(tensors: Iterable[PendingTensor], metadata: dict[str, Any]) -> 
         dup = next(n for n in names if names.count(n) > 1)
         raise SqueezeError(f"tensor name {dup!r} is used twice")
     # Offsets depend on the stored header's length and vice versa: iterate until the layout is
-    # stable (data_start only grows, so it settles within a few rounds).
+    # stable. An uncompressed header only grows as offsets grow, so that iteration settles; a
+    # compressed one can shrink when offsets grow and so flip between two 64-byte boundaries.
+    # When that happens the header is stored uncompressed (compression is a SHOULD in the spec),
+    # which keeps the result deterministic.
     data_start = align(PREAMBLE_SIZE)
-    for _ in range(32):
+    compress_header = True
+    for _ in range(64):
         header, file_len = _header_object(tensors, metadata, data_start)
-        pre, stored = build_preamble(dumps(header), lambda _start, n=file_len: n)
+        pre, stored = build_preamble(dumps(header), lambda _start, n=file_len: n, compress_header)
         if pre.data_start == data_start:
             break
+        if pre.data_start < data_start:
+            compress_header = False
         data_start = max(pre.data_start, data_start)
-    else:  # pragma: no cover - cannot happen with a monotone layout
+    else:  # pragma: no cover - cannot happen: the uncompressed layout is monotone
         raise SqueezeError("could not settle the container layout")
     if pre.json_len >= 2**32 or pre.header_len >= 2**32:
         raise SqueezeError("header larger than 4 GiB")
