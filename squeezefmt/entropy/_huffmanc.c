@@ -1,0 +1,1336 @@
+/*
+ * squeezefmt.entropy._huffmanc -- fast path of the canonical Huffman coder and bit packing.
+ *
+ * Implements exactly the stream of spec/entropy-huffman.md, like the readable reference
+ * squeezefmt/entropy/huffman_ref.py: the encoder produces the same bytes, the decoder accepts the
+ * same streams and rejects the same malformed ones (with StreamError from squeezefmt.errors).
+ * The tests compare the two on random and corrupted inputs.
+ *
+ * Decoding: a lookup table indexed by the next P = min(M, 11) stream bits (M = longest code)
+ * gives (symbol, length); codes longer than P go through one second-level table per P-bit prefix.
+ * For outputs of MULTI_MIN_COUNT symbols or more a second table indexed by the next 12 bits gives
+ * every whole codeword inside them at once (up to 4 uint8 / 2 uint16 symbols per lookup).
+ * The bit reader loads 64 bits (unaligned, little endian) once per group of lookups that cannot
+ * use more than 57 bits, so the hot loop has no refill branch. All heavy loops run with the GIL
+ * released.
+ *
+ * Untrusted input: every read is bounds-checked (the fast loop only runs while 8 whole bytes are
+ * left), loops are bounded by the caller's count, and memory is the output (allocated by the
+ * caller) plus tables of at most 2**16 entries.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MODE_RAW 0
+#define MODE_CONST 1
+#define MODE_HUFFMAN 2
+#define MAX_CODE_LENGTH 16
+#define MAX_ALPHABET 65536
+#define MAX_RAW_WIDTH 16
+#define MAX_PACK_WIDTH 32
+#define PRIMARY_BITS 11
+#define SUB_FLAG 0x80u
+
+static PyObject *StreamError = NULL; /* squeezefmt.errors.StreamError (ValueError if unavailable) */
+static PyObject *CodecError = NULL;  /* squeezefmt.errors.CodecError: bad input to the encoder */
+
+/* ------------------------------------------------------------------------------------------ */
+/* Little-endian unaligned access                                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+static inline uint64_t load64le(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+static inline void store64le(uint8_t *p, uint64_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    memcpy(p, &v, 8);
+}
+
+static inline void store32le(uint8_t *p, uint32_t v)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap32(v);
+#endif
+    memcpy(p, &v, 4);
+}
+
+/* 8 bytes from byte offset `off`, zero-filled past the end. */
+static inline uint64_t load64_safe(const uint8_t *p, size_t n, size_t off)
+{
+    if (off + 8 <= n)
+        return load64le(p + off);
+    uint64_t v = 0;
+    for (size_t j = 0; off + j < n && j < 8; j++)
+        v |= (uint64_t)p[off + j] << (8 * j);
+    return v;
+}
+
+static inline uint32_t reverse_bits(uint32_t v, int n)
+{
+    uint32_t r = 0;
+    for (int i = 0; i < n; i++) {
+        r = (r << 1) | (v & 1u);
+        v >>= 1;
+    }
+    return r;
+}
+
+/* Error text produced while the GIL is released; raised afterwards. */
+typedef struct {
+    PyObject *type; /* NULL = no error */
+    char msg[256];
+} err_t;
+
+#define SET_ERR(e, exc, ...)                                                                     \
+    do {                                                                                         \
+        (e)->type = (exc);                                                                       \
+        snprintf((e)->msg, sizeof((e)->msg), __VA_ARGS__);                                       \
+    } while (0)
+
+static PyObject *raise_err(const err_t *e)
+{
+    if (e->type == PyExc_MemoryError)
+        return PyErr_NoMemory();
+    PyErr_SetString(e->type, e->msg);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Bit packing (fixed width, LSB first)                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+static inline uint32_t get_value(const void *src, int itemsize, size_t i)
+{
+    switch (itemsize) {
+    case 1: return ((const uint8_t *)src)[i];
+    case 2: return ((const uint16_t *)src)[i];
+    default: return ((const uint32_t *)src)[i];
+    }
+}
+
+/* Pack n values at `width` bits into dst (exactly ceil(n*width/8) bytes). Returns the OR of the
+ * value bits above `width` (non-zero = a value did not fit). */
+#define PACK_LOOP(T)                                                                             \
+    {                                                                                            \
+        const T *s = (const T *)src;                                                             \
+        for (size_t i = 0; i < n; i++) {                                                         \
+            uint64_t v = s[i];                                                                   \
+            over |= v & ~mask;                                                                   \
+            buf |= (v & mask) << nb;                                                             \
+            nb += width;                                                                         \
+            if (nb >= 32) {                                                                      \
+                store32le(o, (uint32_t)buf);                                                     \
+                o += 4;                                                                          \
+                buf >>= 32;                                                                      \
+                nb -= 32;                                                                        \
+            }                                                                                    \
+        }                                                                                        \
+    }
+
+static uint64_t pack_values(const void *src, int itemsize, size_t n, int width, uint8_t *dst)
+{
+    uint64_t mask = width >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << width) - 1);
+    uint64_t over = 0, buf = 0;
+    int nb = 0;
+    uint8_t *o = dst;
+    if (width == 0) {
+        for (size_t i = 0; i < n; i++)
+            over |= get_value(src, itemsize, i);
+        return over;
+    }
+    if (itemsize == 1) PACK_LOOP(uint8_t)
+    else if (itemsize == 2) PACK_LOOP(uint16_t)
+    else PACK_LOOP(uint32_t)
+    while (nb > 0) {
+        *o++ = (uint8_t)buf;
+        buf >>= 8;
+        nb -= 8;
+    }
+    return over;
+}
+
+#define UNPACK_LOOP(T)                                                                           \
+    {                                                                                            \
+        T *d = (T *)dst;                                                                         \
+        size_t i = 0;                                                                            \
+        uint64_t pos = 0;                                                                        \
+        for (; i < n && (pos >> 3) + 8 <= nbytes; i++, pos += (uint64_t)width)                   \
+            d[i] = (T)((load64le(src + (pos >> 3)) >> (pos & 7)) & mask);                        \
+        for (; i < n; i++, pos += (uint64_t)width)                                               \
+            d[i] = (T)((load64_safe(src, nbytes, pos >> 3) >> (pos & 7)) & mask);                \
+    }
+
+/* Unpack n values of `width` bits from exactly ceil(n*width/8) bytes, checking padding. */
+static int unpack_values(const uint8_t *src, size_t nbytes, int width, size_t n, void *dst,
+                         int itemsize, err_t *err)
+{
+    uint64_t nbits = (uint64_t)n * (uint64_t)width;
+    size_t need = (size_t)((nbits + 7) / 8);
+    if (nbytes != need) {
+        SET_ERR(err, StreamError, "bit-packed data %s: %zu bytes for %zu values of %d bits (expected %zu)",
+                nbytes < need ? "truncated" : "has trailing bytes", nbytes, n, width, need);
+        return -1;
+    }
+    if ((nbits & 7) && (src[nbytes - 1] >> (nbits & 7))) {
+        SET_ERR(err, StreamError, "bit-packed data: non-zero padding bits after the last value");
+        return -1;
+    }
+    if (width == 0) {
+        memset(dst, 0, n * (size_t)itemsize);
+        return 0;
+    }
+    uint64_t mask = ((uint64_t)1 << width) - 1;
+    if (itemsize == 1) UNPACK_LOOP(uint8_t)
+    else if (itemsize == 2) UNPACK_LOOP(uint16_t)
+    else UNPACK_LOOP(uint32_t)
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Code lengths (same algorithm as huffman_ref.code_lengths)                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    uint64_t count;
+    uint32_t sym;
+} ranked_t;
+
+static int cmp_rank(const void *a, const void *b)
+{
+    const ranked_t *x = (const ranked_t *)a, *y = (const ranked_t *)b;
+    if (x->count != y->count)
+        return x->count > y->count ? -1 : 1; /* count descending */
+    return x->sym < y->sym ? -1 : (x->sym > y->sym); /* then symbol ascending */
+}
+
+/* lengths[0..nsym) := length-limited Huffman code lengths (0 = unused). n_used >= 2 and
+ * n_used <= 2**max_len are the caller's job. Returns 0 or -1 (out of memory). */
+static int build_lengths(const uint64_t *hist, size_t nsym, int max_len, uint8_t *lengths)
+{
+    size_t n = 0;
+    memset(lengths, 0, nsym);
+    for (size_t s = 0; s < nsym; s++)
+        n += hist[s] != 0;
+    ranked_t *rank = malloc(n * sizeof(ranked_t));
+    uint64_t *nw = malloc(n * sizeof(uint64_t));      /* internal node weights */
+    int32_t *np_ = malloc(n * sizeof(int32_t));       /* internal node parents, then depths */
+    int32_t *lp = malloc(n * sizeof(int32_t));        /* leaf parents */
+    int64_t *bl = calloc(n + 2, sizeof(int64_t));     /* leaves per depth */
+    if (!rank || !nw || !np_ || !lp || !bl) {
+        free(rank); free(nw); free(np_); free(lp); free(bl);
+        return -1;
+    }
+    size_t k = 0;
+    for (size_t s = 0; s < nsym; s++)
+        if (hist[s]) {
+            rank[k].count = hist[s];
+            rank[k].sym = (uint32_t)s;
+            k++;
+        }
+    qsort(rank, n, sizeof(ranked_t), cmp_rank);
+
+    /* Two-queue Huffman over weights ascending = rank reversed: leaf i is rank[n-1-i]. */
+    size_t i = 0, j = 0, m = 0;
+    for (size_t step = 0; step + 1 < n; step++) {
+        uint64_t total = 0;
+        for (int pick = 0; pick < 2; pick++) {
+            if (i < n && (j >= m || rank[n - 1 - i].count <= nw[j])) {
+                lp[i] = (int32_t)m;
+                total += rank[n - 1 - i].count;
+                i++;
+            } else {
+                np_[j] = (int32_t)m;
+                total += nw[j];
+                j++;
+            }
+        }
+        nw[m] = total;
+        m++;
+    }
+    /* depths of internal nodes (root = m-1 at depth 0); parents always have larger indices */
+    np_[m - 1] = 0;
+    for (size_t t = m - 1; t-- > 0;)
+        np_[t] = np_[np_[t]] + 1;
+    int maxd = 0;
+    for (size_t l = 0; l < n; l++) {
+        int d = np_[lp[l]] + 1;
+        bl[d]++;
+        if (d > maxd)
+            maxd = d;
+    }
+    /* length limit: clamp, then remove the excess one unit at a time */
+    if (maxd > max_len) {
+        for (int d = max_len + 1; d <= maxd; d++) {
+            bl[max_len] += bl[d];
+            bl[d] = 0;
+        }
+        int64_t total = 0;
+        for (int d = 1; d <= max_len; d++)
+            total += bl[d] << (max_len - d);
+        while (total > ((int64_t)1 << max_len)) {
+            bl[max_len]--;
+            for (int d = max_len - 1; d > 0; d--)
+                if (bl[d]) {
+                    bl[d]--;
+                    bl[d + 1] += 2;
+                    break;
+                }
+            total--;
+        }
+        maxd = max_len;
+    }
+    size_t r = 0;
+    for (int d = 1; d <= maxd; d++)
+        for (int64_t c = 0; c < bl[d]; c++)
+            lengths[rank[r++].sym] = (uint8_t)d;
+    free(rank); free(nw); free(np_); free(lp); free(bl);
+    return 0;
+}
+
+/* Canonical codewords, returned bit-reversed (first code bit in bit 0). */
+static void canonical_rev_codes(const uint8_t *lengths, size_t nsym, uint32_t *rev)
+{
+    uint32_t bl[MAX_CODE_LENGTH + 2] = {0}, next[MAX_CODE_LENGTH + 2] = {0};
+    for (size_t s = 0; s < nsym; s++)
+        if (lengths[s])
+            bl[lengths[s]]++;
+    uint32_t code = 0;
+    for (int d = 1; d <= MAX_CODE_LENGTH; d++) {
+        code = (code + bl[d - 1]) << 1;
+        next[d] = code;
+    }
+    for (size_t s = 0; s < nsym; s++) {
+        int ln = lengths[s];
+        rev[s] = ln ? reverse_bits(next[ln]++, ln) : 0;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Code-length table: writer and reader                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    uint8_t *buf; /* zero-initialised, large enough */
+    size_t pos;   /* bits written */
+} bitw_t;
+
+static inline void bw_bit(bitw_t *w, unsigned b)
+{
+    if (b)
+        w->buf[w->pos >> 3] |= (uint8_t)(1u << (w->pos & 7));
+    w->pos++;
+}
+static void bw_lsb(bitw_t *w, uint32_t v, int n) { for (int i = 0; i < n; i++) bw_bit(w, (v >> i) & 1u); }
+static void bw_msb(bitw_t *w, uint32_t v, int n) { for (int i = n - 1; i >= 0; i--) bw_bit(w, (v >> i) & 1u); }
+static void bw_gamma(bitw_t *w, uint32_t v)
+{
+    int k = 0;
+    while ((v >> (k + 1)) != 0)
+        k++;
+    bw_lsb(w, 0, k);
+    bw_msb(w, v, k + 1);
+}
+
+/* Upper bound of a table's size in bytes: 4 + 33 bits header, at most 7 bits per entry. */
+#define TABLE_MAX_BYTES ((4 + 33 + 7 * MAX_ALPHABET + 7) / 8 + 8)
+
+/* Writes the table of lengths[0..nsym) (>= 2 used) into w. */
+static void write_table(bitw_t *w, const uint8_t *lengths, size_t nsym)
+{
+    size_t n = 0;
+    int m = 0;
+    for (size_t s = 0; s < nsym; s++)
+        if (lengths[s]) {
+            n = s + 1;
+            if (lengths[s] > m)
+                m = lengths[s];
+        }
+    bw_lsb(w, (uint32_t)(m - 1), 4);
+    bw_gamma(w, (uint32_t)n);
+    int prev = m;
+    size_t s = 0;
+    while (s < n) {
+        int ln = lengths[s];
+        if (ln == 0) {
+            size_t r = 0;
+            while (lengths[s + r] == 0)
+                r++;
+            bw_msb(w, 6, 3);
+            bw_gamma(w, (uint32_t)r);
+            s += r;
+            continue;
+        }
+        if (ln == prev)
+            bw_msb(w, 0, 1);
+        else if (ln == prev + 1)
+            bw_msb(w, 4, 3);
+        else if (ln == prev - 1)
+            bw_msb(w, 5, 3);
+        else {
+            bw_msb(w, 7, 3);
+            bw_lsb(w, (uint32_t)(ln - 1), 4);
+        }
+        prev = ln;
+        s++;
+    }
+}
+
+typedef struct {
+    const uint8_t *p;
+    size_t pos, end; /* bit positions */
+} bitr_t;
+
+static inline int br_bit(bitr_t *r, err_t *err, const char *what)
+{
+    if (r->pos >= r->end) {
+        if (!err->type)
+            SET_ERR(err, StreamError, "huffman stream truncated in %s", what);
+        return -1;
+    }
+    int b = (r->p[r->pos >> 3] >> (r->pos & 7)) & 1;
+    r->pos++;
+    return b;
+}
+
+static int64_t br_lsb(bitr_t *r, int n, err_t *err, const char *what)
+{
+    int64_t v = 0;
+    for (int i = 0; i < n; i++) {
+        int b = br_bit(r, err, what);
+        if (b < 0)
+            return -1;
+        v |= (int64_t)b << i;
+    }
+    return v;
+}
+
+static int64_t br_gamma(bitr_t *r, int max_bits, err_t *err, const char *what)
+{
+    int k = 0, b;
+    while ((b = br_bit(r, err, what)) == 0) {
+        k++;
+        if (k >= max_bits) {
+            SET_ERR(err, StreamError, "huffman %s: gamma number longer than %d bits", what, max_bits);
+            return -1;
+        }
+    }
+    if (b < 0)
+        return -1;
+    int64_t v = 1;
+    for (int i = 0; i < k; i++) {
+        b = br_bit(r, err, what);
+        if (b < 0)
+            return -1;
+        v = (v << 1) | b;
+    }
+    return v;
+}
+
+/* Reads and validates a table into lengths[MAX_ALPHABET]; returns N or -1. *m_out = M. */
+static int64_t read_table(bitr_t *r, uint8_t *lengths, int *m_out, err_t *err)
+{
+    const char *what = "code-length table";
+    int64_t v = br_lsb(r, 4, err, what);
+    if (v < 0)
+        return -1;
+    int m = (int)v + 1;
+    int64_t n = br_gamma(r, 17, err, "code-length table size");
+    if (n < 0)
+        return -1;
+    if (n < 2 || n > MAX_ALPHABET) {
+        SET_ERR(err, StreamError, "huffman table size %lld out of range 2..%d", (long long)n, MAX_ALPHABET);
+        return -1;
+    }
+    memset(lengths, 0, (size_t)n);
+    int prev = m;
+    int64_t s = 0;
+    while (s < n) {
+        int b = br_bit(r, err, what), ln;
+        if (b < 0)
+            return -1;
+        if (b == 0) {
+            ln = prev;
+        } else {
+            if ((b = br_bit(r, err, what)) < 0)
+                return -1;
+            if (b == 0) {
+                if ((b = br_bit(r, err, what)) < 0)
+                    return -1;
+                ln = b ? prev - 1 : prev + 1;
+            } else {
+                if ((b = br_bit(r, err, what)) < 0)
+                    return -1;
+                if (b == 0) {
+                    int64_t run = br_gamma(r, 17, err, "code-length table run");
+                    if (run < 0)
+                        return -1;
+                    if (run > n - s) {
+                        SET_ERR(err, StreamError,
+                                "huffman table: run of %lld unused symbols passes the table end (%lld)",
+                                (long long)run, (long long)n);
+                        return -1;
+                    }
+                    s += run;
+                    continue;
+                }
+                if ((v = br_lsb(r, 4, err, what)) < 0)
+                    return -1;
+                ln = (int)v + 1;
+            }
+        }
+        if (ln < 1 || ln > m) {
+            SET_ERR(err, StreamError, "huffman table: code length %d of symbol %lld outside 1..%d", ln,
+                    (long long)s, m);
+            return -1;
+        }
+        lengths[s] = (uint8_t)ln;
+        prev = ln;
+        s++;
+    }
+    if (lengths[n - 1] == 0) {
+        SET_ERR(err, StreamError, "huffman table: last table entry has no code");
+        return -1;
+    }
+    int maxl = 0;
+    int64_t used = 0, kraft = 0;
+    for (int64_t t = 0; t < n; t++)
+        if (lengths[t]) {
+            used++;
+            if (lengths[t] > maxl)
+                maxl = lengths[t];
+            kraft += (int64_t)1 << (m - lengths[t]);
+        }
+    if (maxl != m) {
+        SET_ERR(err, StreamError, "huffman table: declared longest code %d but longest is %d", m, maxl);
+        return -1;
+    }
+    if (used < 2) {
+        SET_ERR(err, StreamError, "huffman table: fewer than two coded symbols");
+        return -1;
+    }
+    if (kraft != ((int64_t)1 << m)) {
+        SET_ERR(err, StreamError, "huffman table: code is %s (Kraft sum %lld/%lld)",
+                kraft > ((int64_t)1 << m) ? "over-subscribed" : "incomplete", (long long)kraft,
+                (long long)1 << m);
+        return -1;
+    }
+    *m_out = m;
+    return n;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Decoding tables and the payload loop                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    uint32_t *primary; /* 2**pbits entries: (symbol << 16) | length, or (sub << 16) | SUB_FLAG */
+    uint32_t *sub;     /* nsub << sbits entries: (symbol << 16) | length */
+    int pbits, sbits;
+} dtable_t;
+
+static void free_dtable(dtable_t *t)
+{
+    free(t->primary);
+    free(t->sub);
+}
+
+/* The code is complete (checked), so every primary and secondary entry gets filled. */
+static int build_dtable(const uint8_t *lengths, size_t n, int m, dtable_t *t)
+{
+    uint32_t *rev = malloc(n * sizeof(uint32_t));
+    int pbits = m < PRIMARY_BITS ? m : PRIMARY_BITS, sbits = m - pbits;
+    t->pbits = pbits;
+    t->sbits = sbits;
+    t->primary = calloc((size_t)1 << pbits, sizeof(uint32_t));
+    t->sub = NULL;
+    if (!rev || !t->primary) {
+        free(rev);
+        return -1;
+    }
+    canonical_rev_codes(lengths, n, rev);
+    uint32_t pmask = (1u << pbits) - 1;
+    if (sbits) {
+        /* one sub-table per primary prefix that starts a code longer than pbits */
+        uint32_t nsub = 0;
+        for (size_t s = 0; s < n; s++)
+            if (lengths[s] > pbits) {
+                uint32_t pre = rev[s] & pmask;
+                if (!(t->primary[pre] & SUB_FLAG))
+                    t->primary[pre] = (nsub++ << 16) | SUB_FLAG;
+            }
+        t->sub = calloc((size_t)nsub << sbits, sizeof(uint32_t));
+        if (!t->sub) {
+            free(rev);
+            return -1;
+        }
+    }
+    for (size_t s = 0; s < n; s++) {
+        int ln = lengths[s];
+        if (!ln)
+            continue;
+        uint32_t entry = ((uint32_t)s << 16) | (uint32_t)ln;
+        if (ln <= pbits) {
+            for (uint32_t hi = 0; hi < (1u << (pbits - ln)); hi++)
+                t->primary[rev[s] | (hi << ln)] = entry;
+        } else {
+            uint32_t *st = t->sub + ((size_t)(t->primary[rev[s] & pmask] >> 16) << sbits);
+            int extra = ln - pbits;
+            uint32_t low = rev[s] >> pbits;
+            for (uint32_t hi = 0; hi < (1u << (sbits - extra)); hi++)
+                st[low | (hi << extra)] = entry;
+        }
+    }
+    free(rev);
+    return 0;
+}
+
+#define LOOKUP(w, e)                                                                             \
+    do {                                                                                         \
+        e = T[(w) & pmask];                                                                      \
+        if (__builtin_expect((e & SUB_FLAG) != 0, 0))                                            \
+            e = S[((size_t)(e >> 16) << sbits) | (((w) >> pbits) & smask)];                      \
+    } while (0)
+
+/* Fast loop: K symbols per 64-bit load; K * M <= 57. */
+#define DEFINE_FAST(T_OUT, SUFFIX, K)                                                            \
+    static size_t fast_##SUFFIX##_##K(const uint8_t *src, size_t nbytes, uint64_t *bitpos_io,    \
+                                      const dtable_t *t, T_OUT *out, size_t count)               \
+    {                                                                                            \
+        const uint32_t *T = t->primary, *S = t->sub;                                             \
+        const int pbits = t->pbits, sbits = t->sbits;                                            \
+        const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;   \
+        uint64_t bitpos = *bitpos_io;                                                            \
+        size_t i = 0;                                                                            \
+        while (i + (K) <= count && (bitpos >> 3) + 8 <= nbytes) {                                \
+            uint64_t w = load64le(src + (bitpos >> 3)) >> (bitpos & 7);                          \
+            uint32_t used = 0;                                                                   \
+            for (int k = 0; k < (K); k++) {                                                      \
+                uint32_t e;                                                                      \
+                LOOKUP(w, e);                                                                    \
+                out[i + k] = (T_OUT)(e >> 16);                                                   \
+                w >>= (e & 31);                                                                  \
+                used += e & 31;                                                                  \
+            }                                                                                    \
+            bitpos += used;                                                                      \
+            i += (K);                                                                            \
+        }                                                                                        \
+        *bitpos_io = bitpos;                                                                     \
+        return i;                                                                                \
+    }
+
+#define DEFINE_FAST_ALL(T_OUT, SUFFIX)                                                           \
+    DEFINE_FAST(T_OUT, SUFFIX, 3)                                                                \
+    DEFINE_FAST(T_OUT, SUFFIX, 4)                                                                \
+    DEFINE_FAST(T_OUT, SUFFIX, 5)                                                                \
+    DEFINE_FAST(T_OUT, SUFFIX, 6)                                                                \
+    DEFINE_FAST(T_OUT, SUFFIX, 7)                                                                \
+    DEFINE_FAST(T_OUT, SUFFIX, 8)                                                                \
+    static size_t fast_##SUFFIX(int m, const uint8_t *src, size_t nbytes, uint64_t *bp,          \
+                                const dtable_t *t, T_OUT *out, size_t count)                     \
+    {                                                                                            \
+        int k = 57 / m;                                                                          \
+        switch (k > 8 ? 8 : k) {                                                                 \
+        case 3: return fast_##SUFFIX##_3(src, nbytes, bp, t, out, count);                        \
+        case 4: return fast_##SUFFIX##_4(src, nbytes, bp, t, out, count);                        \
+        case 5: return fast_##SUFFIX##_5(src, nbytes, bp, t, out, count);                        \
+        case 6: return fast_##SUFFIX##_6(src, nbytes, bp, t, out, count);                        \
+        case 7: return fast_##SUFFIX##_7(src, nbytes, bp, t, out, count);                        \
+        default: return fast_##SUFFIX##_8(src, nbytes, bp, t, out, count);                       \
+        }                                                                                        \
+    }
+
+DEFINE_FAST_ALL(uint8_t, u8)
+DEFINE_FAST_ALL(uint16_t, u16)
+
+/* Multi-symbol decoding: a table indexed by the next MULTI_BITS stream bits whose entry holds
+ * every whole codeword inside those bits (up to 4 uint8 or 2 uint16 symbols), so one lookup
+ * yields several symbols when codes are short. Entry (uint64):
+ *   bits 0..31 the symbols (byte j / halfword j = symbol j), bits 32..39 bits consumed,
+ *   bits 40..47 number of symbols; 0 = the first code is longer than MULTI_BITS (take the
+ *   single-symbol path for it). Built only for long enough outputs. */
+#define MULTI_BITS 12
+#define MULTI_MIN_COUNT 8192
+
+static uint64_t *build_multi(const dtable_t *t, int itemsize)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    (void)t; (void)itemsize;
+    return NULL; /* the symbol lanes are stored little-endian; use the single-symbol loop */
+#endif
+    uint64_t *mt = malloc(sizeof(uint64_t) << MULTI_BITS);
+    if (!mt)
+        return NULL;
+    const uint32_t *T = t->primary, *S = t->sub;
+    const int pbits = t->pbits, sbits = t->sbits;
+    const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;
+    const int maxsyms = itemsize == 1 ? 4 : 2;
+    for (uint64_t idx = 0; idx < ((uint64_t)1 << MULTI_BITS); idx++) {
+        uint64_t syms = 0;
+        int used = 0, ns = 0;
+        while (ns < maxsyms) {
+            uint64_t w = idx >> used; /* bits above MULTI_BITS - used are unknown (zero here) */
+            uint32_t e;
+            LOOKUP(w, e);
+            int ln = (int)(e & 31);
+            if (ln > MULTI_BITS - used)
+                break; /* this code is not inside the known bits */
+            syms |= (uint64_t)(e >> 16) << (ns * 8 * itemsize);
+            used += ln;
+            ns++;
+        }
+        mt[idx] = syms | ((uint64_t)used << 32) | ((uint64_t)ns << 40);
+    }
+    return mt;
+}
+
+#define DEFINE_MULTI(T_OUT, SUFFIX, K)                                                           \
+    static size_t multi_##SUFFIX##_##K(const uint8_t *src, size_t nbytes, uint64_t *bitpos_io,   \
+                                       const dtable_t *t, const uint64_t *mt, T_OUT *out,        \
+                                       size_t count)                                             \
+    {                                                                                            \
+        const uint32_t *T = t->primary, *S = t->sub;                                             \
+        const int pbits = t->pbits, sbits = t->sbits;                                            \
+        const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;   \
+        const uint64_t qmask = ((uint64_t)1 << MULTI_BITS) - 1;                                  \
+        const size_t per = 4 / sizeof(T_OUT); /* symbols written per store */                  \
+        uint64_t bitpos = *bitpos_io;                                                            \
+        size_t i = 0;                                                                            \
+        while (i + per * (K) <= count && (bitpos >> 3) + 8 <= nbytes) {                          \
+            uint64_t w = load64le(src + (bitpos >> 3)) >> (bitpos & 7);                          \
+            uint32_t used = 0;                                                                   \
+            for (int k = 0; k < (K); k++) {                                                      \
+                uint64_t e = mt[w & qmask];                                                      \
+                uint32_t nb;                                                                     \
+                if (__builtin_expect((e >> 40) != 0, 1)) {                                       \
+                    memcpy(out + i, &e, 4); /* little-endian symbol lanes */                    \
+                    i += (size_t)(e >> 40);                                                      \
+                    nb = (uint32_t)(e >> 32) & 0xff;                                             \
+                } else {                                                                         \
+                    uint32_t e1;                                                                 \
+                    LOOKUP(w, e1);                                                               \
+                    out[i++] = (T_OUT)(e1 >> 16);                                                \
+                    nb = e1 & 31;                                                                \
+                }                                                                                \
+                w >>= nb;                                                                        \
+                used += nb;                                                                      \
+            }                                                                                    \
+            bitpos += used;                                                                      \
+        }                                                                                        \
+        *bitpos_io = bitpos;                                                                     \
+        return i;                                                                                \
+    }
+
+/* K lookups per 64-bit load, each consuming at most max(MULTI_BITS, M) <= 16 bits: K * 16 <= 57
+ * needs K = 3; K * 12 <= 57 allows K = 4 when M <= 12. (MULTI_BITS = 12: a 32 KiB table, which
+ * measured faster than 11 bits on every distribution tried; it stays in L1.) */
+DEFINE_MULTI(uint8_t, u8, 3)
+DEFINE_MULTI(uint8_t, u8, 4)
+DEFINE_MULTI(uint8_t, u8, 5)
+DEFINE_MULTI(uint16_t, u16, 3)
+DEFINE_MULTI(uint16_t, u16, 4)
+DEFINE_MULTI(uint16_t, u16, 5)
+
+static size_t multi_decode(int m, const uint8_t *src, size_t nbytes, uint64_t *bp, const dtable_t *t,
+                           const uint64_t *mt, void *out, int itemsize, size_t count)
+{
+    int bits = m > MULTI_BITS ? m : MULTI_BITS, k = 57 / bits;
+    if (itemsize == 1) {
+        if (k >= 5) return multi_u8_5(src, nbytes, bp, t, mt, (uint8_t *)out, count);
+        if (k == 4) return multi_u8_4(src, nbytes, bp, t, mt, (uint8_t *)out, count);
+        return multi_u8_3(src, nbytes, bp, t, mt, (uint8_t *)out, count);
+    }
+    if (k >= 5) return multi_u16_5(src, nbytes, bp, t, mt, (uint16_t *)out, count);
+    if (k == 4) return multi_u16_4(src, nbytes, bp, t, mt, (uint16_t *)out, count);
+    return multi_u16_3(src, nbytes, bp, t, mt, (uint16_t *)out, count);
+}
+
+/* Decode `count` codes from src[0..nbytes) into out (itemsize 1 or 2). */
+static int decode_payload(const uint8_t *src, size_t nbytes, const uint8_t *lengths, size_t n, int m,
+                          void *out, int itemsize, size_t count, int multi, err_t *err)
+{
+    if ((uint64_t)count > 8 * (uint64_t)nbytes) {
+        SET_ERR(err, StreamError, "huffman stream truncated: %zu payload bytes cannot hold %zu codes",
+                nbytes, count);
+        return -1;
+    }
+    dtable_t t;
+    if (build_dtable(lengths, n, m, &t) < 0) {
+        free_dtable(&t);
+        SET_ERR(err, PyExc_MemoryError, "out of memory");
+        return -1;
+    }
+    uint64_t bitpos = 0, nbits = 8 * (uint64_t)nbytes;
+    size_t i = 0;
+    uint64_t *mt = multi && count >= MULTI_MIN_COUNT ? build_multi(&t, itemsize) : NULL;
+    if (mt) {
+        i = multi_decode(m, src, nbytes, &bitpos, &t, mt, out, itemsize, count);
+        free(mt);
+    } else {
+        i = itemsize == 1 ? fast_u8(m, src, nbytes, &bitpos, &t, (uint8_t *)out, count)
+                          : fast_u16(m, src, nbytes, &bitpos, &t, (uint16_t *)out, count);
+    }
+    const uint32_t *T = t.primary, *S = t.sub;
+    const int pbits = t.pbits, sbits = t.sbits;
+    const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;
+    for (; i < count; i++) {
+        uint64_t w = load64_safe(src, nbytes, (size_t)(bitpos >> 3)) >> (bitpos & 7);
+        uint32_t e;
+        LOOKUP(w, e);
+        if (bitpos + (e & 31) > nbits) {
+            free_dtable(&t);
+            SET_ERR(err, StreamError, "huffman stream truncated at symbol %zu of %zu", i, count);
+            return -1;
+        }
+        if (itemsize == 1)
+            ((uint8_t *)out)[i] = (uint8_t)(e >> 16);
+        else
+            ((uint16_t *)out)[i] = (uint16_t)(e >> 16);
+        bitpos += e & 31;
+    }
+    free_dtable(&t);
+    size_t used_bytes = (size_t)((bitpos + 7) >> 3);
+    if (used_bytes != nbytes) {
+        SET_ERR(err, StreamError, "huffman stream: %zu trailing bytes after the last code", nbytes - used_bytes);
+        return -1;
+    }
+    if ((bitpos & 7) && (src[nbytes - 1] >> (bitpos & 7))) {
+        SET_ERR(err, StreamError, "huffman stream: non-zero padding bits after the last code");
+        return -1;
+    }
+    return 0;
+}
+
+/* Whole stream. out has `count` items of `itemsize` (1 or 2) bytes. */
+static int decode_stream(const uint8_t *data, size_t len, void *out, int itemsize, size_t count, int multi,
+                         err_t *err)
+{
+    const char *dtname = itemsize == 1 ? "uint8" : "uint16";
+    uint32_t limit = itemsize == 1 ? 0xFFu : 0xFFFFu;
+    if (len == 0) {
+        SET_ERR(err, StreamError, "huffman stream is empty (no mode byte)");
+        return -1;
+    }
+    int mode = data[0];
+    if (mode == MODE_RAW) {
+        if (len < 2) {
+            SET_ERR(err, StreamError, "huffman stream truncated: RAW mode without its width byte");
+            return -1;
+        }
+        int width = data[1];
+        if (width > MAX_RAW_WIDTH) {
+            SET_ERR(err, StreamError, "huffman stream: RAW width %d > %d", width, MAX_RAW_WIDTH);
+            return -1;
+        }
+        if (((1u << width) - 1) > limit) {
+            SET_ERR(err, StreamError, "huffman stream: %d-bit RAW symbols do not fit %s", width, dtname);
+            return -1;
+        }
+        return unpack_values(data + 2, len - 2, width, count, out, itemsize, err);
+    }
+    if (mode == MODE_CONST) {
+        uint32_t sym = 0;
+        int shift = 0;
+        size_t pos = 1;
+        for (;;) {
+            if (pos >= len) {
+                SET_ERR(err, StreamError, "huffman stream truncated in the CONST symbol");
+                return -1;
+            }
+            uint8_t byte = data[pos++];
+            sym |= (uint32_t)(byte & 0x7F) << shift;
+            shift += 7;
+            if (!(byte & 0x80))
+                break;
+            if (shift >= 21) {
+                SET_ERR(err, StreamError, "huffman stream: CONST symbol longer than 3 bytes");
+                return -1;
+            }
+        }
+        if (pos != len) {
+            SET_ERR(err, StreamError, "huffman stream: %zu trailing bytes after the CONST symbol", len - pos);
+            return -1;
+        }
+        /* minimal: the last byte is non-zero unless it is the only one */
+        if (sym >= MAX_ALPHABET || (pos > 2 && data[pos - 1] == 0)) {
+            SET_ERR(err, StreamError, "huffman stream: CONST symbol %u out of range or not minimally encoded", sym);
+            return -1;
+        }
+        if (sym > limit) {
+            SET_ERR(err, StreamError, "huffman stream: symbol %u does not fit %s", sym, dtname);
+            return -1;
+        }
+        if (itemsize == 1)
+            memset(out, (int)sym, count);
+        else
+            for (size_t i = 0; i < count; i++)
+                ((uint16_t *)out)[i] = (uint16_t)sym;
+        return 0;
+    }
+    if (mode == MODE_HUFFMAN) {
+        uint8_t *lengths = malloc(MAX_ALPHABET);
+        if (!lengths) {
+            SET_ERR(err, PyExc_MemoryError, "out of memory");
+            return -1;
+        }
+        bitr_t r = {data, 8, 8 * (size_t)len};
+        int m = 0;
+        int64_t n = read_table(&r, lengths, &m, err);
+        if (n < 0) {
+            free(lengths);
+            return -1;
+        }
+        if ((uint64_t)(n - 1) > limit) {
+            free(lengths);
+            SET_ERR(err, StreamError, "huffman stream: symbol %lld does not fit %s", (long long)(n - 1), dtname);
+            return -1;
+        }
+        while (r.pos & 7) {
+            int b = br_bit(&r, err, "the code-length table");
+            if (b != 0) {
+                if (b > 0)
+                    SET_ERR(err, StreamError, "huffman stream: non-zero padding bits after the code-length table");
+                free(lengths);
+                return -1;
+            }
+        }
+        size_t start = r.pos >> 3;
+        int rc = decode_payload(data + start, len - start, lengths, (size_t)n, m, out, itemsize, count, multi, err);
+        free(lengths);
+        return rc;
+    }
+    SET_ERR(err, StreamError, "huffman stream: unknown mode byte %d", mode);
+    return -1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Encoding                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/* hist[0..65536) += counts of the symbols (itemsize 1 or 2). */
+static void histogram(const void *src, int itemsize, size_t n, uint64_t *hist)
+{
+    if (itemsize == 1) {
+        const uint8_t *s = (const uint8_t *)src;
+        uint32_t h[4][256];
+        size_t i = 0;
+        while (i < n) {
+            size_t end = n - i > ((size_t)1 << 30) ? i + ((size_t)1 << 30) : n;
+            memset(h, 0, sizeof(h));
+            for (; i + 4 <= end; i += 4) {
+                h[0][s[i]]++;
+                h[1][s[i + 1]]++;
+                h[2][s[i + 2]]++;
+                h[3][s[i + 3]]++;
+            }
+            for (; i < end; i++)
+                h[0][s[i]]++;
+            for (int v = 0; v < 256; v++)
+                hist[v] += (uint64_t)h[0][v] + h[1][v] + h[2][v] + h[3][v];
+        }
+    } else {
+        const uint16_t *s = (const uint16_t *)src;
+        for (size_t i = 0; i < n; i++)
+            hist[s[i]]++;
+    }
+}
+
+static size_t leb128(uint32_t v, uint8_t *out)
+{
+    size_t k = 0;
+    do {
+        uint8_t b = v & 0x7F;
+        v >>= 7;
+        out[k++] = b | (v ? 0x80 : 0);
+    } while (v);
+    return k;
+}
+
+#define ENCODE_LOOP(T)                                                                           \
+    {                                                                                            \
+        const T *s = (const T *)src;                                                             \
+        for (size_t i = 0; i < n; i++) {                                                         \
+            uint32_t e = enc[s[i]];                                                              \
+            buf |= (uint64_t)(e >> 5) << nb;                                                     \
+            nb += e & 31;                                                                        \
+            if (nb >= 32) {                                                                      \
+                store32le(o, (uint32_t)buf);                                                     \
+                o += 4;                                                                          \
+                buf >>= 32;                                                                      \
+                nb -= 32;                                                                        \
+            }                                                                                    \
+        }                                                                                        \
+    }
+
+/* Writes exactly ceil(total_bits/8) bytes of codewords. */
+static int encode_payload(const void *src, int itemsize, size_t n, const uint8_t *lengths, size_t nsym,
+                          uint8_t *dst)
+{
+    uint32_t *enc = calloc(MAX_ALPHABET, sizeof(uint32_t));
+    if (!enc)
+        return -1;
+    canonical_rev_codes(lengths, nsym, enc); /* rev codes in place, then fold the length in */
+    for (size_t s = 0; s < nsym; s++)
+        enc[s] = (enc[s] << 5) | lengths[s];
+    uint64_t buf = 0;
+    int nb = 0;
+    uint8_t *o = dst;
+    if (itemsize == 1) ENCODE_LOOP(uint8_t)
+    else ENCODE_LOOP(uint16_t)
+    while (nb > 0) {
+        *o++ = (uint8_t)buf;
+        buf >>= 8;
+        nb -= 8;
+    }
+    free(enc);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Python bindings                                                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Unsigned integer buffer of itemsize in `allowed` (bitmask of 1, 2, 4). */
+static int get_uint_buffer(PyObject *obj, Py_buffer *view, int writable, int allowed, const char *what)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0)
+        return -1;
+    const char *f = view->format ? view->format : "B";
+    if (*f == '<' || *f == '=' || *f == '@')
+        f++;
+    int ok = (f[0] == 'B' || f[0] == 'H' || f[0] == 'I' || f[0] == 'L' || f[0] == 'Q') && f[1] == 0 &&
+             view->itemsize > 0 && view->itemsize <= 4 && (allowed & view->itemsize);
+    if (!ok) {
+        PyErr_Format(PyExc_TypeError, "%s must be a contiguous unsigned integer buffer of itemsize %s", what,
+                     allowed == 3 ? "1 or 2" : "1, 2 or 4");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(pack_bits_doc, "pack_bits(values, width) -> bytes\n\n"
+             "Pack a uint8/uint16/uint32 buffer at `width` (0..32) bits per value, LSB first.");
+
+static PyObject *py_pack_bits(PyObject *self, PyObject *args)
+{
+    PyObject *obj;
+    int width;
+    if (!PyArg_ParseTuple(args, "Oi", &obj, &width))
+        return NULL;
+    if (width < 0 || width > MAX_PACK_WIDTH) {
+        PyErr_Format(PyExc_ValueError, "width %d outside 0..%d", width, MAX_PACK_WIDTH);
+        return NULL;
+    }
+    Py_buffer v;
+    if (get_uint_buffer(obj, &v, 0, 7, "values") < 0)
+        return NULL;
+    size_t n = (size_t)(v.len / v.itemsize);
+    size_t nbytes = (size_t)(((uint64_t)n * (uint64_t)width + 7) / 8);
+    PyObject *res = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)nbytes);
+    if (!res) {
+        PyBuffer_Release(&v);
+        return NULL;
+    }
+    uint64_t over;
+    Py_BEGIN_ALLOW_THREADS
+    over = pack_values(v.buf, (int)v.itemsize, n, width, (uint8_t *)PyBytes_AS_STRING(res));
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&v);
+    if (over) {
+        Py_DECREF(res);
+        PyErr_Format(CodecError, "a value does not fit in %d bits", width);
+        return NULL;
+    }
+    return res;
+}
+
+PyDoc_STRVAR(unpack_bits_doc, "unpack_bits(data, width, out) -> None\n\n"
+             "Fill the uint8/uint16/uint32 buffer `out` with len(out) values of `width` bits; `data` must be "
+             "exactly the packed bytes with zero padding (StreamError otherwise).");
+
+static PyObject *py_unpack_bits(PyObject *self, PyObject *args)
+{
+    Py_buffer data, out;
+    int width;
+    PyObject *outobj;
+    if (!PyArg_ParseTuple(args, "y*iO", &data, &width, &outobj))
+        return NULL;
+    if (width < 0 || width > MAX_PACK_WIDTH) {
+        PyBuffer_Release(&data);
+        PyErr_Format(PyExc_ValueError, "width %d outside 0..%d", width, MAX_PACK_WIDTH);
+        return NULL;
+    }
+    if (get_uint_buffer(outobj, &out, 1, 7, "out") < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    if (width > 8 * out.itemsize) {
+        PyBuffer_Release(&data);
+        PyBuffer_Release(&out);
+        PyErr_Format(PyExc_ValueError, "%d-bit values do not fit an out buffer of itemsize %zd", width, out.itemsize);
+        return NULL;
+    }
+    err_t err = {NULL, ""};
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = unpack_values((const uint8_t *)data.buf, (size_t)data.len, width, (size_t)(out.len / out.itemsize),
+                       out.buf, (int)out.itemsize, &err);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&out);
+    if (rc < 0)
+        return raise_err(&err);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(code_lengths_doc, "code_lengths(counts, max_len) -> bytes\n\n"
+             "Length-limited Huffman code lengths for a uint64 count buffer (one byte per symbol).");
+
+static PyObject *py_code_lengths(PyObject *self, PyObject *args)
+{
+    Py_buffer c;
+    int max_len;
+    if (!PyArg_ParseTuple(args, "y*i", &c, &max_len))
+        return NULL;
+    if (c.len % 8 || max_len < 1 || max_len > MAX_CODE_LENGTH) {
+        PyBuffer_Release(&c);
+        PyErr_SetString(PyExc_ValueError, "counts must be uint64 and max_len in 1..16");
+        return NULL;
+    }
+    size_t nsym = (size_t)c.len / 8, used = 0;
+    uint64_t *hist = malloc(nsym * 8 + 8);
+    if (!hist) {
+        PyBuffer_Release(&c);
+        return PyErr_NoMemory();
+    }
+    memcpy(hist, c.buf, nsym * 8);
+    PyBuffer_Release(&c);
+    for (size_t s = 0; s < nsym; s++)
+        used += hist[s] != 0;
+    PyObject *res = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)nsym);
+    if (!res) {
+        free(hist);
+        return NULL;
+    }
+    uint8_t *lengths = (uint8_t *)PyBytes_AS_STRING(res);
+    memset(lengths, 0, nsym);
+    if (used > ((size_t)1 << max_len)) {
+        free(hist);
+        Py_DECREF(res);
+        PyErr_Format(PyExc_ValueError, "%zu distinct symbols do not fit max_code_length %d", used, max_len);
+        return NULL;
+    }
+    int rc = 0;
+    if (used >= 2) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = build_lengths(hist, nsym, max_len, lengths);
+        Py_END_ALLOW_THREADS
+    }
+    free(hist);
+    if (rc < 0) {
+        Py_DECREF(res);
+        return PyErr_NoMemory();
+    }
+    return res;
+}
+
+PyDoc_STRVAR(encode_doc, "encode(symbols, alphabet_size, max_len, strict) -> bytes\n\n"
+             "Encode a uint8/uint16 buffer of symbols < alphabet_size as a whole stream (smallest mode).");
+
+static PyObject *py_encode(PyObject *self, PyObject *args)
+{
+    PyObject *obj;
+    Py_ssize_t alphabet;
+    int max_len, strict;
+    if (!PyArg_ParseTuple(args, "Onip", &obj, &alphabet, &max_len, &strict))
+        return NULL;
+    if (alphabet < 1 || alphabet > MAX_ALPHABET || max_len < 1 || max_len > MAX_CODE_LENGTH) {
+        PyErr_Format(PyExc_ValueError, "alphabet_size must be in 1..%d and max_len in 1..%d", MAX_ALPHABET,
+                     MAX_CODE_LENGTH);
+        return NULL;
+    }
+    Py_buffer v;
+    if (get_uint_buffer(obj, &v, 0, 3, "symbols") < 0)
+        return NULL;
+    size_t n = (size_t)(v.len / v.itemsize), nsym = (size_t)alphabet;
+    uint64_t *hist = calloc(MAX_ALPHABET, sizeof(uint64_t));
+    uint8_t *lengths = calloc(MAX_ALPHABET, 1);
+    uint8_t *table = calloc(TABLE_MAX_BYTES, 1);
+    if (!hist || !lengths || !table) {
+        free(hist); free(lengths); free(table);
+        PyBuffer_Release(&v);
+        return PyErr_NoMemory();
+    }
+    err_t err = {NULL, ""};
+    size_t used = 0, first = 0, table_bytes = 0;
+    uint64_t huff_bits = 0;
+    int width = 0;
+    while (((size_t)1 << width) < nsym)
+        width++;
+    Py_BEGIN_ALLOW_THREADS
+    histogram(v.buf, (int)v.itemsize, n, hist);
+    for (size_t s = nsym; s < MAX_ALPHABET; s++)
+        if (hist[s]) {
+            SET_ERR(&err, CodecError, "symbol %zu >= alphabet_size %zu", s, nsym);
+            break;
+        }
+    if (!err.type) {
+        for (size_t s = 0; s < nsym; s++)
+            if (hist[s]) {
+                if (!used)
+                    first = s;
+                used++;
+            }
+        if (used >= 2) {
+            int need = 0;
+            while (((size_t)1 << need) < used)
+                need++;
+            if (need > max_len) {
+                if (strict)
+                    SET_ERR(&err, PyExc_ValueError, "%zu distinct symbols need max_code_length >= %d", used, need);
+                else
+                    max_len = need;
+            }
+            if (!err.type) {
+                if (build_lengths(hist, nsym, max_len, lengths) < 0) {
+                    SET_ERR(&err, PyExc_MemoryError, "out of memory");
+                } else {
+                    bitw_t w = {table, 0};
+                    write_table(&w, lengths, nsym);
+                    table_bytes = (w.pos + 7) / 8;
+                    for (size_t s = 0; s < nsym; s++)
+                        huff_bits += hist[s] * lengths[s];
+                }
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyObject *res = NULL;
+    if (err.type) {
+        raise_err(&err);
+        goto done;
+    }
+    /* candidates: CONST < RAW < HUFFMAN on ties */
+    uint8_t leb[4];
+    size_t leb_len = used == 1 ? leb128((uint32_t)first, leb) : 0;
+    size_t best_size = 2 + (size_t)(((uint64_t)n * (uint64_t)width + 7) / 8);
+    int best = MODE_RAW;
+    if (used == 1 && 1 + leb_len <= best_size) {
+        best = MODE_CONST;
+        best_size = 1 + leb_len;
+    }
+    size_t huff_size = 1 + table_bytes + (size_t)((huff_bits + 7) / 8);
+    if (used >= 2 && huff_size < best_size) {
+        best = MODE_HUFFMAN;
+        best_size = huff_size;
+    }
+    res = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)best_size);
+    if (!res)
+        goto done;
+    uint8_t *o = (uint8_t *)PyBytes_AS_STRING(res);
+    o[0] = (uint8_t)best;
+    int rc = 0;
+    if (best == MODE_CONST) {
+        memcpy(o + 1, leb, leb_len);
+    } else if (best == MODE_RAW) {
+        o[1] = (uint8_t)width;
+        Py_BEGIN_ALLOW_THREADS
+        pack_values(v.buf, (int)v.itemsize, n, width, o + 2);
+        Py_END_ALLOW_THREADS
+    } else {
+        memcpy(o + 1, table, table_bytes);
+        Py_BEGIN_ALLOW_THREADS
+        rc = encode_payload(v.buf, (int)v.itemsize, n, lengths, nsym, o + 1 + table_bytes);
+        Py_END_ALLOW_THREADS
+    }
+    if (rc < 0) {
+        Py_CLEAR(res);
+        PyErr_NoMemory();
+    }
+done:
+    free(hist); free(lengths); free(table);
+    PyBuffer_Release(&v);
+    return res;
+}
+
+PyDoc_STRVAR(decode_doc, "decode(data, out, multi=True) -> None\n\n"
+             "Decode a whole stream into the writable uint8/uint16 buffer `out` (len(out) symbols).\n"
+             "multi=False disables the multi-symbol table (for tests and benchmarks; same result).");
+
+static PyObject *py_decode(PyObject *self, PyObject *args)
+{
+    Py_buffer data, out;
+    PyObject *outobj;
+    int multi = 1;
+    if (!PyArg_ParseTuple(args, "y*O|p", &data, &outobj, &multi))
+        return NULL;
+    if (get_uint_buffer(outobj, &out, 1, 3, "out") < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    err_t err = {NULL, ""};
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = decode_stream((const uint8_t *)data.buf, (size_t)data.len, out.buf, (int)out.itemsize,
+                       (size_t)(out.len / out.itemsize), multi, &err);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&out);
+    if (rc < 0)
+        return raise_err(&err);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"encode", py_encode, METH_VARARGS, encode_doc},
+    {"decode", py_decode, METH_VARARGS, decode_doc},
+    {"pack_bits", py_pack_bits, METH_VARARGS, pack_bits_doc},
+    {"unpack_bits", py_unpack_bits, METH_VARARGS, unpack_bits_doc},
+    {"code_lengths", py_code_lengths, METH_VARARGS, code_lengths_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT, "_huffmanc",
+    "C fast path of squeezefmt.entropy.huffman (see huffman_ref.py for the reference).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__huffmanc(void)
+{
+    PyObject *mod = PyModule_Create(&moduledef);
+    if (!mod)
+        return NULL;
+    PyObject *errors = PyImport_ImportModule("squeezefmt.errors");
+    if (errors) {
+        StreamError = PyObject_GetAttrString(errors, "StreamError");
+        CodecError = PyObject_GetAttrString(errors, "CodecError");
+        Py_DECREF(errors);
+    }
+    PyErr_Clear();
+    if (!StreamError) {
+        StreamError = PyExc_ValueError;
+        Py_INCREF(StreamError);
+    }
+    if (!CodecError) {
+        CodecError = PyExc_ValueError;
+        Py_INCREF(CodecError);
+    }
+    PyModule_AddIntConstant(mod, "PRIMARY_BITS", PRIMARY_BITS);
+    return mod;
+}
