@@ -1,0 +1,237 @@
+"""The ``tt`` codec (numpy only): exact cores, TT-SVD, frozen vectors, hostile side information."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import squeezefmt
+from squeezefmt import errors, tt_math
+from squeezefmt.codecs import get_codec
+from squeezefmt.codecs.bytegroup import ByteGroup
+from squeezefmt.codecs.raw import Raw
+from squeezefmt.codecs.tt import TT, is_tt, read_tt
+from squeezefmt.tt_math import TTMatrix
+
+from conftest import ROOT, VECTORS
+
+TT_VECTORS = os.path.join(VECTORS, "tt")
+
+
+def cores(rng, n=(7, 4, 7, 4), m=(5, 5, 5, 5), r=(1, 4, 4, 4, 1), dtype=np.float32):
+    return TTMatrix(tuple(rng.normal(0, 0.3, (r[k], n[k], m[k], r[k + 1])).astype(dtype) for k in range(len(n))))
+
+
+@pytest.mark.parametrize("inner", [Raw(), ByteGroup(level=19), ByteGroup(level=3)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+def test_cores_round_trip_exactly(rng, inner, dtype):
+    tt = cores(rng, dtype=dtype)
+    data = squeezefmt.save({"layer/tt_matrix": tt, "b": np.ones(3, np.float32)}, codecs={"layer/tt_matrix": TT(inner=inner)})
+    with squeezefmt.open(data) as f:
+        info = f.info("layer/tt_matrix")
+        assert info.codec == "tt" and info.shape == (784, 625) and info.dtype == np.dtype(dtype).name
+        assert info.stats["tt_ranks"] == [1, 4, 4, 4, 1] and info.stats["tt_params"] == 1100
+        assert is_tt(f, "layer/tt_matrix") and not is_tt(f, "b") and not is_tt(f, "missing")
+        back = read_tt(f, "layer/tt_matrix")
+        assert all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(back.cores, tt.cores))
+        dense = f.tensor("layer/tt_matrix")
+        assert dense.dtype == dtype and dense.shape == (784, 625)
+        np.testing.assert_allclose(dense, tt.full(), rtol=1e-3 if dtype == np.float16 else 1e-5, atol=1e-3)
+        f.verify()
+        # the stored size is that of the cores, not of the matrix
+        assert info.stored_bytes <= tt.params * np.dtype(dtype).itemsize + 64
+
+
+def test_planner_codes_a_ttmatrix_without_being_told(rng):
+    tt = cores(rng)
+    for preset in ("lossless", "fast", "raw"):
+        data = squeezefmt.save({"t": tt}, preset=preset)
+        with squeezefmt.open(data) as f:
+            assert f.info("t").codec == "tt"
+            assert all(np.array_equal(a, b) for a, b in zip(read_tt(f, "t").cores, tt.cores))
+    with squeezefmt.open(squeezefmt.save({"t": tt}, preset="raw")) as f:
+        assert f.info("t").codec_config["inner"]["id"] == "raw"
+
+
+def test_tiny_cores_fall_back_to_raw(rng):
+    tt = cores(rng, n=(2, 2), m=(2, 2), r=(1, 2, 1))
+    enc = TT(inner=ByteGroup(level=19)).encode(tt)
+    assert [c["codec"]["id"] for c in enc.side["cores"]] == ["raw", "raw"]
+
+
+def test_tt_svd_encoding_reports_its_error(rng):
+    base = cores(rng, dtype=np.float64).full()
+    w = (base + 0.05 * np.abs(base).mean() * rng.normal(size=base.shape)).astype(np.float32)
+    codec = TT(max_rank=4)
+    enc = codec.encode(w)
+    assert enc.side["ranks"] == [1, 4, 4, 4, 1] and enc.side["input_dims"] == [7, 4, 7, 4]
+    assert 0 < enc.stats["rel_rms_err"] < 0.1
+    assert enc.stats["rel_rms_err"] == pytest.approx(enc.stats["tt_svd_rel_err"], rel=1e-3)
+    assert sum(len(s) for s in enc.streams) < w.nbytes / 100
+    data = squeezefmt.save({"k": w}, codecs={"k": codec})
+    with squeezefmt.open(data) as f:
+        got = f.tensor("k")
+        assert f.info("k").stats["max_abs_err"] == pytest.approx(float(np.abs(got - w).max()), rel=1e-5)
+    # tolerance mode
+    enc = TT(tol=0.2).encode(w)
+    assert enc.stats["rel_rms_err"] <= 0.2 + 1e-6
+    # chosen factorisation
+    enc = TT(max_rank=3, input_dims=[28, 28], output_dims=[25, 25]).encode(w)
+    assert enc.side["input_dims"] == [28, 28] and enc.side["ranks"] == [1, 3, 1]
+
+
+def test_config_round_trips_and_is_validated():
+    codec = TT(inner=Raw(), max_rank=8, tol=0.1, input_dims=[7, 4, 7, 4], output_dims=[5, 5, 5, 5])
+    again = get_codec(codec.describe())
+    assert again == codec and again.get_config()["inner"] == Raw().describe()
+    assert TT().get_config() == {"inner": ByteGroup(level=19).describe()}
+    for bad in [dict(max_rank=0), dict(max_rank=2.5), dict(tol=1.0), dict(tol=-0.1), dict(tol=True),
+                dict(input_dims=[2, 2]), dict(input_dims=[2, 0], output_dims=[2, 2]), dict(d=1),
+                dict(inner={"id": "nope", "version": 1, "config": {}})]:
+        with pytest.raises(errors.SqueezeError):
+            TT(**bad)
+
+
+def test_encode_refuses_what_it_cannot_store(rng):
+    with pytest.raises(errors.CodecError, match="larger than"):
+        TT().encode(TTMatrix((np.ones((1, 2, 2, 4), np.float32), np.ones((4, 2, 2, 1), np.float32))))
+    with pytest.raises(errors.CodecError, match="larger than"):
+        TT(max_rank=50).encode(rng.normal(size=(16, 16)).astype(np.float32))  # exact TT of a random 16x16
+    with pytest.raises(errors.CodecError):
+        TT(max_rank=2).encode(np.ones((4, 4, 4), np.float32))
+    with pytest.raises(errors.CodecError):
+        TT(max_rank=2).encode(np.ones((4, 4), np.int32))
+
+
+# -- frozen vectors -------------------------------------------------------------------------------------
+
+VALID = sorted(f[:-4] for f in os.listdir(os.path.join(TT_VECTORS, "valid")) if f.endswith(".sqz"))
+BROKEN = sorted(f for f in os.listdir(os.path.join(TT_VECTORS, "broken")) if f.endswith(".sqz"))
+
+
+def test_tt_manifest_matches_files():
+    with open(os.path.join(TT_VECTORS, "MANIFEST.json")) as f:
+        manifest = json.load(f)
+    on_disk = {f"{sub}/{fn}" for sub in ("valid", "broken") for fn in os.listdir(os.path.join(TT_VECTORS, sub))}
+    assert set(manifest) == on_disk
+    for rel, digest in manifest.items():
+        with open(os.path.join(TT_VECTORS, rel), "rb") as f:
+            assert hashlib.sha256(f.read()).hexdigest() == digest, f"{rel} changed: vectors are frozen"
+
+
+@pytest.mark.parametrize("stem", VALID)
+def test_tt_valid_vector(stem):
+    from make_tt_vectors import valid_cases
+
+    expected = np.load(os.path.join(TT_VECTORS, "valid", stem + ".npz"), allow_pickle=False)
+    path = os.path.join(TT_VECTORS, "valid", stem + ".sqz")
+    with squeezefmt.open(path) as f:
+        for name in f.keys():
+            tt = read_tt(f, name)
+            for k, core in enumerate(tt.cores):
+                want = expected[f"{name}.core_{k}"]
+                assert core.dtype == want.dtype and np.array_equal(core, want)
+            dense = f.tensor(name)
+            want = expected[f"{name}.dense"]
+            tol = 1e-2 if dense.dtype == np.float16 else 1e-5
+            np.testing.assert_allclose(dense, want, rtol=tol, atol=tol)
+        f.verify()
+    arrays, codecs = {s: (a, c) for s, a, c in valid_cases()}[stem]
+    data = squeezefmt.save(arrays, None, codecs=codecs)
+    with open(path, "rb") as fh:
+        assert data.replace(squeezefmt.__version__.encode(), b"0.1.0") == fh.read()
+
+
+@pytest.mark.parametrize("name", BROKEN)
+def test_tt_broken_vector_is_rejected(name):
+    want = getattr(errors, name.split("__")[0])
+    with pytest.raises(want) as info:
+        with squeezefmt.open(os.path.join(TT_VECTORS, "broken", name)) as f:
+            f.verify()
+    assert str(info.value)
+
+
+@given(st.data())
+def test_lying_tt_side_information(data):
+    """Edited side information (checksums fixed): a SqueezeError, or a decode honouring the declaration."""
+    from make_vectors import forge, split
+
+    with open(os.path.join(TT_VECTORS, "valid", "tt_cores_raw.sqz"), "rb") as fh:
+        header, streams = split(fh.read())
+    side = header["tensors"][0]["side"]
+    key = data.draw(st.sampled_from(["input_dims", "output_dims", "ranks"]))
+    side[key] = data.draw(st.lists(st.one_of(st.integers(-2, 40), st.just(2**40)), min_size=0, max_size=6))
+    if data.draw(st.booleans()):
+        header["tensors"][0]["shape"] = data.draw(st.lists(st.integers(0, 2**20), min_size=1, max_size=3))
+    try:
+        with squeezefmt.open(forge(header, streams)) as f:
+            out = f.tensor("layer/tt_matrix")
+    except errors.SqueezeError:
+        return
+    assert tuple(out.shape) == tuple(header["tensors"][0]["shape"])
+
+
+def test_tt_decodes_without_tensorflow():
+    code = textwrap.dedent(f"""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("tensorflow", "keras", "t3f"):
+                    raise ImportError("blocked: " + name)
+        sys.meta_path.insert(0, Block())
+        import os, squeezefmt
+        from squeezefmt.codecs.tt import read_tt
+        d = {os.path.join(TT_VECTORS, 'valid')!r}
+        for fn in sorted(os.listdir(d)):
+            if fn.endswith(".sqz"):
+                with squeezefmt.open(os.path.join(d, fn)) as f:
+                    for n in f.keys():
+                        f.tensor(n); read_tt(f, n)
+        assert not any(m.split(".")[0] in ("tensorflow", "keras") for m in sys.modules)
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_keras_metadata_expansion_without_tensorflow():
+    """resolve_weights (h5py/numpy level): a tt_cores record expands to one weight per core; lies are refused."""
+    from squeezefmt.keras.tt_pack import resolve_weights, weight_arrays
+
+    # (seed chosen away from the container writer's header-size oscillation, reported separately)
+    tt = cores(np.random.default_rng(7))
+    bias = np.zeros(625, np.float32)
+    names = [f"matrix/core_{k}:0" for k in range(4)]
+    meta = {"kind": "weights", "model_config": None, "layers": [{"name": "tt", "class_name": None, "weights": [
+        {"name": names[0], "tensor": "tt/tt_matrix", "tt_cores": names}, {"name": "b:0", "tensor": "tt/b:0"}]}]}
+    data = squeezefmt.save({"tt/tt_matrix": tt, "tt/b:0": bias}, _extra_metadata={"keras": meta})
+    with squeezefmt.open(data) as f:
+        assert f.layer_names() == ["tt"]
+        expanded, fetch = resolve_weights(f.metadata()["keras"], f, "stored")
+        ws = expanded["layers"][0]["weights"]
+        assert [w["name"] for w in ws] == names + ["b:0"]
+        arrays = weight_arrays(expanded, fetch)
+        got = [arrays[w["tensor"]] for w in ws]
+        assert all(np.array_equal(a, b) for a, b in zip(got, list(tt.cores) + [bias]))
+        for bad in (names[:3], "matrix", [1, 2, 3, 4]):
+            lying = json.loads(json.dumps(meta))
+            lying["layers"][0]["weights"][0]["tt_cores"] = bad
+            with pytest.raises(errors.KerasFormatError):
+                m, fe = resolve_weights(lying, f, "stored")
+                weight_arrays(m, fe)
+        lying = json.loads(json.dumps(meta))
+        lying["layers"][0]["weights"][0]["tensor"] = "tt/b:0"
+        with pytest.raises(errors.KerasFormatError):
+            resolve_weights(lying, f, "stored")
+    # without TT tensors nothing changes
+    plain = squeezefmt.save({"x": bias})
+    with squeezefmt.open(plain) as f:
+        m, fe = resolve_weights({"layers": [{"name": "x", "weights": [{"name": "x", "tensor": "x"}]}]}, f, "tt")
+        assert fe == f.tensor
