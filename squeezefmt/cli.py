@@ -55,21 +55,62 @@ def main():
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="lossless", show_default=True,
               help="Codec policy: " + "; ".join(f"{k}: {v}" for k, v in sorted(PRESET_HELP.items())))
 @click.option("--include-optimizer", is_flag=True, help="Keep the optimizer state (left out by default).")
+@click.option("--prune", type=click.FloatRange(0.0, 1.0, max_open=True), default=None, metavar="SPARSITY",
+              help="Magnitude-prune every kernel to this sparsity (no retraining; lossy) and store it as CSR.")
+@click.option("--cluster", type=click.IntRange(1, 16), default=None, metavar="BITS",
+              help="k-means codebook of 2**BITS shared values per kernel (lossy), Huffman-coded indices.")
+@click.option("--quantize", type=click.IntRange(1, 16), default=None, metavar="BITS",
+              help="Uniform quantization of kernels to BITS (1..8 or 16; lossy), Huffman-coded.")
+@click.option("--per-channel", is_flag=True, help="With --quantize: one scale per output channel.")
+@click.option("--epr-max-rel-rms", type=click.FloatRange(0.0, min_open=True), default=None, metavar="ERR",
+              help="Post-training EPR (lossy): per tensor the largest step with relative RMS error <= ERR.")
+@click.option("--epr-bits", type=click.FloatRange(0.0, min_open=True), default=None, metavar="BITS",
+              help="Post-training EPR (lossy): per tensor the smallest step that fits BITS bits per weight.")
+@click.option("--tt-rank", type=click.IntRange(1), default=None, metavar="R",
+              help="TT-SVD of Dense kernels with bond ranks <= R (lossy); they load as TTDense layers "
+                   "(squeezefmt.keras.load(..., densify=True) for plain Dense).")
+@click.option("--tt-tol", type=click.FloatRange(0.0, 1.0, max_open=True), default=None, metavar="EPS",
+              help="TT-SVD of Dense kernels at relative Frobenius error <= EPS (lossy; with --tt-rank: both).")
+@click.option("--tt-layers", default=None, metavar="NAMES",
+              help="Comma-separated layer names for --tt-rank/--tt-tol (default: every Dense where TT is smaller).")
+@click.option("--tt-dims", multiple=True, metavar="IN:OUT",
+              help="TT factorisation for kernels of that shape, e.g. 7,4,7,4:5,5,5,5 (default automatic; repeatable).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
-def pack(model, output, preset, include_optimizer, quiet):
+def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per_channel, quiet,
+         epr_max_rel_rms=None, epr_bits=None, tt_rank=None, tt_tol=None, tt_layers=None, tt_dims=()):
     """Pack a Keras .h5 file MODEL into the .sqz container OUTPUT."""
     from .keras.h5 import read_h5
     from .keras.pack import pack_archive
 
     try:
+        if epr_max_rel_rms is not None or epr_bits is not None:  # EPR-trained layers need no option
+            from .epr import preset_name
+            preset = preset_name(max_rel_rms=epr_max_rel_rms, bits_per_weight=epr_bits)
+        if prune is not None or cluster is not None or quantize is not None:
+            from .planner import custom_preset
+            preset = custom_preset(prune=prune, cluster=cluster, quantize=quantize, per_channel=per_channel,
+                                   base=preset)
+        elif per_channel:
+            raise SqueezeError("--per-channel needs --quantize")
         archive = read_h5(model, include_optimizer=include_optimizer)
+        tt_codecs, tt_report, options = None, [], {"preset": preset, "include_optimizer": include_optimizer}
+        if tt_rank is not None or tt_tol is not None:  # TT-SVD of Dense kernels (keras/tt_pack.py)
+            from .keras.tt_pack import parse_dims, tt_svd_codecs
+            tt_codecs, tt_report = tt_svd_codecs(
+                archive, max_rank=tt_rank, tol=tt_tol, preset=preset, dims=[parse_dims(t) for t in tt_dims],
+                layers=[n.strip() for n in tt_layers.split(",") if n.strip()] if tt_layers else None)
+            options["tt"] = {"max_rank": tt_rank, "tol": tt_tol, "tensors": sorted(tt_codecs)}
+        elif tt_layers or tt_dims:
+            raise SqueezeError("--tt-layers/--tt-dims need --tt-rank or --tt-tol")
         with _Progress(len(archive.arrays), "packing", quiet) as bar:
-            pack_archive(archive, output, preset=preset, progress=bar.step,
-                         options={"preset": preset, "include_optimizer": include_optimizer},
-                         source_name=os.path.basename(model))
+            pack_archive(archive, output, preset=preset, progress=bar.step, codecs=tt_codecs,
+                         options=options, source_name=os.path.basename(model))
     except (SqueezeError, OSError) as exc:
         _fail(exc)
     if not quiet:
+        for c in tt_report:
+            click.echo(f"tt {c.layer}: {c.shape[0]}x{c.shape[1]} as {c.input_dims}x{c.output_dims} ranks {c.ranks}, "
+                       f"{c.params} params, rel. error {c.rel_error:.4f}" + ("" if c.used else f" - kept dense: {c.reason}"))
         before, after = os.path.getsize(model), os.path.getsize(output)
         click.echo(f"{model}: {before} bytes -> {output}: {after} bytes ({before / max(after, 1):.2f}x)")
 

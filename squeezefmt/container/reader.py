@@ -13,6 +13,7 @@ from ..errors import ChecksumError, FormatError, LimitError, SqueezeError, Trunc
 from .header import TensorEntry, parse_header
 from .layout import PREAMBLE_SIZE, crc32, decode_header, parse_preamble
 from .limits import DEFAULT_LIMITS, Limits
+from .layers import LayerAccessMixin, LayerInfo  # noqa: F401 - layer-level access (f.layer(name))
 from .source import open_source
 
 
@@ -37,7 +38,7 @@ class TensorInfo:
         return self.nbytes / stored if stored else float("inf")
 
 
-class SqzFile:
+class SqzFile(LayerAccessMixin):
     """An open .sqz container. Use as a context manager::
 
         with squeezefmt.open("model.sqz") as f:
@@ -126,7 +127,12 @@ class SqzFile:
         )
 
     def nbytes(self, name: str) -> int:
-        """Decoded size of tensor ``name`` in bytes (from the header; nothing is decoded)."""
+        """Decoded size of tensor ``name`` in bytes (from the header; nothing is decoded).
+
+        ``name`` may also be a layer name (see :meth:`layer_names`): the decoded size of its tensors.
+        """
+        if name not in self._entries and name in self._layer_table():
+            return self.layer_nbytes(name)
         return self.entry(name).nbytes
 
     # -- decoding ----------------------------------------------------------------------------------

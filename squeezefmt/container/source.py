@@ -43,6 +43,19 @@ class MmapSource(ByteSource):
             raise
         super().__init__(self._mmap if self._mmap is not None else b"")
 
+    def release(self, offset: int, length: int) -> None:
+        """Drop the pages of ``[offset, offset + length)`` from the resident set (advisory; read-only map,
+        so the data is simply mapped again from the page cache on the next read)."""
+        advice = getattr(mmap, "MADV_DONTNEED", None)
+        if self._mmap is None or advice is None or length <= 0:
+            return
+        start = offset - offset % mmap.PAGESIZE
+        end = min(offset + length, self.size)
+        try:
+            self._mmap.madvise(advice, start, end - start)
+        except (OSError, ValueError):
+            pass
+
     def close(self) -> None:
         super().close()
         if self._mmap is not None:

@@ -17,4 +17,8 @@ def __getattr__(name):
         from . import model  # noqa: PLC0415 - imports TensorFlow lazily
 
         return getattr(model, name)
+    if name == "TTDense":  # Tensor-Train Dense layer (t3f KerasDense compatible); imports TensorFlow
+        from .tt_layer import TTDense  # noqa: PLC0415
+
+        return TTDense
     raise AttributeError(f"module 'squeezefmt.keras' has no attribute {name!r}")

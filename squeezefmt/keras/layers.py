@@ -19,3 +19,14 @@ def register_layer(name: str, factory: Callable[[], Any]) -> None:
 
 def custom_objects() -> dict[str, Any]:
     return {name: factory() for name, factory in _LAYER_FACTORIES.items()}
+
+
+def _tt_dense():
+    from .tt_layer import TTDense  # noqa: PLC0415 - imports TensorFlow
+
+    return TTDense
+
+
+# Tensor-Train Dense layer; also stands in for t3f's KerasDense, so t3f models load without t3f.
+register_layer("TTDense", _tt_dense)
+register_layer("KerasDense", _tt_dense)

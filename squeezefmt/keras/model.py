@@ -122,27 +122,37 @@ def assign_weights(model, meta: Mapping[str, Any], fetch) -> None:
         tf.keras.backend.batch_set_value(pairs)
 
 
-def load(path, *, lazy: bool = False, safe_mode: bool = True, custom_objects: Mapping[str, Any] | None = None):
+def load(path, *, lazy: bool = False, safe_mode: bool = True, custom_objects: Mapping[str, Any] | None = None,
+         densify: bool = False):
     """Rebuild the Keras model stored in a .sqz container (path, bytes or binary file object).
 
     ``safe_mode`` (default) refuses Lambda layers, whose config carries Python bytecode. The model is
     returned uncompiled; compile it to train or evaluate.
+
+    Tensor-Train kernels (``tt`` tensors): t3f ``KerasDense`` layers load as ``TTDense`` (no t3f needed)
+    and Dense kernels packed with ``--tt-rank``/``--tt-tol`` load as ``TTDense`` layers running on the
+    cores; ``densify=True`` loads every TT kernel as a plain ``Dense`` instead (see keras/tt_pack.py).
     """
     if lazy:
         from .lazy import load_lazy  # noqa: PLC0415
 
         return load_lazy(path, safe_mode=safe_mode, custom_objects=custom_objects)
+    from .tt_pack import resolve_weights  # noqa: PLC0415
+
     with open_sqz(path) as f:
-        meta = keras_metadata(f)
+        meta, fetch = resolve_weights(keras_metadata(f), f, "dense" if densify else "tt")
         model = build_model(meta, safe_mode=safe_mode, custom_objects=custom_objects)
-        assign_weights(model, meta, f.tensor)
+        assign_weights(model, meta, fetch)
     return model
 
 
 def load_weights(model, path) -> None:
     """Set the weights of an existing model from a container (packed from a model or weights .h5)."""
+    from .tt_pack import resolve_weights  # noqa: PLC0415
+
     with open_sqz(path) as f:
-        assign_weights(model, keras_metadata(f), f.tensor)
+        meta, fetch = resolve_weights(keras_metadata(f), f, "stored")  # TT tensors -> cores or dense kernels
+        assign_weights(model, meta, fetch)
 
 
 def to_archive(model, *, include_optimizer: bool = False):

@@ -45,6 +45,14 @@ def pack_archive(
     source_name: str | None = None,
 ):
     """Write an already-read Keras archive as a .sqz container."""
+    from .epr_pack import rewrite_epr  # noqa: PLC0415 - EPR-trained layers -> epr streams
+
+    archive, epr_codecs = rewrite_epr(archive)
+    if epr_codecs:
+        codecs = {**epr_codecs, **dict(codecs or {})}
+    from .tt_pack import group_tt_layers  # noqa: PLC0415 - t3f/TTDense cores -> one tt tensor per layer
+
+    archive = group_tt_layers(archive, codecs)
     extra = {"keras": archive.metadata(), "packing": dict(options or {})}
     if archive.source_sha256 or source_name:
         extra["source"] = {"sha256": archive.source_sha256, "file": source_name}
@@ -87,10 +95,10 @@ def keras_metadata(f) -> dict[str, Any]:
 def unpack(sqz_source, h5_target) -> None:
     """Write the Keras .h5 a container was packed from (weights as decoded)."""
     with open_sqz(sqz_source) as f:
-        meta = keras_metadata(f)
-        names = [w["tensor"] for layer in meta["layers"] for w in layer["weights"]]
-        names += [w["tensor"] for w in meta.get("optimizer") or []]
-        arrays = {n: f.tensor(n) for n in names}
+        from .tt_pack import resolve_weights, weight_arrays  # noqa: PLC0415
+
+        meta, fetch = resolve_weights(keras_metadata(f), f, "stored")  # a TT tensor -> its layer's cores
+        arrays = weight_arrays(meta, fetch)
     tmp = f"{os.fspath(h5_target)}.tmp-{os.getpid()}"
     try:
         write_h5(tmp, meta, arrays)
