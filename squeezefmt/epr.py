@@ -21,7 +21,7 @@ from .codecs import Codec
 from .codecs.epr import DEFAULT_MAX_REL_RMS, EPR
 from .dtypes import FLOAT_NAMES, dtype_name
 from .errors import SqueezeError
-from .planner import PRESETS, Preset, TensorContext, preset, register_preset
+from .planner import PRESET_FAMILIES, PRESETS, Preset, TensorContext, preset, register_preset
 
 __all__ = ["QUANTIZED_ROLES", "MIN_ELEMENTS", "wants_epr", "epr_policy", "preset_name", "DEFAULT_MAX_REL_RMS"]
 
@@ -80,6 +80,19 @@ def preset_name(max_rel_rms: float | None = None, bits_per_weight: float | None 
         register_preset(name, f"post-training EPR, {what} per tensor")(epr_policy(max_rel_rms, bits_per_weight))
     return name
 
+
+def _family(kind: str):
+    def resolve(value: str) -> str:
+        try:
+            number = float(value)
+        except ValueError:
+            raise SqueezeError(f"preset epr-{kind}<value>: {value!r} is not a number") from None
+        return preset_name(**{("max_rel_rms" if kind == "rms" else "bits_per_weight"): number})
+    return resolve
+
+
+PRESET_FAMILIES["epr-rms"] = _family("rms")    # "epr-rms0.02": relative RMS error target
+PRESET_FAMILIES["epr-bits"] = _family("bits")  # "epr-bits2": bits-per-weight budget
 
 register_preset(
     "epr",

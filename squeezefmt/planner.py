@@ -71,11 +71,26 @@ register_preset("fast", "exact, quick to write: byte-grouped zstd-3")(_lossless(
 register_preset("raw", "exact, uncompressed, memory-mappable")(lambda name, array, ctx: Raw())
 
 
+#: Parametric preset families: name prefix -> function that registers the preset for the rest of the
+#: name (e.g. ``"epr-rms"`` + ``"0.02"``) and returns its canonical name.
+PRESET_FAMILIES: dict[str, Callable[[str], str]] = {}
+
+
 def preset(name: str) -> Preset:
+    """The preset function registered as ``name``; members of a family (``"epr-rms0.02"``) register on first use."""
+    if name not in PRESETS:
+        for prefix, resolve in PRESET_FAMILIES.items():
+            if isinstance(name, str) and name.startswith(prefix):
+                canonical = resolve(name[len(prefix):])
+                if canonical == name:
+                    break
+                raise SqueezeError(f"unknown preset {name!r}; did you mean {canonical!r}?")
     try:
         return PRESETS[name]
     except KeyError:
-        raise SqueezeError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}") from None
+        families = ", ".join(f"{p}<value>" for p in PRESET_FAMILIES)
+        raise SqueezeError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}"
+                           + (f" or {families}" if families else "")) from None
 
 
 def encode_tensor(name: str, array: np.ndarray, codec: Codec) -> PendingTensor:

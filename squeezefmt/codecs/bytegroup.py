@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..buffers import empty_aligned
 from ..dtypes import FLOAT_NAMES, as_storage, dtype_name, from_storage, itemsize
 from ..errors import StreamError
 from . import zstd_util
@@ -47,7 +48,7 @@ def join_planes(planes: list, width: int, count: int, rotate: bool) -> np.ndarra
     """
     if _bytegroupc is None:
         return join_planes_reference(planes, width, count, rotate)
-    out = np.empty(count, dtype=_UINT[width])
+    out = empty_aligned(count, _UINT[width])
     _bytegroupc.join(planes, out, rotate)
     return out
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..buffers import empty_aligned, gather
 from ..dtypes import FLOAT_NAMES, as_storage, dtype_name, from_storage, numpy_dtype
 from ..entropy import huffman
 from ..errors import CodecError, StreamError
@@ -354,9 +355,13 @@ class Cluster(Codec):
 def _gather(book: np.ndarray, idx: np.ndarray, book_name: str, out_name: str) -> np.ndarray:
     """``book[idx]`` as the tensor's dtype: bit patterns when the codebook has the tensor's dtype
     (``book`` then holds storage values), else float centroids cast through float32."""
-    if book_name == out_name:
-        return from_storage(book[idx], out_name)
-    return cast_float(np.asarray(book, dtype=np.float32)[idx], out_name)
+    if book_name != out_name:
+        if out_name != "float32":
+            return cast_float(np.asarray(book, dtype=np.float32)[idx], out_name)
+        book = np.asarray(book, dtype=np.float32)
+    out = empty_aligned(idx.shape, book.dtype)
+    gather(book, idx, out)  # indices checked by the caller; straight into an aligned buffer
+    return from_storage(out, out_name) if book_name == out_name else out
 
 
 def bits_per_weight(encoded: Encoded, count: int) -> float:

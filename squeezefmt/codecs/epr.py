@@ -41,6 +41,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..buffers import empty_aligned
 from ..dtypes import FLOAT_NAMES, dtype_name, from_storage, numpy_dtype
 from ..errors import CodecError, StreamError
 from ..rdft import from_rdft, rdft_shape, to_rdft
@@ -93,7 +94,10 @@ def dequantize(q: np.ndarray, log_steps: np.ndarray, transform: str, shape: Sequ
     ``decompress_latent``), then the inverse RDFT for ``transform="rdft"``, then a cast to ``dtype``.
     """
     steps = np.exp(np.asarray(log_steps, dtype=np.float16).astype(np.float32))
-    latent = np.asarray(q).astype(np.float32) * steps  # broadcasts over the leading dims
+    q = np.asarray(q)
+    latent = empty_aligned(q.shape, np.float32)  # float32(q) * step, without a temporary copy of q
+    latent[...] = q
+    latent *= steps  # broadcasts over the leading dims
     if transform == "rdft":
         out = from_rdft(latent, width=int(shape[1]), dtype=np.float32)
     else:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..buffers import empty_aligned, gather
 from ..dtypes import FLOAT_NAMES, dtype_name, numpy_dtype
 from ..entropy import huffman
 from ..errors import CodecError, StreamError
@@ -91,6 +92,10 @@ def grid(lo: np.ndarray, hi: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndar
     if not np.all(np.isfinite(step32)):
         raise CodecError("quant: the value range does not fit a float32 step")
     return step32, zp
+
+
+#: Elements dequantized per step when decoding (bounds the decoder's scratch memory).
+DECODE_CHUNK_ELEMENTS = 1 << 16
 
 
 def dequantize(q: np.ndarray, zp: np.ndarray, step: np.ndarray, out_name: str) -> np.ndarray:
@@ -216,7 +221,25 @@ class Quantize(Codec):
         alphabet = (1 << self.bits) + int(shift.max())
         sym = huffman.decode(data[head:], n, dtype=np.uint8 if alphabet <= 256 else np.uint16)
         bshape = _broadcast_shape(len(spec.shape), ax, channels)
-        q = sym.reshape(spec.shape).astype(np.int64) - shift.reshape(bshape)
-        if q.size and (int(q.min()) < 0 or int(q.max()) > qmax):
-            raise StreamError(f"quant: a decoded index lies outside its channel's 0..{qmax} range")
-        return dequantize(q, zp.reshape(bshape), step.reshape(bshape), spec.dtype)
+        sym = sym.reshape(spec.shape if spec.shape else (1,))
+        shift, zp, step = shift.reshape(bshape or (1,)), zp.reshape(bshape or (1,)), step.reshape(bshape or (1,))
+        out = empty_aligned(sym.shape, numpy_dtype(spec.dtype))
+        if channels == 1:
+            # One table entry per symbol, computed with the formula below (so the values are the same
+            # bits); decoding is then one gather.
+            if int(sym.max()) > qmax:
+                raise StreamError(f"quant: a decoded index lies outside its channel's 0..{qmax} range")
+            table = dequantize(np.arange(qmax + 1, dtype=np.int64), zp.reshape(()), step.reshape(()), spec.dtype)
+            gather(table, sym, out)
+            return out.reshape(spec.shape)
+        # Per channel: dequantize in slices of the leading axis, so the int64/float temporaries of the
+        # formula stay small instead of 2-3 times the tensor (lazy inference's peak memory sees them).
+        rows = max(1, DECODE_CHUNK_ELEMENTS // max(1, sym[0].size))
+        for r0 in range(0, sym.shape[0], rows):
+            part = slice(r0, r0 + rows)
+            params = (shift[part], zp[part], step[part]) if ax == 0 else (shift, zp, step)
+            q = sym[part].astype(np.int64) - params[0]
+            if int(q.min()) < 0 or int(q.max()) > qmax:
+                raise StreamError(f"quant: a decoded index lies outside its channel's 0..{qmax} range")
+            out[part] = dequantize(q, params[1], params[2], spec.dtype)
+        return out.reshape(spec.shape)

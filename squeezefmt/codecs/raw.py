@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..buffers import aligned_copy
 from ..dtypes import as_storage, from_storage, itemsize, numpy_dtype
 from .base import Codec, Encoded, TensorSpec, expect_length, expect_streams
 from .registry import register
@@ -20,5 +21,5 @@ class Raw(Codec):
     def decode(self, streams, side, spec: TensorSpec) -> np.ndarray:
         expect_streams(streams, 1, self.codec_id)
         expect_length(streams[0], spec.size * itemsize(spec.dtype), "raw")
-        flat = np.frombuffer(streams[0], dtype=numpy_dtype(spec.dtype, storage=True)).copy()
+        flat = aligned_copy(np.frombuffer(streams[0], dtype=numpy_dtype(spec.dtype, storage=True)))
         return from_storage(flat.reshape(spec.shape), spec.dtype)

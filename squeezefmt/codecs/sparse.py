@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..buffers import zeros_aligned
 from ..dtypes import FLOAT_NAMES, as_storage, dtype_name, from_storage, numpy_dtype
 from ..entropy import huffman
 from ..errors import CodecError, StreamError
@@ -330,7 +331,7 @@ class Sparse(Codec):
         if negzero.size and spec.dtype not in FLOAT_NAMES:
             raise StreamError(f"sparse: negative zeros listed for a {spec.dtype} tensor")
         values = decode_nested(desc, streams[1:], TensorSpec(spec.dtype, (int(pos.size),)))
-        out = np.zeros(spec.size, storage)
+        out = zeros_aligned(spec.size, storage)
         out[pos] = as_storage(values).reshape(-1)
         if negzero.size:
             out.view(_UINT[storage.itemsize])[negzero] = _sign_bit(storage.itemsize)

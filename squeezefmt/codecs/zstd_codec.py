@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..buffers import aligned_copy
 from ..dtypes import as_storage, from_storage, itemsize, numpy_dtype
 from . import zstd_util
 from .base import Codec, Encoded, TensorSpec, expect_streams
@@ -27,5 +28,5 @@ class Zstd(Codec):
     def decode(self, streams, side, spec: TensorSpec) -> np.ndarray:
         expect_streams(streams, 1, self.codec_id)
         data = zstd_util.decompress_exact(streams[0], spec.size * itemsize(spec.dtype), "zstd")
-        flat = np.frombuffer(data, dtype=numpy_dtype(spec.dtype, storage=True)).copy()  # writable
+        flat = aligned_copy(np.frombuffer(data, dtype=numpy_dtype(spec.dtype, storage=True)))  # writable
         return from_storage(flat.reshape(spec.shape), spec.dtype)

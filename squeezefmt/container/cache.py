@@ -28,35 +28,35 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-ALIGN = 64
+from ..buffers import ALIGN, aligned_copy
 
 
 def aligned(a: np.ndarray, align: int = ALIGN) -> np.ndarray:
     """``a`` itself when it is C-contiguous, writeable and ``align``-byte aligned, else an aligned copy."""
     if a.flags.c_contiguous and a.flags.writeable and a.ctypes.data % align == 0:
         return a
-    buf = np.empty(a.nbytes + align, dtype=np.uint8)
-    start = (-buf.ctypes.data) % align
-    out = buf[start: start + a.nbytes].view(a.dtype).reshape(a.shape)
-    np.copyto(out, a, casting="no")
-    return out
+    return aligned_copy(a)
 
 
 class LayerCache:
     """Decode layers (or any named group of tensors) of an open :class:`~squeezefmt.SqzFile` on demand.
 
     ``max_bytes``: decoded bytes to keep between calls (LRU by layer); 0 keeps nothing.
+    ``fetch(key)``: how one tensor is decoded (default ``f.tensor``); a key that is not a tensor of
+    ``f`` names a derived array, e.g. a TT core ``"<tensor>#core_0"`` (its pages are released
+    under the tensor before the ``"#"``).
     ``release_pages``: after decoding, tell the OS the layer's file pages are not needed (for a
     memory-mapped path this keeps the compressed file out of the resident set, see
     :meth:`SqzFile.release`). ``on_decode(key, nbytes)`` is called after every decode (not on hits).
     Thread-safe; decodes are serialised, so concurrent callers never hold two decodes in flight.
     """
 
-    def __init__(self, f, max_bytes: int = 0, *, release_pages: bool = True,
-                 on_decode: Callable[[str, int], None] | None = None):
+    def __init__(self, f, max_bytes: int = 0, *, fetch: Callable[[str], np.ndarray] | None = None,
+                 release_pages: bool = True, on_decode: Callable[[str, int], None] | None = None):
         if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 0:
             raise ValueError(f"max_bytes must be a non-negative integer, got {max_bytes!r}")
         self._f = f
+        self._fetch = fetch if fetch is not None else f.tensor
         self.max_bytes = max_bytes
         self.release_pages = release_pages
         self.on_decode = on_decode
@@ -84,13 +84,14 @@ class LayerCache:
                 return list(hit[0])
             arrays, nbytes = [], 0
             for name in tensors:
-                a = aligned(self._f.tensor(name))
+                a = aligned(self._fetch(name))
                 self._track(a)
                 arrays.append(a)
                 nbytes += a.nbytes
             if self.release_pages:
-                for name in tensors:
-                    self._f.release(name)
+                for name in {n if n in self._f else n.split("#", 1)[0] for n in tensors}:
+                    if name in self._f:
+                        self._f.release(name)
             self._decodes += 1
             self._decoded_bytes += nbytes
             if 0 < nbytes <= self.max_bytes:

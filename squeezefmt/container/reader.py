@@ -139,6 +139,8 @@ class SqzFile(LayerAccessMixin):
     def streams(self, name: str) -> list[memoryview]:
         """The checksum-verified raw streams of tensor ``name``."""
         e = self.entry(name)
+        if self._source is None:
+            raise SqueezeError(f"cannot read tensor {name!r}: the container is closed")
         out = []
         for i, s in enumerate(e.streams):
             view = self._source.read(s.offset, s.length)

@@ -123,7 +123,7 @@ def assign_weights(model, meta: Mapping[str, Any], fetch) -> None:
 
 
 def load(path, *, lazy: bool = False, safe_mode: bool = True, custom_objects: Mapping[str, Any] | None = None,
-         densify: bool = False):
+         densify: bool = False, cache_bytes: int = 0):
     """Rebuild the Keras model stored in a .sqz container (path, bytes or binary file object).
 
     ``safe_mode`` (default) refuses Lambda layers, whose config carries Python bytecode. The model is
@@ -132,11 +132,19 @@ def load(path, *, lazy: bool = False, safe_mode: bool = True, custom_objects: Ma
     Tensor-Train kernels (``tt`` tensors): t3f ``KerasDense`` layers load as ``TTDense`` (no t3f needed)
     and Dense kernels packed with ``--tt-rank``/``--tt-tol`` load as ``TTDense`` layers running on the
     cores; ``densify=True`` loads every TT kernel as a plain ``Dense`` instead (see keras/tt_pack.py).
+
+    ``lazy=True``: the model's layers hold no weights; each weighted layer decodes its tensors from
+    the (memory-mapped) container just before it runs and drops them after, so inference needs
+    about the compressed file plus the largest layer (see keras/lazy.py). ``cache_bytes`` keeps up
+    to that many decoded bytes between calls (LRU by layer). The lazy model is for inference only.
     """
     if lazy:
         from .lazy import load_lazy  # noqa: PLC0415
 
-        return load_lazy(path, safe_mode=safe_mode, custom_objects=custom_objects)
+        return load_lazy(path, safe_mode=safe_mode, custom_objects=custom_objects, densify=densify,
+                         cache_bytes=cache_bytes)
+    if cache_bytes:
+        raise ValueError("cache_bytes applies to lazy=True only")
     from .tt_pack import resolve_weights  # noqa: PLC0415
 
     with open_sqz(path) as f:

@@ -1,0 +1,263 @@
+"""Peak memory and latency of lazy inference (``squeezefmt.keras.load(path, lazy=True)``).
+
+    .venv/bin/python tools/bench_memory.py                       # ~2 min
+    .venv/bin/python tools/bench_memory.py --presets lossless --layers 32 --batches 50
+
+The model: ``--layers`` Dense layers (ReLU) whose kernels are 1-4 MiB each (widths cycle through
+1024, 1024, 768, 512), so the float weights are far larger than the largest layer. It is saved as
+an .h5 and packed with each preset (default: 8-bit quantization with Huffman-coded indices, and
+lossless).
+
+Each measurement runs in its own process. A process imports TensorFlow and squeezefmt, runs a
+one-layer warm-up model (thread pools, tf.function machinery), then records its resident set as
+its *baseline*, resets the kernel's high-water mark (``/proc/self/clear_refs``) and does the work;
+the figure reported is ``VmHWM - baseline``: what the work cost on top of TensorFlow itself.
+
+* ``tf_h5``: ``tf.keras.models.load_model(h5)`` + predict (the reference);
+* ``sqz_eager``: ``squeezefmt.keras.load(sqz)`` + predict;
+* ``sqz_lazy``: ``squeezefmt.keras.load(sqz, lazy=True)`` + predict (no decode cache);
+* ``sqz_lazy_cached``: the same with ``cache_bytes`` = all decoded layers (memory for speed).
+
+The memory figure covers loading and ``model.predict`` + ``model(x)`` on one batch of ``--batch``
+rows; a second figure adds one ``model.predict`` over all ``--batches`` batches (Keras's predict
+loop copies the input into a tf.data pipeline and gathers the outputs: the same extra megabytes in
+every mode). Its predictions are compared with the eager .sqz model's (exactly equal expected).
+Latency is measured afterwards: ``model.predict`` and ``model(x)`` on one batch at a time, time per
+batch after a warm-up batch.
+The goal (design.md section 7): ``sqz_lazy`` at most compressed size + largest layer + 10 %.
+
+Prints the memory and latency tables and writes ``bench-results/bench_memory.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+MiB = 1 << 20
+WIDTHS = (1024, 1024, 768, 512)
+MODES = ("tf_h5", "sqz_eager", "sqz_lazy", "sqz_lazy_cached")
+
+
+# -- process memory (Linux /proc) -----------------------------------------------------------------
+
+def proc_status(field: str) -> int:
+    """A ``/proc/self/status`` memory field in bytes (0 when unavailable)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False when the kernel does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+# -- the model ------------------------------------------------------------------------------------
+
+def build_model(layers: int, seed: int):
+    import numpy as np
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    widths = [WIDTHS[i % len(WIDTHS)] for i in range(layers + 1)]
+    model = tf.keras.Sequential([tf.keras.Input((widths[0],))] + [
+        tf.keras.layers.Dense(w, activation="relu", name=f"dense_{i:02d}") for i, w in enumerate(widths[1:])])
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:  # He-scaled weights so activations neither vanish nor blow up
+        k, b = layer.get_weights()
+        layer.set_weights([(rng.standard_normal(k.shape) * np.sqrt(2.0 / k.shape[0])).astype(np.float32),
+                           (rng.standard_normal(b.shape) * 0.01).astype(np.float32)])
+    return model
+
+
+def prepare(work: str, layers: int, presets: list[str], seed: int) -> dict:
+    import squeezefmt
+    import squeezefmt.keras as sk
+    from squeezefmt.planner import custom_preset
+
+    model = build_model(layers, seed)
+    h5 = os.path.join(work, "model.h5")
+    model.save(h5, include_optimizer=False)
+    sizes = [sum(w.nbytes for w in layer.get_weights()) for layer in model.layers]
+    out = {"h5": h5, "h5_bytes": os.path.getsize(h5), "float_weight_bytes": sum(sizes),
+           "largest_layer_bytes": max(sizes), "layers": len(sizes), "input_width": WIDTHS[0], "containers": {}}
+    for name in presets:
+        preset = custom_preset(quantize=8) if name == "quantize8" else name
+        path = os.path.join(work, f"model-{name}.sqz")
+        t = time.perf_counter()
+        sk.pack(h5, path, preset=preset)
+        with squeezefmt.open(path) as f:
+            codecs = sorted({f.info(t).codec for t in f.keys()})
+        out["containers"][name] = {"path": path, "bytes": os.path.getsize(path), "preset": preset,
+                                   "codecs": codecs, "pack_seconds": round(time.perf_counter() - t, 2)}
+    return out
+
+
+# -- one measurement (child process) --------------------------------------------------------------
+
+def child(mode: str, path: str, batch: int, batches: int, seed: int, cache_bytes: int) -> dict:
+    import numpy as np
+    import tensorflow as tf
+
+    import squeezefmt.keras as sk
+
+    warm = tf.keras.Sequential([tf.keras.Input((8,)), tf.keras.layers.Dense(8)])
+    warm.predict(np.zeros((2, 8), np.float32), verbose=0)
+    warm(np.zeros((2, 8), np.float32))
+    del warm
+    xs = np.random.default_rng(seed).standard_normal((batches * batch, WIDTHS[0])).astype(np.float32)
+    gc.collect()
+    baseline = proc_status("VmRSS")
+    peak_reset = reset_peak()
+
+    t = time.perf_counter()
+    if mode == "tf_h5":
+        model = tf.keras.models.load_model(path, compile=False)
+    elif mode == "sqz_eager":
+        model = sk.load(path)
+    elif mode == "sqz_lazy":
+        model = sk.load(path, lazy=True)
+    elif mode == "sqz_lazy_cached":
+        model = sk.load(path, lazy=True, cache_bytes=cache_bytes)
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    load_seconds = time.perf_counter() - t
+    after_load = proc_status("VmRSS")
+
+    # memory: load, then predict and model(x) on one batch (the weights' share of the peak) ...
+    model.predict(xs[:batch], batch_size=batch, verbose=0)
+    model(xs[:batch], training=False)
+    peak = proc_status("VmHWM")
+    # ... then one predict over all batches (adds Keras's predict loop: tf.data copies, outputs)
+    out = model.predict(xs, batch_size=batch, verbose=0)
+    peak_all = proc_status("VmHWM")
+
+    # latency, after the memory figure (repeated predict() calls grow TensorFlow's heap a little)
+    def per_batch(fn) -> float:
+        fn(0)  # warm-up: tracing, first decode into the cache
+        t = time.perf_counter()
+        for i in range(1, batches):
+            fn(i)
+        return (time.perf_counter() - t) / max(1, batches - 1)
+
+    chunk = lambda i: xs[i * batch:(i + 1) * batch]  # noqa: E731
+    predict_s = per_batch(lambda i: model.predict(chunk(i), batch_size=batch, verbose=0))
+    call_s = per_batch(lambda i: model(chunk(i), training=False))
+    result = {
+        "mode": mode, "baseline_rss": baseline, "peak_rss": peak, "peak_delta": peak - baseline,
+        "peak_delta_all_batches": peak_all - baseline,
+        "load_delta": after_load - baseline, "peak_reset": peak_reset, "load_seconds": round(load_seconds, 3),
+        "predict_ms_per_batch": round(predict_s * 1e3, 3), "call_ms_per_batch": round(call_s * 1e3, 3),
+        "output_sha256": hashlib.sha256(np.ascontiguousarray(out).tobytes()).hexdigest(),
+    }
+    if mode.startswith("sqz_lazy"):
+        from squeezefmt.keras.lazy import lazy_state
+
+        result["cache"] = lazy_state(model).cache.stats()
+    return result
+
+
+def run_child(args, mode: str, path: str, cache_bytes: int) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", mode, "--path", path, "--batch", str(args.batch),
+           "--batches", str(args.batches), "--seed", str(args.seed), "--cache-bytes", str(cache_bytes)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{mode} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def mib(n: int) -> str:
+    return f"{n / MiB:8.1f}"  # noqa: E231
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layers", type=int, default=24)
+    ap.add_argument("--presets", default="quantize8,lossless",
+                    help="comma-separated: quantize8 (8-bit, Huffman) or any preset name")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", default=None, help="keep the .h5/.sqz here (default: a temporary directory)")
+    ap.add_argument("--out", default=os.path.join(REPO, "bench-results", "bench_memory.json"))
+    ap.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    ap.add_argument("--path", help=argparse.SUPPRESS)
+    ap.add_argument("--cache-bytes", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.path, args.batch, args.batches, args.seed, args.cache_bytes)))
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or tmp
+        os.makedirs(work, exist_ok=True)
+        info = prepare(work, args.layers, [p.strip() for p in args.presets.split(",") if p.strip()], args.seed)
+        float_bytes, largest = info["float_weight_bytes"], info["largest_layer_bytes"]
+        print(f"model: {info['layers']} Dense layers, float32 weights {float_bytes / MiB:.1f} MiB, "
+              f"largest layer {largest / MiB:.2f} MiB, .h5 {info['h5_bytes'] / MiB:.1f} MiB; "
+              f"batch {args.batch} x {args.batches}")
+        reference = run_child(args, "tf_h5", info["h5"], 0)
+        rows = []
+        for name, c in info["containers"].items():
+            results = {m: run_child(args, m, c["path"], float_bytes + MiB) for m in MODES[1:]}
+            eager_hash = results["sqz_eager"]["output_sha256"]
+            goal = (c["bytes"] + largest) * 1.10
+            for m, r in results.items():
+                r["same_predictions_as_eager"] = r["output_sha256"] == eager_hash
+            rows.append({"preset": name, **c, "goal_bytes": int(goal),
+                         "lazy_meets_goal": results["sqz_lazy"]["peak_delta"] <= goal, "runs": results})
+
+        for key, title in (("peak_delta", "load + one batch"),
+                           ("peak_delta_all_batches", f"load + one batch + predict over {args.batches} batches")):
+            print(f"\npeak memory above the TensorFlow baseline, {title} (MiB; each run in its own process)")
+            print(f"{'container':<20}{'.sqz':>8}{'goal':>8}{'tf_h5':>8}{'eager':>8}{'lazy':>8}{'cached':>8}"
+                  f"{'lazy/tf':>9}{'goal met':>9}  same preds")
+            for row in rows:
+                r = row["runs"]
+                print(f"{row['preset']:<20}{mib(row['bytes'])}{mib(row['goal_bytes'])}{mib(reference[key])}"
+                      f"{mib(r['sqz_eager'][key])}{mib(r['sqz_lazy'][key])}{mib(r['sqz_lazy_cached'][key])}"
+                      f"{r['sqz_lazy'][key] / reference[key]:9.3f}{str(r['sqz_lazy'][key] <= row['goal_bytes']):>9}  "
+                      f"{all(x['same_predictions_as_eager'] for x in r.values())}")
+        print(f"(TensorFlow baseline RSS in these processes: {reference['baseline_rss'] / MiB:.0f} MiB)")
+
+        print("\nlatency per batch (ms): model.predict / model(x)")
+        print(f"{'container':<20}{'tf_h5':>16}{'eager':>16}{'lazy':>16}{'cached':>16}{'lazy/eager':>12}")
+        ref = f"{reference['predict_ms_per_batch']:.2f}/{reference['call_ms_per_batch']:.2f}"
+        for row in rows:
+            r = row["runs"]
+            cells = [f"{r[m]['predict_ms_per_batch']:.2f}/{r[m]['call_ms_per_batch']:.2f}" for m in MODES[1:]]
+            ratio = r["sqz_lazy"]["predict_ms_per_batch"] / r["sqz_eager"]["predict_ms_per_batch"]
+            print(f"{row['preset']:<20}{ref:>16}" + "".join(f"{c:>16}" for c in cells) + f"{ratio:12.2f}")
+
+        result = {"model": {k: v for k, v in info.items() if k not in ("containers", "h5")},
+                  "batch": args.batch, "batches": args.batches, "tf_h5": reference, "containers": rows}
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as fh:
+            json.dump(result, fh, indent=2)
+        print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
