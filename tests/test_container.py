@@ -126,6 +126,22 @@ def test_random_access_reads_only_that_tensor(weights):
     assert set(f.ranges) <= allowed and f.ranges
 
 
+def test_written_files_get_ordinary_permissions(tmp_path, weights):
+    """Not mkstemp's 0600: what open() would give under the umask, or the replaced file's mode."""
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        squeezefmt.save(weights, tmp_path / "new.sqz")
+        assert stat.S_IMODE(os.stat(tmp_path / "new.sqz").st_mode) == 0o644
+        (tmp_path / "kept.sqz").write_bytes(b"old")
+        os.chmod(tmp_path / "kept.sqz", 0o640)
+        squeezefmt.save(weights, tmp_path / "kept.sqz")
+        assert stat.S_IMODE(os.stat(tmp_path / "kept.sqz").st_mode) == 0o640
+    finally:
+        os.umask(old)
+
+
 def test_atomic_write_leaves_nothing_on_failure(tmp_path, weights):
     target = tmp_path / "out.sqz"
     target.write_bytes(b"previous contents")

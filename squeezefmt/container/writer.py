@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 import tempfile
 from typing import Any, Iterable
 
@@ -98,6 +99,27 @@ def write_pieces(pieces: list[bytes], target) -> bytes | None:
     raise SqueezeError(f"cannot write a container to {type(target).__name__}: pass a path, a binary file or None")
 
 
+def _umask() -> int:
+    try:
+        with open("/proc/self/status") as fh:  # Linux: read it without changing it
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _final_mode(path: str) -> int:
+    """The permissions the target should get: those of the file it replaces, else what open() would give."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 def _atomic_write(pieces: list[bytes], path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
@@ -106,6 +128,7 @@ def _atomic_write(pieces: list[bytes], path: str) -> None:
             for p in pieces:
                 f.write(p)
             f.flush()
+            os.fchmod(f.fileno(), _final_mode(path))  # mkstemp creates 0600
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
