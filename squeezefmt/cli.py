@@ -54,7 +54,8 @@ def main():
 @click.argument("output", type=click.Path(dir_okay=False))
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="lossless", show_default=True,
               help="Codec policy: " + "; ".join(f"{k}: {v}" for k, v in sorted(PRESET_HELP.items())))
-@click.option("--include-optimizer", is_flag=True, help="Keep the optimizer state (left out by default).")
+@click.option("--include-optimizer", is_flag=True,
+              help="Keep the optimizer state and the training config (loss, metrics; left out by default).")
 @click.option("--prune", type=click.FloatRange(0.0, 1.0, max_open=True), default=None, metavar="SPARSITY",
               help="Magnitude-prune every kernel to this sparsity (no retraining; lossy) and store it as CSR.")
 @click.option("--cluster", type=click.IntRange(1, 16), default=None, metavar="BITS",

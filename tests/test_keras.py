@@ -68,6 +68,7 @@ def test_pack_is_deterministic_and_leaves_out_optimizer(model_files):
         assert not any(k.startswith("optimizer/") for k in f.keys())
         meta = f.metadata()
         assert meta["keras"]["kind"] == "model"
+        assert meta["keras"]["training_config"] is None  # goes with the optimizer state
         assert json.loads(meta["keras"]["model_config"])["class_name"] == "Functional"
         assert len(meta["source"]["sha256"]) == 64
 
@@ -78,6 +79,8 @@ def test_include_optimizer_and_unpack_round_trip(model_files, tmp_path):
     with squeezefmt.open(tmp_path / "o.sqz") as f:
         opt = [k for k in f.keys() if k.startswith("optimizer/")]
     assert len(opt) == len(model.optimizer.variables)
+    with squeezefmt.open(tmp_path / "o.sqz") as f:
+        assert json.loads(f.metadata()["keras"]["training_config"])["loss"] == "sparse_categorical_crossentropy"
     sk.unpack(tmp_path / "o.sqz", tmp_path / "back.h5")
     back = tf.keras.models.load_model(tmp_path / "back.h5")
     assert np.array_equal(back.predict(x, verbose=0), ref)

@@ -160,7 +160,9 @@ def _read_open(f, include_optimizer: bool, digest: str | None) -> KerasArchive:
     else:
         raise KerasFormatError("not a Keras .h5 file: no 'model_weights' group and no 'layer_names' attribute")
     model_config = _text(f.attrs["model_config"]) if "model_config" in f.attrs else None
-    training_config = _text(f.attrs["training_config"]) if "training_config" in f.attrs else None
+    # the training config (loss, metrics, optimizer settings) goes with the optimizer state: only on request
+    training_config = (_text(f.attrs["training_config"])
+                       if include_optimizer and "training_config" in f.attrs else None)
     classes = _config_classes(model_config)
     arrays: dict[str, np.ndarray] = {}
     layers = []
