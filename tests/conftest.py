@@ -33,3 +33,28 @@ def weights(rng):
         "embed": rng.normal(0, 1, (100, 8)).astype(np.float16),
         "steps": np.arange(12, dtype=np.int64).reshape(3, 4),
     }
+
+
+class CountingFile:
+    """A binary file object over bytes that records every ``(start, end)`` range read from it."""
+
+    def __init__(self, data: bytes):
+        import io
+
+        self._f = io.BytesIO(data)
+        self.ranges: list[tuple[int, int]] = []
+
+    def read(self, n=-1):
+        start = self._f.tell()
+        out = self._f.read(n)
+        self.ranges.append((start, start + len(out)))
+        return out
+
+    def __getattr__(self, name):  # seek, tell, readinto ... of the underlying BytesIO
+        return getattr(self._f, name)
+
+
+@pytest.fixture
+def counting_file():
+    """``counting_file(data)``: a :class:`CountingFile` to check which byte ranges a decode reads."""
+    return CountingFile

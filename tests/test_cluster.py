@@ -9,7 +9,8 @@ from hypothesis.extra import numpy as hnp
 import squeezefmt
 from squeezefmt import errors
 from squeezefmt.codecs import TensorSpec, get_codec
-from squeezefmt.codecs.cluster import Cluster, distinct_bits, index_entropy, kmeans_1d, uvarint
+from squeezefmt.codecs.cluster import Cluster, distinct_bits, index_entropy, kmeans_1d
+from squeezefmt.entropy.varint import uvarint
 from squeezefmt.dtypes import dtype_name
 from squeezefmt.entropy import huffman
 

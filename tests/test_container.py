@@ -102,22 +102,10 @@ def test_bfloat16_round_trip():
     assert y.dtype == x.dtype and np.array_equal(y.view(np.uint16), x.view(np.uint16))
 
 
-def test_random_access_reads_only_that_tensor(weights):
+def test_random_access_reads_only_that_tensor(weights, counting_file):
     """Decoding one tensor must read the preamble, the header and its own streams only."""
     data = squeezefmt.save(weights)
-
-    class CountingFile(io.BytesIO):
-        def __init__(self, b):
-            super().__init__(b)
-            self.ranges = []
-
-        def read(self, n=-1):
-            start = self.tell()
-            out = super().read(n)
-            self.ranges.append((start, start + len(out)))
-            return out
-
-    f = CountingFile(data)
+    f = counting_file(data)
     with squeezefmt.open(f) as sq:
         entry = sq.entry("conv/bias")
         f.ranges.clear()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gc
-import io
 
 import numpy as np
 import pytest
@@ -89,21 +88,9 @@ def test_malformed_keras_metadata_is_a_header_error(layers, message):
             f.layer_names()
 
 
-def test_a_layer_decode_reads_only_its_streams(plain):
+def test_a_layer_decode_reads_only_its_streams(plain, counting_file):
     _, data = plain
-
-    class CountingFile(io.BytesIO):
-        def __init__(self, b):
-            super().__init__(b)
-            self.ranges = []
-
-        def read(self, n=-1):
-            start = self.tell()
-            out = super().read(n)
-            self.ranges.append((start, start + len(out)))
-            return out
-
-    src = CountingFile(data)
+    src = counting_file(data)
     with squeezefmt.open(src) as f:
         allowed = {(s.offset, s.offset + s.length) for t in f.layer_info("dense").tensors for s in f.entry(t).streams}
         src.ranges.clear()

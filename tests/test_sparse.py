@@ -10,7 +10,8 @@ import squeezefmt
 from squeezefmt import errors
 from squeezefmt.codecs import TensorSpec, get_codec
 from squeezefmt.codecs.bytegroup import ByteGroup
-from squeezefmt.codecs.cluster import Cluster, uvarint
+from squeezefmt.codecs.cluster import Cluster
+from squeezefmt.entropy.varint import uvarint
 from squeezefmt.codecs.quantize import Quantize
 from squeezefmt.codecs.raw import Raw
 from squeezefmt.codecs.sparse import (

@@ -27,7 +27,8 @@ sys.path.insert(0, HERE)
 
 import squeezefmt  # noqa: E402
 from squeezefmt.codecs.bytegroup import ByteGroup  # noqa: E402
-from squeezefmt.codecs.cluster import Cluster, uvarint  # noqa: E402
+from squeezefmt.codecs.cluster import Cluster  # noqa: E402
+from squeezefmt.entropy.varint import uvarint  # noqa: E402
 from squeezefmt.codecs.quantize import Quantize  # noqa: E402
 from squeezefmt.codecs.raw import Raw  # noqa: E402
 from squeezefmt.codecs.sparse import Sparse, encode_uints  # noqa: E402

@@ -33,6 +33,7 @@ import numpy as np
 from ..buffers import empty_aligned, gather
 from ..dtypes import FLOAT_NAMES, as_storage, dtype_name, from_storage, numpy_dtype
 from ..entropy import huffman
+from ..entropy.varint import read_uvarint, uvarint
 from ..errors import CodecError, StreamError
 from .base import Codec, Encoded, TensorSpec, expect_streams, lossy_stats
 from .quantize import cast_float
@@ -42,43 +43,6 @@ MAX_BITS = 16
 INITS = ("linear", "kmeans++")
 CODEBOOK_DTYPES = ("float16", "float32")
 _UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-
-
-# -- varints --------------------------------------------------------------------------------
-
-def uvarint(n: int) -> bytes:
-    """Unsigned LEB128 (minimal)."""
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def read_uvarint(data, pos: int, what: str, limit: int) -> tuple[int, int]:
-    """(value, next position) of a minimal LEB128 number ``<= limit`` at ``data[pos]``."""
-    value = shift = 0
-    start = pos
-    while True:
-        if pos >= len(data):
-            raise StreamError(f"{what}: truncated number")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
-        if shift > 63:
-            raise StreamError(f"{what}: number longer than 9 bytes")
-    if pos - start > 1 and byte == 0:
-        raise StreamError(f"{what}: number is not minimally encoded")
-    if value > limit:
-        raise StreamError(f"{what}: {value} exceeds {limit}")
-    return value, pos
 
 
 # -- distinct values ------------------------------------------------------------------------

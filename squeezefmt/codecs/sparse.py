@@ -34,9 +34,9 @@ import numpy as np
 from ..buffers import zeros_aligned
 from ..dtypes import FLOAT_NAMES, as_storage, dtype_name, from_storage, numpy_dtype
 from ..entropy import huffman
+from ..entropy.varint import read_uvarint, uvarint
 from ..errors import CodecError, StreamError
 from .base import Codec, Encoded, TensorSpec, lossy_stats
-from .cluster import read_uvarint, uvarint
 from .raw import Raw
 from .registry import decode_nested, encode_nested, get_codec, nested_stream_count, register
 

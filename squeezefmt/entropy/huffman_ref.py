@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import StreamError
+from .varint import uvarint
 
 MODE_RAW = 0
 MODE_CONST = 1
@@ -379,18 +380,6 @@ def raw_width(alphabet_size: int) -> int:
     return (alphabet_size - 1).bit_length()
 
 
-def _leb128(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def encode(symbols: np.ndarray, alphabet_size: int, max_len: int, strict: bool = True) -> bytes:
     """Encode validated symbols (1-D ints, all < alphabet_size) choosing the smallest mode.
 
@@ -405,7 +394,7 @@ def encode(symbols: np.ndarray, alphabet_size: int, max_len: int, strict: bool =
     width = raw_width(alphabet_size)
     candidates = []                                   # (size, tie order, builder)
     if used.size == 1:
-        const = bytes([MODE_CONST]) + _leb128(int(used[0]))
+        const = bytes([MODE_CONST]) + uvarint(int(used[0]))
         candidates.append((len(const), 0, lambda: const))
     candidates.append((2 + (count * width + 7) // 8, 1,
                        lambda: bytes([MODE_RAW, width]) + pack_bits(symbols, width)))
@@ -474,7 +463,7 @@ def decode(data: bytes, count: int, out_dtype=np.uint16) -> np.ndarray:
                 raise StreamError("huffman stream: CONST symbol longer than 3 bytes")
         if pos != len(data):
             raise StreamError(f"huffman stream: {len(data) - pos} trailing bytes after the CONST symbol")
-        if symbol >= MAX_ALPHABET or _leb128(symbol) != data[1:]:
+        if symbol >= MAX_ALPHABET or uvarint(symbol) != data[1:]:
             raise StreamError(f"huffman stream: CONST symbol {symbol} out of range or not minimally encoded")
         if symbol > limit:
             raise StreamError(f"huffman stream: symbol {symbol} does not fit {np.dtype(out_dtype).name}")
