@@ -51,6 +51,11 @@ class KerasFormatError(SqueezeError):
     """A Keras .h5 file (or stored model config) is not something squeezefmt can read or rebuild."""
 
 
+class LazyWeightError(KerasFormatError, AttributeError):
+    """A weight of a lazily loaded layer was used outside the layer's call (an AttributeError too, so
+    ``getattr(weight, name, default)`` probes see a missing attribute)."""
+
+
 class UnsafeModelError(SqueezeError):
     """Loading would need code from the file (Lambda layers, unknown custom objects) and safe_mode is on."""
 
@@ -61,6 +66,6 @@ class BaseMismatchError(SqueezeError):
 
 __all__ = [
     "SqueezeError", "FormatError", "TruncatedError", "VersionError", "HeaderError", "ChecksumError",
-    "LimitError", "UnknownCodecError", "CodecError", "StreamError", "KerasFormatError",
+    "LimitError", "UnknownCodecError", "CodecError", "StreamError", "KerasFormatError", "LazyWeightError",
     "UnsafeModelError", "BaseMismatchError",
 ]

@@ -155,6 +155,7 @@ def test_weights_are_not_readable_outside_a_call_and_close_ends_the_model():
     lazy = sk.load(sk.save(model), lazy=True)
     with pytest.raises(errors.KerasFormatError, match="only available while the layer runs"):
         lazy.layers[0].kernel.numpy()
+    assert getattr(lazy.layers[0].kernel, "numpy", None) is None  # an AttributeError to getattr probes
     close(lazy)
     with pytest.raises(Exception, match="closed"):
         lazy(np.zeros((1, 8), np.float32))

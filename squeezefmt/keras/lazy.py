@@ -42,7 +42,7 @@ import numpy as np
 
 from ..api import open as open_sqz
 from ..container.cache import LayerCache
-from ..errors import KerasFormatError
+from ..errors import KerasFormatError, LazyWeightError
 from .model import _tf, build_model
 from .pack import keras_metadata
 
@@ -70,7 +70,7 @@ class ReleasedWeight:
         self._name = pending.name
 
     def __getattr__(self, item):
-        raise KerasFormatError(
+        raise LazyWeightError(
             f"weight {self._name!r} of a lazily loaded layer is only available while the layer runs; "
             "load the model with lazy=False to read or train its weights"
         )
