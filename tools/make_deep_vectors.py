@@ -14,8 +14,6 @@ script adds whatever is missing and rewrites each directory's MANIFEST.json from
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 
@@ -26,6 +24,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
 import squeezefmt  # noqa: E402
+from make_vectors import write_manifest, write_new  # noqa: E402
 from squeezefmt.codecs.bytegroup import ByteGroup  # noqa: E402
 from squeezefmt.codecs.cluster import Cluster  # noqa: E402
 from squeezefmt.entropy.varint import uvarint  # noqa: E402
@@ -93,17 +92,9 @@ def expected_arrays(data: bytes) -> dict[str, np.ndarray]:
 
 
 def broken_cases(kind: str, bases: dict[str, bytes]):
-    from make_vectors import forge, split
+    from make_vectors import first_tensor_mutators, forge, split
 
-    def side(fn):
-        def m(h):
-            fn(h["tensors"][0]["side"])
-        return m
-
-    def entry(fn):
-        def m(h):
-            fn(h["tensors"][0])
-        return m
+    side, entry = first_tensor_mutators()
 
     if kind == "quant":
         h, s = split(bases["quant_4bit_per_channel"])        # 8 channels: 8 f32 steps, 8 u8 zero points
@@ -171,14 +162,6 @@ def broken_cases(kind: str, bases: dict[str, bytes]):
         yield "StreamError__sparse_negative_zeros_in_int_tensor", forge(hi, [structure([1], [2], [0]), si[1]])
 
 
-def _write(path: str, data: bytes) -> bool:
-    if os.path.exists(path):
-        return False
-    with open(path, "wb") as f:
-        f.write(data)
-    return True
-
-
 def main() -> int:
     added = []
     bases: dict[str, bytes] = {}
@@ -189,7 +172,7 @@ def main() -> int:
         with squeezefmt.open(data) as f:
             assert any(f.info(n).codec == kind for n in f.keys()), stem
         sqz = os.path.join(valid, stem + ".sqz")
-        if _write(sqz, data):
+        if write_new(sqz, data):
             added.append(sqz)
             with open(os.path.join(valid, stem + ".npz"), "wb") as f:
                 np.savez(f, **expected_arrays(data))
@@ -200,16 +183,9 @@ def main() -> int:
         broken = os.path.join(ROOT, kind, "broken")
         os.makedirs(broken, exist_ok=True)
         for name, data in broken_cases(kind, bases):
-            if _write(os.path.join(broken, name + ".sqz"), data):
+            if write_new(os.path.join(broken, name + ".sqz"), data):
                 added.append(name)
-        manifest = {}
-        for sub in ("valid", "broken"):
-            for fn in sorted(os.listdir(os.path.join(ROOT, kind, sub))):
-                with open(os.path.join(ROOT, kind, sub, fn), "rb") as f:
-                    manifest[f"{sub}/{fn}"] = hashlib.sha256(f.read()).hexdigest()
-        with open(os.path.join(ROOT, kind, "MANIFEST.json"), "w") as f:
-            json.dump(manifest, f, indent=1, sort_keys=True)
-            f.write("\n")
+        write_manifest(os.path.join(ROOT, kind))
     print(f"added {len(added)} file(s): {', '.join(os.path.basename(a) for a in added) or 'none'}")
     return 0
 

@@ -14,8 +14,6 @@ script adds whatever is missing and rewrites spec/vectors/tt/MANIFEST.json from 
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sys
 
@@ -26,6 +24,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
 import squeezefmt  # noqa: E402
+from make_vectors import write_manifest, write_new  # noqa: E402
 from squeezefmt.codecs.bytegroup import ByteGroup  # noqa: E402
 from squeezefmt.codecs.raw import Raw  # noqa: E402
 from squeezefmt.codecs.tt import TT  # noqa: E402
@@ -69,19 +68,10 @@ def expected_arrays(data: bytes) -> dict[str, np.ndarray]:
 
 def broken_cases(base: bytes):
     """Mutations of ``tt_cores_raw`` (one tt tensor, 3 raw cores of shapes (1,4,2,3), (3,3,3,2), (2,2,4,1))."""
-    from make_vectors import forge, split
+    from make_vectors import first_tensor_mutators, forge, split
 
     header, streams = split(base)
-
-    def side(fn):
-        def m(h):
-            fn(h["tensors"][0]["side"])
-        return m
-
-    def entry(fn):
-        def m(h):
-            fn(h["tensors"][0])
-        return m
+    side, entry = first_tensor_mutators()
 
     def put(key, value):
         return side(lambda s: s.__setitem__(key, value))
@@ -117,14 +107,6 @@ def broken_cases(base: bytes):
                                                          mutate=side(lambda s: s.__setitem__("ranks", [1, 4, 1])))
 
 
-def _write(path: str, data: bytes) -> bool:
-    if os.path.exists(path):
-        return False
-    with open(path, "wb") as f:
-        f.write(data)
-    return True
-
-
 def main() -> int:
     os.makedirs(VALID, exist_ok=True)
     os.makedirs(BROKEN, exist_ok=True)
@@ -136,22 +118,15 @@ def main() -> int:
         if stem == "tt_cores_raw":
             base = data
         sqz = os.path.join(VALID, stem + ".sqz")
-        if _write(sqz, data):
+        if write_new(sqz, data):
             added.append(sqz)
             with open(os.path.join(VALID, stem + ".npz"), "wb") as f:
                 np.savez(f, **expected_arrays(data))
             added.append(stem + ".npz")
     for name, data in broken_cases(base):
-        if _write(os.path.join(BROKEN, name + ".sqz"), data):
+        if write_new(os.path.join(BROKEN, name + ".sqz"), data):
             added.append(name)
-    manifest = {}
-    for sub in ("valid", "broken"):
-        for fn in sorted(os.listdir(os.path.join(ROOT, sub))):
-            with open(os.path.join(ROOT, sub, fn), "rb") as f:
-                manifest[f"{sub}/{fn}"] = hashlib.sha256(f.read()).hexdigest()
-    with open(os.path.join(ROOT, "MANIFEST.json"), "w") as f:
-        json.dump(manifest, f, indent=1, sort_keys=True)
-        f.write("\n")
+    write_manifest(ROOT)
     print(f"added {len(added)} file(s): {', '.join(os.path.basename(a) for a in added) or 'none'}")
     return 0
 

@@ -226,17 +226,46 @@ def codec_broken_cases():
     yield "StreamError__bytegroup_missing_stream", forge(h3, s[:3])
 
 
+def write_new(path: str, data: bytes) -> bool:
+    """Write ``data`` to ``path`` unless the file exists (vectors are frozen); True when written."""
+    if os.path.exists(path):
+        return False
+    with open(path, "wb") as f:
+        f.write(data)
+    return True
+
+
+def write_manifest(root: str) -> dict[str, str]:
+    """Rewrite ``root/MANIFEST.json``: the SHA-256 of every file under ``root/valid`` and ``root/broken``."""
+    manifest = {}
+    for sub in ("valid", "broken"):
+        for fn in sorted(os.listdir(os.path.join(root, sub))):
+            with open(os.path.join(root, sub, fn), "rb") as f:
+                manifest[f"{sub}/{fn}"] = hashlib.sha256(f.read()).hexdigest()
+    with open(os.path.join(root, "MANIFEST.json"), "w") as f:
+        json.dump(manifest, f, indent=1, sort_keys=True)
+        f.write("\n")
+    return manifest
+
+
+def first_tensor_mutators():
+    """``(side, entry)``: wrap ``fn(side dict)`` / ``fn(tensor entry)`` as a ``forge`` mutation of tensor 0."""
+    def side(fn):
+        return lambda h: fn(h["tensors"][0]["side"])
+
+    def entry(fn):
+        return lambda h: fn(h["tensors"][0])
+    return side, entry
+
+
 def main() -> None:
     os.makedirs(VALID, exist_ok=True)
     os.makedirs(BROKEN, exist_ok=True)
     written = []
 
     def put(path, data):
-        if os.path.exists(path):
-            return
-        with open(path, "wb") as f:
-            f.write(data)
-        written.append(os.path.relpath(path, ROOT))
+        if write_new(path, data):
+            written.append(os.path.relpath(path, ROOT))
 
     base = None
     for stem, arrays, codecs, meta in valid_cases():
@@ -251,14 +280,7 @@ def main() -> None:
                 base = f.read()
     for name, data in list(broken_cases(base)) + list(codec_broken_cases()):
         put(os.path.join(BROKEN, name + ".sqz"), data)
-    manifest = {}
-    for sub in ("valid", "broken"):
-        for fn in sorted(os.listdir(os.path.join(ROOT, sub))):
-            with open(os.path.join(ROOT, sub, fn), "rb") as f:
-                manifest[f"{sub}/{fn}"] = hashlib.sha256(f.read()).hexdigest()
-    with open(os.path.join(ROOT, "MANIFEST.json"), "w") as f:
-        json.dump(manifest, f, indent=1, sort_keys=True)
-        f.write("\n")
+    manifest = write_manifest(ROOT)
     print(f"wrote {len(written)} new files; manifest lists {len(manifest)}")
 
 
