@@ -50,6 +50,9 @@ __all__ = [
 
 PACKAGE = "squeezefmt"
 DEFAULT_LOG_STEP = -4.0  # the tutorial's initial log-step (step ~ 0.018)
+# Keras 3 (TF 2.16+) takes losses as tensors added during ``call``; tf.keras 2 also takes callables
+# added at build time (which give ``model.losses`` before any call, as the tutorial's layers do).
+KERAS3 = int(str(getattr(tf.keras, "__version__", "2")).split(".")[0]) >= 3
 
 
 @tf.custom_gradient
@@ -133,24 +136,52 @@ class _EPRMixin:
 
     def _epr_weights(self, kernel_latent_shape, kernel_step_shape, kernel_init, bias_shape):
         self.kernel_latent = self.add_weight(
-            "kernel_latent", shape=kernel_latent_shape, initializer=kernel_init, dtype=self.dtype, trainable=True)
+            name="kernel_latent", shape=kernel_latent_shape, initializer=kernel_init, dtype=self.dtype, trainable=True)
         self.kernel_log_step = self.add_weight(
-            "kernel_log_step", shape=kernel_step_shape,
+            name="kernel_log_step", shape=kernel_step_shape,
             initializer=tf.keras.initializers.Constant(self.log_step_init), dtype=self.dtype, trainable=True)
         if self.use_bias:
             self.bias_latent = self.add_weight(
-                "bias_latent", shape=bias_shape, initializer=self.bias_initializer, dtype=self.dtype, trainable=True)
+                name="bias_latent", shape=bias_shape, initializer=self.bias_initializer, dtype=self.dtype,
+                trainable=True)
             self.bias_log_step = self.add_weight(
-                "bias_log_step", shape=(),
+                name="bias_log_step", shape=(),
                 initializer=tf.keras.initializers.Constant(self.log_step_init), dtype=self.dtype, trainable=True)
+        if not KERAS3:
+            for penalty in self._penalty_terms():
+                self.add_loss(penalty)
+
+    def _penalty_terms(self):
+        """The layer's loss terms as callables: the PowerLaw penalties, then any kernel/bias regularizer."""
+        terms = []
         if self.regularizer is not None:
-            self.add_loss(lambda: self.regularizer(self.kernel_latent / tf.exp(self.kernel_log_step)))
+            terms.append(lambda: self.regularizer(self.kernel_latent / tf.exp(self.kernel_log_step)))
             if self.use_bias:
-                self.add_loss(lambda: self.regularizer(self.bias_latent / tf.exp(self.bias_log_step)))
+                terms.append(lambda: self.regularizer(self.bias_latent / tf.exp(self.bias_log_step)))
         if self.kernel_regularizer is not None:
-            self.add_loss(lambda: self.kernel_regularizer(self.kernel))
+            terms.append(lambda: self.kernel_regularizer(self.kernel))
         if self.use_bias and self.bias_regularizer is not None:
-            self.add_loss(lambda: self.bias_regularizer(self.bias))
+            terms.append(lambda: self.bias_regularizer(self.bias))
+        return terms
+
+    def call(self, inputs):
+        if KERAS3:  # Keras 3 collects losses added while the layer runs
+            for penalty in self._penalty_terms():
+                self.add_loss(penalty())
+        return super().call(inputs)
+
+    def penalty(self):
+        """The layer's current loss terms summed (what it adds to ``model.losses`` per call)."""
+        terms = [t() for t in self._penalty_terms()]
+        return tf.add_n(terms) if terms else tf.constant(0.0)
+
+    # The latents and log-steps are the layer's variables: store them (not the quantized kernel that
+    # Keras 3's Dense.save_own_variables would write) in .keras / .weights.h5 files.
+    def save_own_variables(self, store):
+        tf.keras.layers.Layer.save_own_variables(self, store)
+
+    def load_own_variables(self, store):
+        tf.keras.layers.Layer.load_own_variables(self, store)
 
     @property
     def bias(self):
@@ -211,12 +242,15 @@ class EPRConv2D(_EPRMixin, tf.keras.layers.Conv2D):
 
     def build(self, input_shape):
         input_shape = tf.TensorShape(input_shape)
-        input_channel = self._get_input_channel(input_shape)
+        channel_axis = -1 if self.data_format == "channels_last" else 1
+        input_channel = tf.compat.dimension_value(input_shape[channel_axis])
+        if input_channel is None:
+            raise ValueError(f"the channel dimension of the inputs to {self.name} must be defined, got {input_shape}")
         if input_channel % self.groups != 0:
             raise ValueError(f"{self.name}: input channels {input_channel} not divisible by groups={self.groups}")
         kh, kw = self.kernel_size
         kernel_shape = (kh, kw, input_channel // self.groups, self.filters)
-        self.compute_output_shape(input_shape)  # validates the input shape
+        self.compute_output_shape(tuple(input_shape.as_list()))  # validates the input shape
         latent_shape = (input_channel // self.groups, self.filters, kh, kw // 2 + 1, 2)
         step_shape = (kh, kw // 2 + 1, 2) if self.per_frequency_steps else ()
         base_init = self.kernel_initializer
@@ -226,7 +260,7 @@ class EPRConv2D(_EPRMixin, tf.keras.layers.Conv2D):
 
         self._epr_weights(latent_shape, step_shape, kernel_init, (self.filters,))
         self.input_spec = tf.keras.layers.InputSpec(min_ndim=self.rank + 2,
-                                                    axes={self._get_channel_axis(): input_channel})
+                                                    axes={channel_axis: input_channel})
         self.built = True
 
     @property
@@ -319,7 +353,7 @@ def _restore_latents(model, source) -> None:
                     continue  # stored in another representation: keep the latent made from the weights
                 steps = log_steps.astype(np.float32)
                 latent = q.astype(np.float32) * np.exp(steps)
-                target_steps = np.broadcast_to(steps, tuple(step_var.shape)) if steps.ndim <= step_var.shape.rank \
+                target_steps = np.broadcast_to(steps, tuple(step_var.shape)) if steps.ndim <= len(step_var.shape) \
                     else None
                 if target_steps is None:
                     continue
