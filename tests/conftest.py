@@ -58,3 +58,17 @@ class CountingFile:
 def counting_file():
     """``counting_file(data)``: a :class:`CountingFile` to check which byte ranges a decode reads."""
     return CountingFile
+
+
+def pytest_configure(config):
+    """``SQUEEZEFMT_REQUIRE=mod1,mod2``: fail at once if a session that must have them lacks one.
+
+    The nox sessions set it (noxfile.py), so a test that skips for a missing package skips only in
+    the sessions that are meant to lack it, never in the legacy run that must run them all.
+    """
+    import importlib.util
+
+    required = [m.strip() for m in os.environ.get("SQUEEZEFMT_REQUIRE", "").split(",") if m.strip()]
+    missing = [m for m in required if importlib.util.find_spec(m) is None]
+    if missing:
+        raise pytest.UsageError(f"this session must have {', '.join(missing)} installed (SQUEEZEFMT_REQUIRE)")
