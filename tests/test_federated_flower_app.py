@@ -58,16 +58,17 @@ needs_sim = pytest.mark.skipif(
 @pytest.mark.slow
 @needs_sim
 def test_real_simulation_lossless_delta_is_exact_and_smaller(tmp_path):
-    """baseline (Flower's numpy) vs lossless-delta: same accuracies every round, fewer bytes down."""
+    """baseline (Flower's numpy) vs lossless-delta both ways: same accuracies every round, fewer bytes."""
     from fl_app_demo import run_config  # tools/ (see conftest)
 
     base = run_config(None, clients=2, rounds=2, workdir=str(tmp_path))
-    sqz = run_config("lossless-delta", clients=2, rounds=2, workdir=str(tmp_path))
+    sqz = run_config("lossless-delta", uplink="lossless-delta", clients=2, rounds=2, workdir=str(tmp_path))
     assert [r["round"] for r in sqz["rounds"]] == [1, 2]
     for b, s in zip(base["rounds"], sqz["rounds"]):
         assert s["accuracy"] == b["accuracy"]          # the clients trained on the exact model
         assert s["numpy_bytes"] == b["down_bytes"]      # same messages, counted the same way
         assert 0 < s["down_bytes"] < b["down_bytes"]
+        assert s["up_numpy_bytes"] == b["up_bytes"] > s["up_bytes"] > 0  # updates came back as payloads
         assert s["down_messages"] == 4 and not s["errors"]
     assert sqz["final_accuracy"] == base["final_accuracy"] > 0.5
     # round 2: every node holds the round-1 model, so it gets deltas / keeps, never a full payload

@@ -9,8 +9,9 @@ Per configuration (``baseline`` = Flower's own numpy Arrays; otherwise a squeeze
 preset wrapped around FedAvg with :class:`squeezefmt.federated.flower_app.SqueezeMessageStrategy`,
 and :func:`~squeezefmt.federated.flower_app.squeeze_mod` on the ClientApp) it reports downlink bytes
 per round (the ``Array.data`` bytes of the model records sent, i.e. what Flower serializes), the
-ratio against Flower's numpy serialization of the same messages, payload kinds, client decode time
-and the accuracy. Output: a Markdown table on stdout and ``<out>/fl_app_demo.json``.
+ratio against Flower's numpy serialization of the same messages (downlink, and uplink for the
+``+up`` configurations whose clients code their updates too), payload kinds, client decode time and
+the centralised accuracy. Output: a Markdown table on stdout and ``<out>/fl_app_demo.json``.
 
     .venv/bin/pip install -e ".[flower]" "flwr[simulation]" scikit-learn
     .venv/bin/python tools/fl_app_demo.py                      # 3 clients, 4 rounds, 3 configurations
@@ -124,7 +125,7 @@ def _record(arrays):
     return from_arrays(arrays)
 
 
-def make_server_app(num_clients: int, rounds: int, preset: str | None, report_path: str):
+def make_server_app(num_clients: int, rounds: int, preset: str | None, report_path: str, uplink: str | None = None):
     from flwr.app import ArrayRecord, MetricRecord
     from flwr.serverapp import ServerApp
     from flwr.serverapp.strategy import FedAvg
@@ -138,7 +139,7 @@ def make_server_app(num_clients: int, rounds: int, preset: str | None, report_pa
         _, _, x_test, y_test = digits_split()
         inner = FedAvg(fraction_train=1.0, fraction_evaluate=1.0, min_train_nodes=num_clients,
                        min_evaluate_nodes=num_clients, min_available_nodes=num_clients)
-        strategy = SqueezeMessageStrategy(inner, preset=preset)
+        strategy = SqueezeMessageStrategy(inner, preset=preset, uplink=uplink)
         central = {}
 
         def evaluate_fn(rnd, arrays: ArrayRecord):
@@ -157,14 +158,15 @@ def make_server_app(num_clients: int, rounds: int, preset: str | None, report_pa
     return app
 
 
-def run_config(preset: str | None, *, clients: int = 3, rounds: int = 4, workdir: str | None = None) -> dict:
+def run_config(preset: str | None, *, uplink: str | None = None, clients: int = 3, rounds: int = 4,
+               workdir: str | None = None) -> dict:
     """One Flower simulation; returns the strategy's per-round report (see the module docstring)."""
     from flwr.simulation import run_simulation
 
     workdir = workdir or tempfile.mkdtemp(prefix="sqz_flapp_")
-    report_path = os.path.join(workdir, f"report_{preset or 'baseline'}.json")
+    report_path = os.path.join(workdir, f"report_{preset or 'baseline'}_{uplink or 'numpy'}.json")
     t0 = time.perf_counter()
-    run_simulation(server_app=make_server_app(clients, rounds, preset, report_path),
+    run_simulation(server_app=make_server_app(clients, rounds, preset, report_path, uplink),
                    client_app=make_client_app(clients, squeeze=preset is not None),
                    num_supernodes=clients,
                    backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
@@ -178,14 +180,15 @@ def run_config(preset: str | None, *, clients: int = 3, rounds: int = 4, workdir
 
 
 def table(results: dict) -> str:
-    lines = ["| config | round | downlink bytes | Flower numpy bytes | ratio | kinds | client decode ms | accuracy |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| config | round | downlink bytes | Flower numpy bytes | down ratio | up ratio | kinds | "
+             "client decode ms | accuracy |", "|---|---|---|---|---|---|---|---|---|"]
     for name, res in results.items():
         for r in res["rounds"]:
             ratio = r["numpy_bytes"] / r["down_bytes"] if r["down_bytes"] else float("nan")
+            up = r["up_numpy_bytes"] / r["up_bytes"] if r["up_bytes"] else float("nan")
             kinds = ",".join(f"{k}:{v}" for k, v in sorted(r["kinds"].items())) or "numpy"
             acc = "" if r.get("accuracy") is None else f"{100 * r['accuracy']:.1f} %"
-            lines.append(f"| {name} | {r['round']} | {r['down_bytes']:,} | {r['numpy_bytes']:,} | {ratio:.1f}x | "
+            lines.append(f"| {name} | {r['round']} | {r['down_bytes']:,} | {r['numpy_bytes']:,} | {ratio:.1f}x | {up:.1f}x | "
                          f"{kinds} | {1000 * r['client_decode_s']:.2f} | {acc} |")
     return "\n".join(lines)
 
@@ -194,12 +197,15 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--configs", default="baseline,lossless-delta,lossy-delta")
+    ap.add_argument("--configs", default="baseline,lossless-delta,lossy-delta,lossy-delta+up",
+                    help="comma-separated: baseline or a federated preset; '+up' also codes the uplink with it")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "bench-results"))
     args = ap.parse_args(argv)
     results = {}
     for name in args.configs.split(","):
-        results[name] = run_config(None if name == "baseline" else name, clients=args.clients, rounds=args.rounds)
+        preset = None if name == "baseline" else name.removesuffix("+up")
+        uplink = preset if name.endswith("+up") else None
+        results[name] = run_config(preset, uplink=uplink, clients=args.clients, rounds=args.rounds)
     print(table(results))
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "fl_app_demo.json"), "w") as f:

@@ -287,6 +287,15 @@ class UpdateEncoder:
         self._residual: dict[str, np.ndarray] | None = None
         self.last_encode_s = 0.0
 
+    @property
+    def residual(self) -> "dict[str, np.ndarray] | None":
+        """The quantization error carried to the next update (to keep it across processes)."""
+        return self._residual
+
+    @residual.setter
+    def residual(self, value: "dict[str, np.ndarray] | None") -> None:
+        self._residual = None if value is None else {n: np.asarray(a) for n, a in value.items()}
+
     def encode(self, model: Any, base: Any, *, base_hash: str | None = None, round: int = 0) -> bytes:  # noqa: A002
         t0 = time.perf_counter()
         arrays, layout = as_named_arrays(model)

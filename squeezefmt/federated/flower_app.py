@@ -44,9 +44,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import SqueezeError
-from .delta import BroadcastDecoder, BroadcastEncoder
+from .delta import BroadcastDecoder, BroadcastEncoder, UpdateEncoder, decode_update
 from .flower import _without_tensorflow
 from .payload import encode_model
+from .presets import get_preset
 
 with _without_tensorflow():
     from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, RecordDict
@@ -58,8 +59,10 @@ STYPE = "squeezefmt.v1"
 PAYLOAD_KEY = "sqz"
 #: ConfigRecord a node adds to its replies: ``state`` (held model hash), ``decode_s``, ``error``.
 REPLY_KEY = "sqz"
-#: Context.state records where a node keeps its model and its hash / round.
-STATE_MODEL, STATE_META = "sqz.model", "sqz.meta"
+#: Context.state records where a node keeps its model, its hash, and its uplink error feedback.
+STATE_MODEL, STATE_META, STATE_RESIDUAL = "sqz.model", "sqz.meta", "sqz.residual"
+#: Train-config key the strategy sets to ask nodes for compressed updates (a preset name).
+CONFIG_UPLINK = "sqz.uplink"
 #: Error code of a reply from a node that refused a payload (base mismatch, corrupt payload).
 ERROR_CODE = 4701
 
@@ -106,16 +109,24 @@ class SqueezeMessageStrategy(Strategy):
     """Wrap a Message API strategy (FedAvg by default) so the global model travels as squeezefmt payloads.
 
     ``preset``: a federated preset (``"lossless"``, ``"lossless-delta"``, ``"lossy"``,
-    ``"lossy-delta"``), or None for Flower's numpy Arrays (measure only). ``rounds`` collects per
-    server round: ``down_bytes`` (payload bytes sent), ``numpy_bytes`` (what Flower's numpy Arrays
-    of the same messages hold), ``encode_s``, the payload kinds, ``client_decode_s`` (mean) and
-    node errors.
+    ``"lossy-delta"``), or None for Flower's numpy Arrays (measure only). ``uplink``: the preset
+    nodes code their trained models with, as deltas against the model they received (None: numpy).
+    ``rounds`` collects per server round: ``down_bytes`` (payload bytes sent), ``numpy_bytes`` (what
+    Flower's numpy Arrays of the same messages hold), ``up_bytes`` / ``up_numpy_bytes`` likewise for
+    the replies, ``encode_s``, the payload kinds, ``client_decode_s`` (mean) and node errors.
     """
 
     def __init__(self, inner: Strategy | None = None, *, preset: str | None = "lossy-delta",
-                 full_every: int | None = None, bits: int | None = None, delta_bits: int | None = None):
+                 full_every: int | None = None, bits: int | None = None, delta_bits: int | None = None,
+                 uplink: str | None = None):
         self.inner = inner if inner is not None else FedAvg()
         self.key = getattr(self.inner, "arrayrecord_key", "arrays")
+        self.config_key = getattr(self.inner, "configrecord_key", "config")
+        if uplink is not None:
+            get_preset(uplink)  # validate now
+            if preset is None:
+                raise SqueezeError("compressed uplink needs a squeezefmt preset for the downlink (its bases)")
+        self.uplink = uplink
         self.encoder = (None if preset is None else
                         BroadcastEncoder(preset, full_every=full_every, bits=bits, delta_bits=delta_bits))
         self._encoded_for: ArrayRecord | None = None
@@ -132,6 +143,7 @@ class SqueezeMessageStrategy(Strategy):
     # -- bookkeeping ---------------------------------------------------------------------------------
     def _round(self, rnd: int) -> dict[str, Any]:
         return self.rounds.setdefault(rnd, {"round": rnd, "down_bytes": 0, "numpy_bytes": 0, "up_bytes": 0,
+                                            "up_numpy_bytes": 0,
                                             "encode_s": 0.0, "client_decode_s": [], "kinds": {},
                                             "down_messages": 0, "errors": []})
 
@@ -188,10 +200,25 @@ class SqueezeMessageStrategy(Strategy):
             arrays = msg.content.get(self.key)
             if isinstance(arrays, ArrayRecord):
                 stats["up_bytes"] += record_bytes(arrays)
+                try:
+                    arrays = self._decode_update(arrays)
+                except SqueezeError as exc:  # a bad update is a failed node, not a failed round
+                    self._held.pop(node, None)
+                    stats["errors"].append(f"update from node {node}: {type(exc).__name__}: {exc}")
+                    continue
+                msg.content[self.key] = arrays
+                stats["up_numpy_bytes"] += record_bytes(arrays)
             kept.append(msg)
         for node in sent:  # no answer: its state is unknown
             self._held.pop(node, None)
         return kept
+
+    def _decode_update(self, record: ArrayRecord) -> ArrayRecord:
+        payload = payload_of(record)
+        if payload is None:
+            return record
+        arrays = decode_update(payload, self.encoder)
+        return from_arrays(arrays if isinstance(arrays, dict) else {str(i): a for i, a in enumerate(arrays)})
 
     def report(self) -> list[dict[str, Any]]:
         """Per-round statistics (see the class docstring), client decode times averaged."""
@@ -205,6 +232,8 @@ class SqueezeMessageStrategy(Strategy):
 
     # -- Strategy interface --------------------------------------------------------------------------
     def configure_train(self, server_round, arrays, config, grid):
+        if self.uplink is not None:
+            config[CONFIG_UPLINK] = self.uplink
         messages = list(self.inner.configure_train(server_round, arrays, config, grid))
         self._ensure_encoded(server_round, arrays)
         out = [self._wrap(server_round, m) for m in messages]
@@ -270,10 +299,34 @@ def squeeze_mod(msg: Message, context: Context, call_next) -> Message:
     decode_s = time.perf_counter() - t0
     _store(context, decoder)
     msg.content[key] = from_arrays(arrays if isinstance(arrays, dict) else {str(i): a for i, a in enumerate(arrays)})
+    uplink = _uplink_preset(msg)
     reply = call_next(msg, context)
-    if reply.has_content():
-        reply.content[REPLY_KEY] = ConfigRecord({"state": decoder.state_hash or "", "decode_s": float(decode_s)})
+    if not reply.has_content():
+        return reply
+    reply.content[REPLY_KEY] = ConfigRecord({"state": decoder.state_hash or "", "decode_s": float(decode_s)})
+    if uplink and isinstance(reply.content.get(key), ArrayRecord):
+        reply.content[key] = _encode_update(reply.content[key], decoder, uplink, context)
     return reply
+
+
+def _uplink_preset(msg: Message) -> str | None:
+    for record in msg.content.values():
+        if isinstance(record, ConfigRecord) and isinstance(record.get(CONFIG_UPLINK), str):
+            return record[CONFIG_UPLINK]
+    return None
+
+
+def _encode_update(record: ArrayRecord, decoder: BroadcastDecoder, preset: str, context: Context) -> ArrayRecord:
+    """The trained model as an uplink payload against the model received (error feedback kept per node)."""
+    encoder = UpdateEncoder(preset)
+    residual = context.state.get(STATE_RESIDUAL)
+    if isinstance(residual, ArrayRecord):
+        encoder.residual = to_arrays(residual)
+    payload = encoder.encode(to_arrays(record), decoder.state, base_hash=decoder.state_hash,
+                             round=decoder.round or 0)
+    if encoder.residual is not None:
+        context.state[STATE_RESIDUAL] = from_arrays(encoder.residual)
+    return payload_record(payload)
 
 
 __all__ = ["SqueezeMessageStrategy", "squeeze_mod", "STYPE", "payload_record", "payload_of", "record_bytes"]
