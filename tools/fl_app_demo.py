@@ -158,19 +158,36 @@ def make_server_app(num_clients: int, rounds: int, preset: str | None, report_pa
     return app
 
 
+def _init_ray() -> None:
+    """Start Ray as Flower would (our sys.path for the workers), with TensorFlow hidden in its workers.
+
+    Flower's Ray backend keeps a Ray that is already running; the numpy ClientApps never need
+    TensorFlow, which ``flwr.simulation`` would otherwise import in every actor.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    pythonpath = os.pathsep.join(p for p in sys.path if p)
+    os.environ["PYTHONPATH"] = pythonpath
+    ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath},
+                          "worker_process_setup_hook": "squeezefmt.federated.flower_app.hide_tensorflow"},
+             include_dashboard=False, num_cpus=2, logging_level="ERROR")
+
+
 def run_config(preset: str | None, *, uplink: str | None = None, clients: int = 3, rounds: int = 4,
                workdir: str | None = None) -> dict:
     """One Flower simulation; returns the strategy's per-round report (see the module docstring)."""
     from flwr.simulation import run_simulation
 
+    _init_ray()
     workdir = workdir or tempfile.mkdtemp(prefix="sqz_flapp_")
     report_path = os.path.join(workdir, f"report_{preset or 'baseline'}_{uplink or 'numpy'}.json")
     t0 = time.perf_counter()
     run_simulation(server_app=make_server_app(clients, rounds, preset, report_path, uplink),
                    client_app=make_client_app(clients, squeeze=preset is not None),
                    num_supernodes=clients,
-                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                                   "init_args": {"num_cpus": 2, "include_dashboard": False}})
+                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
     if not os.path.exists(report_path):
         raise RuntimeError(f"the ServerApp of configuration {preset or 'baseline'} did not finish (no report)")
     with open(report_path) as f:

@@ -37,6 +37,7 @@ replies with an error message; the strategy sends it a full payload next time.
 """
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -65,6 +66,18 @@ STATE_MODEL, STATE_META, STATE_RESIDUAL = "sqz.model", "sqz.meta", "sqz.residual
 CONFIG_UPLINK = "sqz.uplink"
 #: Error code of a reply from a node that refused a payload (base mismatch, corrupt payload).
 ERROR_CODE = 4701
+
+
+def hide_tensorflow() -> None:
+    """Make ``import tensorflow`` fail in this process (a Ray ``worker_process_setup_hook``).
+
+    ``flwr.simulation`` imports TensorFlow when it is installed (for a GPU helper), so every Ray
+    actor of a simulation would load it (~0.7 GB, seconds) although numpy ClientApps never use it.
+    """
+    from .flower import _HideTensorFlow  # noqa: PLC0415
+
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _HideTensorFlow) for f in sys.meta_path):
+        sys.meta_path.insert(0, _HideTensorFlow())
 
 
 def payload_record(data: bytes) -> ArrayRecord:
