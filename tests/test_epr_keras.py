@@ -325,8 +325,8 @@ def test_cli_post_training_options(tmp_path):
 
 
 def test_bad_epr_weights_raise_keras_format_error(tmp_path):
-    from squeezefmt.keras.epr_pack import rewrite_epr
-    from squeezefmt.keras.h5 import read_h5
+    from squeezefmt.keras.transforms.epr import rewrite_epr
+    from squeezefmt.keras.formats.h5 import read_h5
 
     tf.keras.utils.set_random_seed(0)
     model = tf.keras.Sequential([tf.keras.Input((4,)), kepr.EPRDense(3, name="e")])

@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 
 import squeezefmt
 from squeezefmt import federated as fl
-from squeezefmt.codecs import Codec, Encoded, codec_ids
+from squeezefmt.codecs import Codec, Encoded
 from squeezefmt.codecs.base import expect_streams
 from squeezefmt.codecs.registry import _REGISTRY, register
 from squeezefmt.errors import BaseMismatchError, ChecksumError, HeaderError, SqueezeError
@@ -23,8 +23,6 @@ from squeezefmt.federated.payload import PayloadInfo, encode_tensors
 
 from conftest import ROOT
 
-HAS_QUANT = "quant" in codec_ids()
-needs_quant = pytest.mark.skipif(not HAS_QUANT, reason="the 'quant' codec (squeezefmt.codecs.quantize) is absent")
 
 
 def model(rng, scale=0.05):
@@ -342,7 +340,6 @@ def spec_of(a):
     return TensorSpec(str(a.dtype), a.shape)
 
 
-@needs_quant
 def test_lossy_presets_with_quant(rng):
     for name in ("lossy", "lossy-delta"):
         enc, dec = fl.BroadcastEncoder(name), fl.BroadcastDecoder()
@@ -365,19 +362,10 @@ def test_lossy_presets_with_quant(rng):
             assert all(r.nbytes < raw / 4 for r in enc.history[1:])
 
 
-@needs_quant
 def test_lossy_delta_beats_lossy_full(rng):
     a, _ = run_rounds("lossy", 6, np.random.default_rng(3))
     b, _ = run_rounds("lossy-delta", 6, np.random.default_rng(3))
     assert sum(r.nbytes for r in b.history[1:]) < sum(r.nbytes for r in a.history[1:])
-
-
-def test_lossy_preset_without_quant_codec_says_so(monkeypatch):
-    import squeezefmt.federated.presets as presets
-    monkeypatch.setattr(presets, "codec_ids", lambda: ["raw"])
-    with pytest.raises(SqueezeError, match="'quant' codec"):
-        fl.BroadcastEncoder("lossy")
-    fl.BroadcastEncoder("lossless")  # lossless presets never need it
 
 
 def test_unknown_preset():

@@ -86,7 +86,7 @@ def test_tt_layers_run_lazily_on_their_cores():
     xs = np.random.default_rng(3).normal(size=(6, 24)).astype(np.float32)
     assert_lazy_matches_eager(sk.save(model), xs)
     # a Dense kernel packed as TT-SVD: lazily a TTDense on the cores, or densified
-    from squeezefmt.keras.tt_pack import tt_svd_codecs  # noqa: PLC0415
+    from squeezefmt.keras.transforms.tt import tt_svd_codecs  # noqa: PLC0415
     from squeezefmt.keras.model import to_archive  # noqa: PLC0415
 
     archive = to_archive(model)

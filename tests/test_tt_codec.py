@@ -17,7 +17,7 @@ from squeezefmt import errors, tt_math
 from squeezefmt.codecs import get_codec
 from squeezefmt.codecs.bytegroup import ByteGroup
 from squeezefmt.codecs.raw import Raw
-from squeezefmt.codecs.tt import TT, is_tt, read_tt
+from squeezefmt.codecs.tt import TT, TTCores, is_tt, read_tt
 from squeezefmt.tt_math import TTMatrix
 
 from conftest import ROOT, VECTORS
@@ -33,7 +33,7 @@ def cores(rng, n=(7, 4, 7, 4), m=(5, 5, 5, 5), r=(1, 4, 4, 4, 1), dtype=np.float
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
 def test_cores_round_trip_exactly(rng, inner, dtype):
     tt = cores(rng, dtype=dtype)
-    data = squeezefmt.save({"layer/tt_matrix": tt, "b": np.ones(3, np.float32)}, codecs={"layer/tt_matrix": TT(inner=inner)})
+    data = squeezefmt.save({"layer/tt_matrix": TTCores(tt), "b": np.ones(3, np.float32)}, codecs={"layer/tt_matrix": TT(inner=inner)})
     with squeezefmt.open(data) as f:
         info = f.info("layer/tt_matrix")
         assert info.codec == "tt" and info.shape == (784, 625) and info.dtype == np.dtype(dtype).name
@@ -49,14 +49,14 @@ def test_cores_round_trip_exactly(rng, inner, dtype):
         assert info.stored_bytes <= tt.params * np.dtype(dtype).itemsize + 64
 
 
-def test_planner_codes_a_ttmatrix_without_being_told(rng):
+def test_planner_codes_pre_encoded_tt_cores_without_being_told(rng):
     tt = cores(rng)
     for preset in ("lossless", "fast", "raw"):
-        data = squeezefmt.save({"t": tt}, preset=preset)
+        data = squeezefmt.save({"t": TTCores(tt)}, preset=preset)
         with squeezefmt.open(data) as f:
             assert f.info("t").codec == "tt"
             assert all(np.array_equal(a, b) for a, b in zip(read_tt(f, "t").cores, tt.cores))
-    with squeezefmt.open(squeezefmt.save({"t": tt}, preset="raw")) as f:
+    with squeezefmt.open(squeezefmt.save({"t": TTCores(tt)}, preset="raw")) as f:
         assert f.info("t").codec_config["inner"]["id"] == "raw"
 
 
@@ -203,7 +203,7 @@ def test_tt_decodes_without_tensorflow():
 
 def test_keras_metadata_expansion_without_tensorflow():
     """resolve_weights (h5py/numpy level): a tt_cores record expands to one weight per core; lies are refused."""
-    from squeezefmt.keras.tt_pack import resolve_weights, weight_arrays
+    from squeezefmt.keras.resolve import resolve_weights, weight_arrays
 
     # (seed chosen away from the container writer's header-size oscillation, reported separately)
     tt = cores(np.random.default_rng(7))
@@ -211,7 +211,7 @@ def test_keras_metadata_expansion_without_tensorflow():
     names = [f"matrix/core_{k}:0" for k in range(4)]
     meta = {"kind": "weights", "model_config": None, "layers": [{"name": "tt", "class_name": None, "weights": [
         {"name": names[0], "tensor": "tt/tt_matrix", "tt_cores": names}, {"name": "b:0", "tensor": "tt/b:0"}]}]}
-    data = squeezefmt.save({"tt/tt_matrix": tt, "tt/b:0": bias}, _extra_metadata={"keras": meta})
+    data = squeezefmt.save({"tt/tt_matrix": TTCores(tt), "tt/b:0": bias}, _extra_metadata={"keras": meta})
     with squeezefmt.open(data) as f:
         assert f.layer_names() == ["tt"]
         expanded, fetch = resolve_weights(f.metadata()["keras"], f, "stored")

@@ -251,8 +251,9 @@ def test_tt_svd_pack_loads_as_ttdense_or_dense(dense_mlp, tmp_path):
 
 
 def test_tt_tolerance_and_weights_only(dense_mlp, tmp_path):
-    from squeezefmt.keras.h5 import read_h5
-    from squeezefmt.keras.tt_pack import pack_tt, tt_svd_codecs
+    from squeezefmt.keras.formats.h5 import read_h5
+    from squeezefmt.keras.pack import pack_tt
+    from squeezefmt.keras.transforms.tt import tt_svd_codecs
 
     d, model, x = dense_mlp
     data, report = pack_tt(d / "mlp.h5", tol=0.3, dims=[([4, 4, 4], [3, 4, 3])])

@@ -84,12 +84,12 @@ def valid_cases():
 
 
 def build_valid(tensors):
+    """``(items, codecs, expected)``: pre-encoded EPR latents per tensor (no explicit codecs needed)."""
     arrays, codecs, expected = {}, {}, {}
     for name, (q, s, transform, shape, dtype) in tensors.items():
-        codec = EPRLatents(q, s, transform)
-        arrays[name] = np.zeros(shape, dtype=dtype)
-        codecs[name] = codec
-        expected[name] = codec.decoded(shape, dtype).astype(np.float64)
+        item = EPRLatents(q, s, transform, shape=shape, dtype=dtype)
+        arrays[name] = item
+        expected[name] = item.dense().astype(np.float64)
         expected[f"{name}.q"] = np.asarray(q, np.int32)
         expected[f"{name}.s"] = np.asarray(s, np.float16)
     return arrays, codecs, expected

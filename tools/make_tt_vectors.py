@@ -27,7 +27,7 @@ import squeezefmt  # noqa: E402
 from make_vectors import write_manifest, write_new  # noqa: E402
 from squeezefmt.codecs.bytegroup import ByteGroup  # noqa: E402
 from squeezefmt.codecs.raw import Raw  # noqa: E402
-from squeezefmt.codecs.tt import TT  # noqa: E402
+from squeezefmt.codecs.tt import TT, TTCores  # noqa: E402
 from squeezefmt.tt_math import TTMatrix  # noqa: E402
 
 ROOT = os.path.join(HERE, "..", "spec", "vectors", "tt")
@@ -36,8 +36,8 @@ BROKEN = os.path.join(ROOT, "broken")
 
 
 def _cores(rng, dims_in, dims_out, ranks, dtype):
-    return TTMatrix(tuple(rng.normal(0, 0.5, (ranks[k], dims_in[k], dims_out[k], ranks[k + 1])).astype(dtype)
-                          for k in range(len(dims_in))))
+    return TTCores(TTMatrix(tuple(rng.normal(0, 0.5, (ranks[k], dims_in[k], dims_out[k], ranks[k + 1])).astype(dtype)
+                                  for k in range(len(dims_in)))))
 
 
 def valid_cases():
@@ -102,7 +102,7 @@ def broken_cases(base: bytes):
     # ranks within every bond bound, but cores larger than the matrix: 4x4 as [2,2] x [2,2] at rank 4
     # (16 + 16 core elements for 16 matrix elements)
     small = TTMatrix((np.ones((1, 2, 2, 2), np.float32), np.ones((2, 2, 2, 1), np.float32)))
-    h2, _ = split(squeezefmt.save({"m": small}, codecs={"m": TT(inner=Raw())}))
+    h2, _ = split(squeezefmt.save({"m": TTCores(small)}, codecs={"m": TT(inner=Raw())}))
     yield "StreamError__cores_larger_than_matrix", forge(h2, [bytes(16 * 4), bytes(16 * 4)],
                                                          mutate=side(lambda s: s.__setitem__("ranks", [1, 4, 1])))
 

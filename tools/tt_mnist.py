@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     import squeezefmt.keras as sk
     from squeezefmt import tt_math
     from squeezefmt.codecs.tt import read_tt
-    from squeezefmt.keras.tt_pack import pack_tt
+    from squeezefmt.keras.pack import pack_tt
 
     tf.keras.utils.set_random_seed(0)
     (x_train, y_train), (x_test, y_test) = datasets.load_mnist()
