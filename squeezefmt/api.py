@@ -13,6 +13,7 @@ from ._version import __version__
 from .codecs import Codec
 from .container import DEFAULT_LIMITS, Limits, SqzFile, write_container
 from .errors import SqueezeError
+from .metadata import layer_groups
 from .encode import Item, plan_and_encode
 from .presets import TensorContext
 
@@ -48,8 +49,12 @@ def save(
 
 
 def open(source, *, limits: Limits = DEFAULT_LIMITS) -> SqzFile:  # noqa: A001 - mirrors builtins.open
-    """Open a container from a path (memory-mapped), bytes, or a binary file object."""
-    return SqzFile(source, limits=limits)
+    """Open a container from a path (memory-mapped), bytes, or a binary file object.
+
+    Its layers (``f.layer_names()``, ``f.layer(name)``) follow the Keras metadata of containers packed
+    from Keras models, else the tensor-name prefixes.
+    """
+    return SqzFile(source, limits=limits, grouping=layer_groups)
 
 
 def load(source, *, limits: Limits = DEFAULT_LIMITS) -> dict[str, np.ndarray]:

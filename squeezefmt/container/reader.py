@@ -13,7 +13,7 @@ from ..errors import ChecksumError, FormatError, LimitError, SqueezeError, Trunc
 from .header import TensorEntry, parse_header
 from .layout import PREAMBLE_SIZE, crc32, decode_header, parse_preamble
 from .limits import DEFAULT_LIMITS, Limits
-from .layers import LayerAccessMixin, LayerInfo  # noqa: F401 - layer-level access (f.layer(name))
+from .layers import Grouping, LayerAccessMixin, LayerInfo  # noqa: F401 - layer-level access (f.layer(name))
 from .source import open_source
 
 
@@ -49,9 +49,10 @@ class SqzFile(LayerAccessMixin):
     decodes that tensor's streams only.
     """
 
-    def __init__(self, source, *, limits: Limits = DEFAULT_LIMITS):
+    def __init__(self, source, *, limits: Limits = DEFAULT_LIMITS, grouping: Grouping | None = None):
         self._source = open_source(source)
         self._limits = limits
+        self._grouping = grouping  # how tensors form layers (see container/layers.py)
         try:
             self._load_header()
         except BaseException:

@@ -7,6 +7,8 @@
   :func:`keras_metadata` reads and checks it. Schema version 1 (squeezefmt 0.1) has no
   ``"version"`` field, which keeps those containers byte-identical; a later, incompatible schema
   writes ``"version": N`` and older readers refuse it with a clear error.
+* The container's layer grouping for this metadata (``f.layer(name)``) is
+  :func:`squeezefmt.metadata.layer_groups` (numpy only, used by ``squeezefmt.open``).
 * :func:`weight_role` and :func:`layer_entries`, the one walk over a model config's layer tree.
 """
 from __future__ import annotations
@@ -14,8 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from typing import Any, Iterator
-
-import numpy as np
 
 from ..errors import KerasFormatError
 from ..presets import TensorContext
