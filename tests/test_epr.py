@@ -303,7 +303,7 @@ def test_epr_valid_vectors(fn):
 
 
 def test_epr_valid_vectors_are_what_this_writer_writes():
-    from make_epr_vectors import build_valid, valid_cases
+    from sqzdev.vectors.epr import build_valid, valid_cases
 
     for stem, tensors in valid_cases().items():
         arrays, codecs, _ = build_valid(tensors)

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -19,26 +16,15 @@ from squeezefmt.codecs.tt import read_tt  # noqa: E402
 from squeezefmt.keras.tt_layer import TTDense  # noqa: E402
 
 from conftest import ROOT  # noqa: E402
+from sqzdev.harness import run_isolated  # noqa: E402
 
 pytestmark = pytest.mark.tf
 
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "t3f")
 
-BLOCK_T3F = textwrap.dedent("""
-    import sys
-    class _BlockT3f:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "t3f":
-                raise ImportError("t3f is blocked in this test: " + name)
-    sys.meta_path.insert(0, _BlockT3f())
-""")
-
-
 def run_without_t3f(code: str) -> str:
-    proc = subprocess.run([sys.executable, "-c", BLOCK_T3F + textwrap.dedent(code)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+    """Run ``code`` in a fresh interpreter in which t3f cannot be imported (TensorFlow can)."""
+    return run_isolated(code, block=("t3f",), forbid=("t3f",), timeout=300)
 
 
 def h5_weights(path) -> dict:
@@ -172,7 +158,7 @@ def test_t3f_model_made_here_round_trips_without_t3f(tmp_path, monkeypatch):
     """Make a fresh fixture with t3f itself (np.int patched), then pack + load it with t3f blocked."""
     t3f = pytest.importorskip("t3f")
     monkeypatch.setattr(np, "int", int, raising=False)  # t3f 1.2.0 still uses the removed alias
-    from tt_make_fixture import build_t3f_mlp  # tools/ is on sys.path (conftest)
+    from sqzdev.t3f_fixture import build_t3f_mlp
 
     tf.keras.utils.set_random_seed(4)
     model = build_t3f_mlp(tf, t3f)

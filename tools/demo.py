@@ -30,7 +30,7 @@ from squeezefmt.presets import names as preset_names  # noqa: E402
 
 def test_data(input_shape, limit: int | None):
     try:
-        import datasets  # tools/datasets.py
+        from sqzdev import datasets  # noqa: E402
 
         (_, _), (x, y) = datasets.load_mnist()
     except Exception as exc:  # noqa: BLE001 - the demo degrades to a prediction check only

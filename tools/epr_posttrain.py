@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-results", "epr_posttrain.json"))
     args = ap.parse_args(argv)
 
-    import datasets  # tools/datasets.py
+    from sqzdev import datasets  # noqa: E402
     import tensorflow as tf
 
     import squeezefmt

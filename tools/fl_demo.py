@@ -72,7 +72,7 @@ def _quiet_env() -> dict:
 
 def load_data(name: str):
     import numpy as np
-    import datasets
+    from sqzdev import datasets  # noqa: E402
 
     (x_tr, y_tr), (x_te, y_te) = datasets.load(name)
     return ((x_tr.astype(np.float32) / 255.0, y_tr.astype(np.int64)),
@@ -381,7 +381,7 @@ def plot(rows: list[dict], path: Path, title: str) -> bool:
 
 
 def orchestrate(args) -> int:
-    import datasets
+    from sqzdev import datasets  # noqa: E402
 
     if args.quick:
         args.dataset, args.clients, args.rounds = "digits", 2, 3

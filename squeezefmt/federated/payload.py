@@ -27,7 +27,7 @@ import hashlib
 import json
 import re
 import struct
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -36,7 +36,7 @@ from ..codecs import Codec, TensorSpec, codec_class
 from ..codecs.decode import decode_tensor
 from ..container import DEFAULT_LIMITS, Limits, PendingTensor, SqzFile, write_container
 from ..container.header import dumps as header_dumps
-from ..dtypes import as_storage, dtype_name, from_storage, numpy_dtype
+from ..dtypes import as_storage, dtype_name, from_storage
 from ..encode import plan_and_encode
 from ..errors import BaseMismatchError, ChecksumError, HeaderError, SqueezeError
 
