@@ -13,9 +13,9 @@ import pytest
 
 from conftest import ROOT
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not all(importlib.util.find_spec(m) for m in ("flwr", "tensorflow", "sklearn")),
-    reason="needs the flower and keras extras and scikit-learn")
+    reason="needs the flower and keras extras and scikit-learn")]
 
 
 def test_flower_run_on_loopback(tmp_path):

@@ -58,6 +58,7 @@ def test_ttdense_computes_x_w_plus_b_on_the_cores():
         TTDense([2, 2], [2, 2], kernel_initializer="orthogonal")
 
 
+@pytest.mark.slow
 def test_ttdense_init_is_t3fs_and_it_trains():
     tf.keras.utils.set_random_seed(2)
     layer = TTDense([7, 4, 7, 4], [5, 5, 5, 5], tt_rank=4, activation="relu", bias_initializer=1e-3)
@@ -154,6 +155,7 @@ def test_frozen_t3f_fixture_unpacks_exactly_and_densifies(tmp_path):
     np.testing.assert_allclose(dense.predict(x, verbose=0), io["predictions"], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_t3f_model_made_here_round_trips_without_t3f(tmp_path, monkeypatch):
     """Make a fresh fixture with t3f itself (np.int patched), then pack + load it with t3f blocked."""
     t3f = pytest.importorskip("t3f")
@@ -278,6 +280,7 @@ def test_cli_tt_option_errors(dense_mlp, tmp_path):
     assert r.exit_code == 1 and "error" in r.output
 
 
+@pytest.mark.slow
 def test_from_dense_then_fine_tune(dense_mlp):
     d, model, x = dense_mlp
     layer, svd = TTDense.from_dense(model.get_layer("hidden"), max_rank=2)
