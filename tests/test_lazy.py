@@ -177,6 +177,29 @@ def test_a_container_whose_shapes_disagree_with_the_config_is_refused(tmp_path):
         sk.load(bad, lazy=True)
 
 
+def test_overlapping_lazy_rebuilds_restore_add_weight():
+    """Two lazy rebuilds that overlap (the first ends while the second still runs) leave Keras's own
+    add_weight in place afterwards, and each records only what is built inside its scope."""
+    from keras.src.engine.base_layer import Layer
+
+    from squeezefmt.keras.lazy import recording_add_weight
+
+    original = Layer.add_weight
+    first, second = recording_add_weight(), recording_add_weight()
+    first_records = first.__enter__()
+    L.Dense(3).build((None, 2))
+    second_records = second.__enter__()
+    first.__exit__(None, None, None)          # the first load finishes first
+    L.Dense(4).build((None, 5))               # built while only the second is rebuilding
+    second.__exit__(None, None, None)
+    assert Layer.add_weight is original
+    assert [r.shape for r in first_records] == [(2, 3), (3,)]
+    assert [r.shape for r in second_records] == [(5, 4), (4,)]
+    real = L.Dense(2)
+    real.build((None, 2))
+    assert len(real.weights) == 2              # ordinary variables again
+
+
 def test_weights_only_container_is_refused_clearly(tmp_path):
     model = deep_mlp(depth=2, width=8)
     model.save_weights(tmp_path / "w.h5")

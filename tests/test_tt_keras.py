@@ -238,6 +238,27 @@ def test_tt_svd_pack_loads_as_ttdense_or_dense(dense_mlp, tmp_path):
     assert np.array_equal(back.get_layer("hidden").kernel.numpy(), approx)
 
 
+def test_python_tt_packing_writes_what_the_cli_writes(dense_mlp, tmp_path):
+    """pack(tt=TTOptions(...)) and pack_tt give the CLI's container, byte for byte (same metadata)."""
+    from click.testing import CliRunner
+
+    from squeezefmt.cli import main
+
+    d, *_ = dense_mlp
+    r = CliRunner().invoke(main, ["pack", str(d / "mlp.h5"), str(tmp_path / "c.sqz"), "--tt-rank", "3",
+                                  "--tt-layers", "hidden", "--quiet"])
+    assert r.exit_code == 0, r.output
+    report = []
+    sk.pack(d / "mlp.h5", tmp_path / "p.sqz", tt=sk.TTOptions(max_rank=3, layers=["hidden"]), tt_report=report)
+    alias, alias_report = sk.pack_tt(d / "mlp.h5", max_rank=3, layers=["hidden"])
+    cli = (tmp_path / "c.sqz").read_bytes()
+    assert (tmp_path / "p.sqz").read_bytes() == cli
+    with squeezefmt.open(alias) as f:
+        with squeezefmt.open(cli) as g:
+            assert f.metadata()["packing"] == g.metadata()["packing"]
+    assert [c.as_dict() for c in report] == [c.as_dict() for c in alias_report] and report[0].layer == "hidden"
+
+
 def test_tt_tolerance_and_weights_only(dense_mlp, tmp_path):
     from squeezefmt.keras.formats.h5 import read_h5
     from squeezefmt.keras.pack import pack_tt
