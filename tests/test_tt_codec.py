@@ -18,7 +18,7 @@ from squeezefmt.codecs.tt import TT, TTCores, is_tt, read_tt
 from squeezefmt.tt_math import TTMatrix
 
 from conftest import VECTORS
-from sqzdev.harness import TF_MODULES, reject_broken_vector, run_without_tensorflow
+from sqzdev.harness import TF_MODULES, reject_broken_vector, run_isolated, run_without_tensorflow
 
 TT_VECTORS = os.path.join(VECTORS, "tt")
 
@@ -141,6 +141,18 @@ def test_tt_valid_vector(stem):
             tol = 1e-2 if dense.dtype == np.float16 else 1e-5
             np.testing.assert_allclose(dense, want, rtol=tol, atol=tol)
         f.verify()
+    if "svd" in stem:
+        # A TT-SVD's last bits depend on the BLAS kernel (OpenBLAS picks one per CPU); these vectors were
+        # made with its Haswell kernels, so they are re-encoded in a process pinned to those.
+        out = run_isolated(f"""
+            import squeezefmt
+            from sqzdev.vectors.tt import valid_cases
+            arrays, codecs = {{s: (a, c) for s, a, c in valid_cases()}}[{stem!r}]
+            data = squeezefmt.save(arrays, None, codecs=codecs).replace(squeezefmt.__version__.encode(), b"0.1.0")
+            print(data == open({path!r}, "rb").read())
+        """, block=(), forbid=(), env={"OPENBLAS_CORETYPE": "Haswell"})
+        assert out.strip() == "True"
+        return
     arrays, codecs = {s: (a, c) for s, a, c in valid_cases()}[stem]
     data = squeezefmt.save(arrays, None, codecs=codecs)
     with open(path, "rb") as fh:
