@@ -2,7 +2,7 @@
 
 The run uses Flower's own simulation runtime (``run_simulation``: a ServerApp with
 ``flwr.serverapp.strategy.FedAvg`` and ClientApps on virtual SuperNodes) through
-tools/fl_app_demo.py, the same code that prints the bytes-per-round table.
+sqzdev.fl_app, the same code tools/fl_app_demo.py prints the bytes-per-round table from.
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ needs_sim = pytest.mark.skipif(
 @needs_sim
 def test_real_simulation_lossless_delta_is_exact_and_smaller(tmp_path):
     """baseline (Flower's numpy) vs lossless-delta both ways: same accuracies every round, fewer bytes."""
-    from fl_app_demo import run_config  # tools/ (see conftest)
+    from sqzdev.fl_app import run_config
 
     base = run_config(None, clients=2, rounds=2, workdir=str(tmp_path))
     sqz = run_config("lossless-delta", uplink="lossless-delta", clients=2, rounds=2, workdir=str(tmp_path))
