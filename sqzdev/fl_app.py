@@ -114,7 +114,8 @@ def _record(arrays):
     return from_arrays(arrays)
 
 
-def make_server_app(num_clients: int, rounds: int, preset: str | None, report_path: str, uplink: str | None = None):
+def make_server_app(num_clients: int, rounds: int, preset: str | None, report_path: str, uplink: str | None = None,
+                    timeout: float = 300):
     from flwr.app import ArrayRecord, MetricRecord
     from flwr.serverapp import ServerApp
     from flwr.serverapp.strategy import FedAvg
@@ -136,7 +137,7 @@ def make_server_app(num_clients: int, rounds: int, preset: str | None, report_pa
             return MetricRecord({"accuracy": central[rnd]})
 
         result = strategy.start(grid=grid, initial_arrays=_record(init_model()), num_rounds=rounds,
-                                timeout=600, evaluate_fn=evaluate_fn)
+                                timeout=timeout, evaluate_fn=evaluate_fn)
         rows = strategy.report()
         for r in rows:
             r["accuracy"] = central.get(r["round"])
@@ -159,24 +160,31 @@ def _init_ray() -> None:
         return
     pythonpath = os.pathsep.join(p for p in sys.path if p)
     os.environ["PYTHONPATH"] = pythonpath
-    ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath},
+    # one BLAS thread per process: the model is tiny, and OpenBLAS threads spinning on an
+    # oversubscribed machine stalled a run for minutes
+    ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "OPENBLAS_NUM_THREADS": "1",
+                                       "OMP_NUM_THREADS": "1"},
                           "worker_process_setup_hook": "squeezefmt.federated.flower_app.hide_tensorflow"},
              include_dashboard=False, num_cpus=2, logging_level="ERROR")
 
 
 def run_config(preset: str | None, *, uplink: str | None = None, clients: int = 3, rounds: int = 4,
-               workdir: str | None = None) -> dict:
-    """One Flower simulation; returns the strategy's per-round report (see the module docstring)."""
+               workdir: str | None = None, timeout: float = 300) -> dict:
+    """One Flower simulation; returns the strategy's per-round report (see the module docstring).
+
+    ``timeout``: seconds the ServerApp waits for the nodes' replies in each round (Flower's own).
+    """
     from flwr.simulation import run_simulation
+    from threadpoolctl import threadpool_limits  # scikit-learn's dependency
 
     _init_ray()
     workdir = workdir or tempfile.mkdtemp(prefix="sqz_flapp_")
     report_path = os.path.join(workdir, f"report_{preset or 'baseline'}_{uplink or 'numpy'}.json")
     t0 = time.perf_counter()
-    run_simulation(server_app=make_server_app(clients, rounds, preset, report_path, uplink),
-                   client_app=make_client_app(clients, squeeze=preset is not None),
-                   num_supernodes=clients,
-                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
+    with threadpool_limits(limits=1):
+        run_simulation(server_app=make_server_app(clients, rounds, preset, report_path, uplink, timeout),
+                       client_app=make_client_app(clients, squeeze=preset is not None), num_supernodes=clients,
+                       backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
     if not os.path.exists(report_path):
         raise RuntimeError(f"the ServerApp of configuration {preset or 'baseline'} did not finish (no report)")
     with open(report_path) as f:
