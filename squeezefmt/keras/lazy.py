@@ -43,6 +43,7 @@ import numpy as np
 from ..api import open as open_sqz
 from ..container.cache import LayerCache
 from ..errors import KerasFormatError, LazyWeightError
+from . import lazy_schedule
 from .model import _tf, build_model
 from .pack import keras_metadata
 
@@ -210,6 +211,7 @@ class LazyLayer:
         self.key = layer.name
         self._cache = cache
         self._released = [ReleasedWeight(r) for r in self.records]
+        self.provided: list | None = None  # weight tensors to use instead of decoding (lazy_schedule)
 
     def decode(self) -> list[np.ndarray]:
         """The layer's arrays, checked against the shapes and dtypes the layer asked for."""
@@ -225,6 +227,8 @@ class LazyLayer:
 
     def tensors_for_call(self, inputs) -> list:
         tf = _tf()
+        if self.provided is not None:
+            return list(self.provided)
         if tf.executing_eagerly():
             arrays = self.decode()
             return [_eager_tensor(arrays.pop(0)) for _ in range(len(arrays))]
@@ -313,6 +317,7 @@ def load_lazy(path, *, safe_mode: bool = True, custom_objects: Mapping[str, Any]
         f.close()
         raise
     object.__setattr__(model, STATE_ATTR, LazyState(file=f, cache=cache, layers=layers))
+    lazy_schedule.install(model, layers, _eager_tensor)  # layer-major predict
     weakref.finalize(model, f.close)
     return model
 
