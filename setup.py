@@ -15,6 +15,7 @@ _C_MODULES = [
     ("squeezefmt.entropy._gammac", "squeezefmt/entropy/_gammac.c"),
     ("squeezefmt.entropy._huffmanc", "squeezefmt/entropy/_huffmanc.c"),
     ("squeezefmt.codecs._bytegroupc", "squeezefmt/codecs/_bytegroupc.c"),
+    ("squeezefmt._decodec", "squeezefmt/_decodec.c"),
 ]
 
 
