@@ -14,6 +14,8 @@ Decoders allocate their final arrays here. Two reasons:
 from __future__ import annotations
 
 import mmap
+import sys
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -43,14 +45,83 @@ def empty_aligned(shape: Sequence[int] | int, dtype, *, populate: bool = False) 
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if nbytes >= MMAP_MIN_BYTES:
-        if populate and _POPULATE is not None:
+        buf = _pool.take(nbytes) if populate else None
+        if buf is None and populate and _POPULATE is not None:
             buf = mmap.mmap(-1, nbytes, flags=_POPULATE)
-        else:
+            _pool.offer(buf)
+        elif buf is None:
             buf = mmap.mmap(-1, nbytes)  # page aligned, zero filled, unmapped when the array dies
         return np.frombuffer(buf, dtype=dtype).reshape(shape)
     raw = np.empty(nbytes + ALIGN, dtype=np.uint8)
     start = (-raw.ctypes.data) % ALIGN
     return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+class _Pool:
+    """Mapped buffers kept for reuse (off unless :func:`keep_buffers` gives it a budget).
+
+    A fresh anonymous map costs a page fault (or, populated, a kernel zero-fill) per 4 KiB: on a
+    virtual machine that is slower than decoding into it. Lazy inference decodes the same layers on
+    every call, so it keeps its buffers: a kept map is handed out again (only to callers that
+    overwrite every byte) once nothing references it any more: no array, view or TensorFlow tensor
+    (CPython's reference count of the map object tells). Kept bytes never exceed the budget.
+    """
+
+    def __init__(self):
+        self.max_bytes = 0
+        self._maps: list[mmap.mmap] = []
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _idle(m: mmap.mmap) -> bool:
+        # references: the list, this parameter, getrefcount's argument (callers index the list, so
+        # they hold none); any array, view or DLPack tensor on the map adds one
+        return sys.getrefcount(m) <= 3
+
+    def take(self, nbytes: int) -> mmap.mmap | None:
+        with self._lock:
+            for i in range(len(self._maps)):
+                if len(self._maps[i]) == nbytes and self._idle(self._maps[i]):
+                    found = self._maps.pop(i)
+                    self._maps.append(found)  # most recently used last
+                    return found
+        return None
+
+    def offer(self, buf: mmap.mmap) -> None:
+        with self._lock:
+            if len(buf) > self.max_bytes:
+                return
+            kept = sum(len(m) for m in self._maps)
+            i = 0
+            while kept + len(buf) > self.max_bytes and i < len(self._maps):  # evict idle maps, LRU first
+                if self._idle(self._maps[i]):
+                    kept -= len(self._maps.pop(i))
+                else:
+                    i += 1
+            if kept + len(buf) <= self.max_bytes:
+                self._maps.append(buf)
+
+    def kept_bytes(self) -> int:
+        with self._lock:
+            return sum(len(m) for m in self._maps)
+
+
+_pool = _Pool()
+
+
+def keep_buffers(max_bytes: int) -> int:
+    """Let decoders reuse up to ``max_bytes`` of mapped output buffers (process-wide; 0 turns reuse off,
+    a smaller budget than the current one is ignored). Returns the budget in force."""
+    with _pool._lock:
+        _pool.max_bytes = max(_pool.max_bytes, int(max_bytes)) if max_bytes else 0
+        if not _pool.max_bytes:
+            _pool._maps.clear()
+        return _pool.max_bytes
+
+
+def kept_buffer_bytes() -> int:
+    """Bytes of mapped buffers currently kept for reuse (see :func:`keep_buffers`)."""
+    return _pool.kept_bytes()
 
 
 def zeros_aligned(shape: Sequence[int] | int, dtype) -> np.ndarray:

@@ -239,7 +239,7 @@ class Quantize(Codec):
         bshape = _broadcast_shape(len(spec.shape), ax, channels)
         sym = sym.reshape(spec.shape if spec.shape else (1,))
         shift, zp, step = shift.reshape(bshape or (1,)), zp.reshape(bshape or (1,)), step.reshape(bshape or (1,))
-        out = empty_aligned(sym.shape, numpy_dtype(spec.dtype))
+        out = empty_aligned(sym.shape, numpy_dtype(spec.dtype), populate=True)  # every element written below
         if channels == 1:
             # One table entry per symbol, computed with the formula below (so the values are the same
             # bits); decoding is then one gather.

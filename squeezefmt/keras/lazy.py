@@ -41,6 +41,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..api import open as open_sqz
+from ..buffers import keep_buffers
 from ..container.cache import LayerCache
 from ..errors import KerasFormatError, LazyWeightError
 from . import lazy_schedule
@@ -317,6 +318,10 @@ def load_lazy(path, *, safe_mode: bool = True, custom_objects: Mapping[str, Any]
         f.close()
         raise
     object.__setattr__(model, STATE_ATTR, LazyState(file=f, cache=cache, layers=layers))
+    # Every call decodes the same layers again: keep their output buffers mapped (two stages in flight
+    # plus the entropy decoders' symbol buffers) instead of faulting fresh pages in each time.
+    sizes = [sum(f.nbytes(t) for t in lz.tensors if t in f) for lz in layers]
+    keep_buffers(3 * max(sizes, default=0))
     lazy_schedule.install(model, layers, _eager_tensor)  # layer-major predict
     weakref.finalize(model, f.close)
     return model
