@@ -21,6 +21,10 @@ How it works
       ``tf.function``), it adds a ``tf.numpy_function`` op that decodes the layer when the graph runs,
       with a control dependency on the layer's inputs, so layer *i+1* is decoded only after layer
       *i* has produced its output and released its weights.
+    * ``model.predict`` is replaced by the layer-major schedule of :mod:`.lazy_schedule` (each layer
+      decoded once per call, next stage decoded while one computes); it binds the decoded weights
+      through ``LazyLayer.provided`` instead of the decode op, and falls back to Keras's predict
+      (the per-batch path above) for what it cannot run.
     * Decoding goes through a :class:`~squeezefmt.container.cache.LayerCache`: ``cache_bytes=0``
       (default) keeps nothing; a budget keeps recently used layers (LRU) so that repeated batches
       do not pay the decode again. ``lazy_state(model).cache.stats()`` counts decodes and the live

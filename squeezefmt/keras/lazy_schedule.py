@@ -252,6 +252,7 @@ class LayerMajor:
         self.activation_bytes = DEFAULT_ACTIVATION_BYTES
         self._plan = None           # (graph, stages) once built, or an Unsupported
         self._warned = False
+        self._proven = False
         self._counter = None
         self.last_call: dict[str, Any] = {}
 
@@ -262,7 +263,19 @@ class LayerMajor:
             return self.original_predict(x, batch_size=batch_size, verbose=verbose, steps=steps,
                                          callbacks=callbacks, **kwargs)
         graph, stages = self._plan
-        return self._run(graph, stages, self._inputs(graph, x), int(batch_size or 32))
+        inputs = self._inputs(graph, x)
+        if self._proven:
+            return self._run(graph, stages, inputs, int(batch_size or 32))
+        try:  # first call: a graph this module misreads must not cost the user their predictions
+            out = self._run(graph, stages, inputs, int(batch_size or 32))
+        except Exception as exc:  # noqa: BLE001 - if Keras's own predict works, use it from now on
+            out = self.original_predict(x, batch_size=batch_size, verbose=verbose, steps=steps,
+                                        callbacks=callbacks, **kwargs)  # a user error raises here
+            self._plan = Unsupported(f"its first run failed: {type(exc).__name__}: {exc}")
+            self._why_not(x, steps, callbacks, kwargs)  # warns once
+            return out
+        self._proven = True
+        return out
 
     def _why_not(self, x, steps, callbacks, kwargs) -> str | None:
         if not self.enabled:
