@@ -9,8 +9,8 @@
  * dequant(sym, out, shift, zp, step, inner, qmax) -> bad
  *     float32 per-channel dequantisation of the quant codec. sym is uint8/uint16 in C order, the
  *     channel of element i is (i / inner) % C with C = len(step). q = sym[i] - shift[c] must lie in
- *     0..qmax (else 0 is written and counted); out[i] = (float)(q - zp[c]) * step[c], one float32
- *     multiply, the same bits as numpy's (q - zp).astype(float32) * step.
+ *     0..qmax, else the return value is 1 (and out is garbage); out[i] = (float)(q - zp[c]) * step[c],
+ *     one float32 multiply, the same bits as numpy's (q - zp).astype(float32) * step.
  *     Reference: squeezefmt.codecs.quantize.dequantize_channels_reference.
  *
  * Both loops run with the GIL released.
@@ -86,35 +86,37 @@ static PyObject *gather(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(bad);
 }
 
+/* Branch-free so that it vectorises: v - off[c] == q - zp[c] (off = shift + zp), and a symbol outside
+ * its channel's range sets a bit of `bad` (the output is discarded then). */
 #define DEQUANT_LOOP(IT)                                                                       \
     do {                                                                                       \
         const IT *s = (const IT *)sym.buf;                                                     \
+        uint32_t acc = 0;                                                                      \
         if (inner == 1) {                                                                      \
             for (Py_ssize_t r = 0; r < n / C; r++) {                                           \
                 const IT *sr = s + r * C;                                                      \
                 float *orow = o + r * C;                                                       \
                 for (Py_ssize_t c = 0; c < C; c++) {                                           \
-                    int32_t q = (int32_t)sr[c] - sh[c];                                        \
-                    int ok = q >= 0 && q <= qmax;                                              \
-                    bad += !ok;                                                                \
-                    orow[c] = ok ? (float)(q - zp[c]) * st[c] : 0.0f;                          \
+                    int32_t v = (int32_t)sr[c];                                                \
+                    acc |= (uint32_t)(v - sh[c]) > (uint32_t)qmax;                             \
+                    orow[c] = (float)(v - off[c]) * st[c];                                     \
                 }                                                                              \
             }                                                                                  \
         } else {                                                                               \
             for (Py_ssize_t b = 0; b < n / inner; b++) {                                       \
                 Py_ssize_t c = b % C;                                                          \
-                const int32_t lo = sh[c], z = zp[c];                                           \
+                const int32_t lo = sh[c], of = off[c];                                         \
                 const float step = st[c];                                                      \
                 const IT *sb = s + b * inner;                                                  \
                 float *ob = o + b * inner;                                                     \
                 for (Py_ssize_t j = 0; j < inner; j++) {                                       \
-                    int32_t q = (int32_t)sb[j] - lo;                                           \
-                    int ok = q >= 0 && q <= qmax;                                              \
-                    bad += !ok;                                                                \
-                    ob[j] = ok ? (float)(q - z) * step : 0.0f;                                 \
+                    int32_t v = (int32_t)sb[j];                                                \
+                    acc |= (uint32_t)(v - lo) > (uint32_t)qmax;                                \
+                    ob[j] = (float)(v - of) * step;                                            \
                 }                                                                              \
             }                                                                                  \
         }                                                                                      \
+        bad = acc != 0;                                                                        \
     } while (0)
 
 static PyObject *dequant(PyObject *self, PyObject *args) {
@@ -146,9 +148,16 @@ static PyObject *dequant(PyObject *self, PyObject *args) {
             const int32_t *sh = (const int32_t *)shift.buf, *zp = (const int32_t *)zpb.buf;
             const float *st = (const float *)step.buf;
             float *o = (float *)out.buf;
+            int32_t *off = PyMem_Malloc(C * sizeof(int32_t));
+            if (!off) {
+                for (int i = 0; i < got; i++) PyBuffer_Release(held[i]);
+                return PyErr_NoMemory();
+            }
+            for (Py_ssize_t c = 0; c < C; c++) off[c] = sh[c] + zp[c];
             Py_BEGIN_ALLOW_THREADS
             if (iw == 1) DEQUANT_LOOP(uint8_t); else DEQUANT_LOOP(uint16_t);
             Py_END_ALLOW_THREADS
+            PyMem_Free(off);
         }
     }
     for (int i = 0; i < got; i++) PyBuffer_Release(held[i]);
@@ -162,7 +171,7 @@ static PyObject *dequant(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"gather", gather, METH_VARARGS, "gather(table, idx, out) -> count of out-of-range indices"},
-    {"dequant", dequant, METH_VARARGS, "dequant(sym, out, shift, zp, step, inner, qmax) -> count of bad symbols"},
+    {"dequant", dequant, METH_VARARGS, "dequant(sym, out, shift, zp, step, inner, qmax) -> 1 if a symbol is out of range"},
     {NULL, NULL, 0, NULL},
 };
 

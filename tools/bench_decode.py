@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import mmap
 import os
 import sys
 import time
@@ -66,6 +67,8 @@ def stage_rows(n: int, repeats: int) -> list[dict]:
     tests = {
         "memcpy (np.copyto float32)": lambda: np.copyto(out, src),
         "numpy take (256-entry table, uint8 idx)": lambda: np.take(table, idx, out=out),
+        "new anonymous map, first write faults pages": lambda: _fresh_map(n * 4, False),
+        "new anonymous map, MAP_POPULATE": lambda: _fresh_map(n * 4, True),
         "gather C (cluster / 1-channel quant)": lambda: buffers.gather(table, idx, out),
         "gather reference (chunked np.take)": lambda: buffers.gather_reference(table, idx, out),
         "dequant C (quant per channel)": lambda: buffers._decodec.dequant(idx, out, shift, zp, step, 1, 255),
@@ -85,6 +88,16 @@ def stage_rows(n: int, repeats: int) -> list[dict]:
     for r in rows:
         r["x_memcpy"], r["x_take"] = r["GBps"] / memcpy, r["GBps"] / take
     return rows
+
+
+def _fresh_map(nbytes: int, populate: bool) -> None:
+    """What a decode into a new output buffer pays before writing anything: mapping the pages."""
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | (mmap.MAP_POPULATE if populate else 0)
+    m = mmap.mmap(-1, nbytes, flags=flags)
+    a = np.frombuffer(m, np.uint8)
+    a[::4096] = 1
+    del a
+    m.close()
 
 
 def codec_rows(n: int, repeats: int) -> list[dict]:
