@@ -25,7 +25,8 @@ by stage over all rows*, so a stage's weights are decoded once and used for ever
   GIL in their C loops); at most two stages' weights are alive, so peak memory is about the
   compressed file + the two largest stages + the chunk's activations. A layer used by several stages
   (a shared layer) stays decoded until its last stage of the chunk.
-* **Fallback.** A model that cannot run this way (stateful RNNs, masking, a graph this module cannot
+* **Fallback.** A model that cannot run this way (stateful RNNs, masking, activations whose shape is
+  not static beyond the batch axis, a graph this module cannot
   read) and calls this schedule does not cover (``steps``, ``callbacks``, datasets and generators)
   use the per-batch lazy path; the first time for a given model it says why (``RuntimeWarning``).
 
