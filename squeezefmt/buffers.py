@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 try:  # optional C fast path for gathers (squeezefmt/_decodec.c); gather_reference is the reference
-    from . import _decodec  # type: ignore[attr-defined]
+    import squeezefmt._decodec as _decodec  # type: ignore[import-not-found]  # compiled: no import edge
 except ImportError:  # pragma: no cover - depends on the build
     _decodec = None
 
