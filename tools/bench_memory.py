@@ -300,7 +300,7 @@ def print_speed(cases: list[dict], batch: int) -> None:
 
 def speed_tables(args, work: str, info: dict | None) -> list[dict]:
     import squeezefmt.keras as sk
-    from squeezefmt.planner import custom_preset
+    from squeezefmt.presets import custom_preset
 
     cases = []
     if info is not None:
