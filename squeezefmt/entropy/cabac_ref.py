@@ -140,6 +140,7 @@ class RangeDecoder:
 
     def __init__(self, data: bytes, start: int) -> None:
         self.data = data
+        self.start = start
         self.pos = start              # next byte to read (may run past len(data): virtual zeros)
         self.range = 0xFFFFFFFF
         self.window = 0               # the last four bytes read, for the termination check
@@ -190,7 +191,7 @@ class RangeDecoder:
             raise StreamError(f"cabac stream: {len(self.data) - self.pos} trailing bytes after the last value")
         if self.code >= TOP or self.window & (TOP - 1):
             raise StreamError("cabac stream: the final value is not the canonical termination (truncated or corrupt)")
-        if len(self.data) and self.data[-1] == 0:
+        if len(self.data) > self.start and self.data[-1] == 0:
             raise StreamError("cabac stream: a trailing zero byte (streams end with their last non-zero byte)")
 
 
