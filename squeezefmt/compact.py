@@ -27,7 +27,7 @@ from .planner import PRESET_FAMILIES, PRESETS, Preset, TensorContext, _is_kernel
 
 REF_ELEMENTS = 368_640
 REL_STEP_AT_REF = 1.6
-SIZE_EXPONENT = 0.65
+SIZE_EXPONENT = 0.8
 MIN_REL_STEP = 0.03
 MAX_REL_STEP = 2.0
 #: RDO trade-off (squared steps per bit) used by the preset.
