@@ -98,3 +98,23 @@ def test_info_bits_per_weight(tmp_path):
     assert row["bits_per_weight"] == pytest.approx(8 * (row["stored_bytes"] + row["side_bytes"]) / w.size, abs=1e-3)
     assert d["totals"]["bits_per_weight"] == pytest.approx(8 * d["file_bytes"] / w.size, abs=1e-3)
     assert "bits/w" in CliRunner().invoke(main, ["info", str(path)]).output
+
+
+def test_epr_latents_recoded_losslessly_with_cabac():
+    from squeezefmt.codecs.epr import EPRLatents, read_latents
+
+    rng = np.random.default_rng(5)
+    q = np.rint(rng.standard_t(1.5, (64, 32)) * 0.4).astype(np.int32)
+    s = np.float16(-4.0)
+    shape = TensorSpec("float32", (64, 32))
+    gamma_enc = EPRLatents(q, s).encode(np.zeros((64, 32), np.float32))
+    assert gamma_enc.side == {}                    # the default stays tfc's gamma code
+    enc = EPRLatents(q, s, coder="cabac").encode(np.zeros((64, 32), np.float32))
+    assert enc.side == {"coder": "cabac"}
+    q2, s2, _ = read_latents(enc.streams[0], enc.side, shape)
+    assert np.array_equal(q2, q) and s2 == s
+    assert len(enc.streams[0]) < len(gamma_enc.streams[0])
+    auto = EPRLatents(q, s, coder="auto").encode(np.zeros((64, 32), np.float32))
+    assert len(auto.streams[0]) == min(len(enc.streams[0]), len(gamma_enc.streams[0]))
+    with pytest.raises(StreamError):
+        read_latents(enc.streams[0], {"coder": "huffman"}, shape)
