@@ -13,6 +13,10 @@ preset             delta   tensors
                            fewer bytes; 2-bit deltas no longer train, see tools/fl_demo.py)
 =================  ======  ==========================================================================
 
+Quantized indices are coded with ``coder`` (default ``"auto"``: canonical Huffman or the
+context-adaptive arithmetic coder, whichever is smaller per tensor; ``"huffman"`` is the coding of
+squeezefmt before the arithmetic coder existed; see spec/codecs.md "Index coder").
+
 Float tensors with fewer than ``min_lossy_elements`` elements (biases, normalisation parameters)
 and non-float tensors stay lossless in every preset. Lossy presets need the ``quant`` codec
 (:mod:`squeezefmt.codecs.quantize`); a clear :class:`~squeezefmt.errors.SqueezeError` says so
@@ -33,8 +37,8 @@ from .payload import ADD_DTYPES, CodecChooser
 QUANT_ID = "quant"
 
 
-def quantize_codec(bits: int, per_channel: bool = False) -> Codec:
-    """The ``quant`` codec (uniform scalar quantization, Huffman-coded indices), imported lazily."""
+def quantize_codec(bits: int, per_channel: bool = False, coder: str = "auto") -> Codec:
+    """The ``quant`` codec (uniform scalar quantization; indices coded by ``coder``), imported lazily."""
     try:
         from ..codecs.quantize import Quantize  # noqa: PLC0415 - optional module, written separately
     except ImportError:
@@ -43,7 +47,7 @@ def quantize_codec(bits: int, per_channel: bool = False) -> Codec:
         raise SqueezeError(
             f"lossy federated presets need the {QUANT_ID!r} codec (squeezefmt.codecs.quantize), which this build "
             f"lacks (it has: {', '.join(codec_ids())}); use a lossless preset or pass full_codec/delta_codec")
-    return Quantize(bits=bits, per_channel=per_channel)
+    return Quantize(bits=bits, per_channel=per_channel, coder=coder)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +70,7 @@ class FederatedPreset:
     full_codec: CodecChooser | None = None
     delta_codec: CodecChooser | None = None
     planner_preset: str = "lossless"
+    coder: str = "auto"
 
     def __post_init__(self):
         if not isinstance(self.full_every, int) or self.full_every < 0:
@@ -73,6 +78,8 @@ class FederatedPreset:
         for b in (self.bits, self.delta_bits):
             if b is not None and not (isinstance(b, int) and 1 <= b <= 16):
                 raise SqueezeError(f"quantization bits must be an integer in 1..16, got {b!r}")
+        if self.coder not in ("huffman", "cabac", "auto"):
+            raise SqueezeError(f"coder must be 'huffman', 'cabac' or 'auto', got {self.coder!r}")
 
     @property
     def op(self) -> str:
@@ -88,11 +95,11 @@ class FederatedPreset:
             return custom
         if bits is None:
             return None
-        quantize_codec(bits, self.per_channel)  # fail early, with the clear message, if absent
+        quantize_codec(bits, self.per_channel, self.coder)  # fail early, with the clear message, if absent
 
         def choose(name: str, array: np.ndarray) -> Codec | None:
             if dtype_name(array.dtype) in ADD_DTYPES and array.size >= self.min_lossy_elements:
-                return quantize_codec(bits, self.per_channel)
+                return quantize_codec(bits, self.per_channel, self.coder)
             return None
         return choose
 
