@@ -6,7 +6,9 @@ relu) -> Dense(10), 101,770 weights) is trained centrally on Fashion-MNIST (or d
 the rounds. Each lossy preset broadcasts the sequence twice, through one BroadcastEncoder each:
 
 - ``coder=huffman``: the indices as squeezefmt coded them before the arithmetic coder;
-- ``coder=auto``: the preset's default now (per tensor, the smaller of Huffman and CABAC).
+- ``coder=auto``: the preset's default now (per tensor, the smaller of Huffman and CABAC);
+
+and ``lossy-delta-ac`` (the ``cabac`` codec for the first round and the deltas) once.
 
 Reported per preset and coder: downlink bytes of every round, the mean over rounds after the first,
 the ratio to Flower's numpy serialization (``np.save`` of every tensor, the fl_demo baseline), and
@@ -31,7 +33,7 @@ sys.path.insert(0, ROOT)
 
 import squeezefmt.federated as fl  # noqa: E402
 
-PRESETS = ("lossy", "lossy-delta", "lossy-delta-3")
+PRESETS = ("lossy", "lossy-delta", "lossy-delta-3", "lossy-delta-ac")
 
 
 def numpy_bytes(weights) -> int:
@@ -70,8 +72,9 @@ def run(states, x, y) -> list[dict]:
     baseline = numpy_bytes(states[0])
     rows = []
     for preset in PRESETS:
-        for coder in ("huffman", "auto"):
-            enc = fl.BroadcastEncoder(fl.get_preset(preset, coder=coder))
+        for coder in (("huffman", "auto") if preset != "lossy-delta-ac" else ("cabac",)):
+            p = fl.get_preset(preset, coder=coder) if coder != "cabac" else fl.get_preset(preset)
+            enc = fl.BroadcastEncoder(p)
             dec = fl.BroadcastDecoder()
             sizes = []
             for state in states:

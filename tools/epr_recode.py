@@ -4,7 +4,7 @@
 
 Every ``epr`` tensor's integer latents and float16 log-steps are read back exactly and written again
 through :class:`squeezefmt.codecs.epr.EPRLatents` with ``coder`` (side ``"coder": "cabac"``); the
-other tensors are re-encoded losslessly. Prints the latent-stream bytes with tfc's gamma code (the
+other tensors are re-encoded losslessly and the metadata (Keras model included) is carried over. Prints the latent-stream bytes with tfc's gamma code (the
 default and the compatibility promise) and with the new coder, and both file sizes. Decoding the
 new file gives the same tensors bit for bit (checked).
 """
@@ -26,7 +26,9 @@ from squeezefmt.codecs.epr import EPRLatents, read_latents  # noqa: E402
 def recode(path: str, out: str | None, coder: str = "cabac") -> dict:
     arrays, codecs, before, after = {}, {}, 0, 0
     with squeezefmt.open(path) as f:
-        metadata = f.metadata().get("user")
+        meta = f.metadata()
+        metadata = meta.get("user")
+        extra = {k: v for k, v in meta.items() if k not in ("writer", "preset", "user")}   # e.g. the Keras model
         for name in f.keys():
             e = f.entry(name)
             arrays[name] = f.tensor(name)
@@ -35,7 +37,7 @@ def recode(path: str, out: str | None, coder: str = "cabac") -> dict:
             q, s, transform = read_latents(f.streams(name)[0], e.side or {}, TensorSpec(e.dtype, tuple(e.shape)))
             codecs[name] = EPRLatents(q, s, transform, coder=coder)
             before += len(f.streams(name)[0])
-    data = squeezefmt.save(arrays, None, codecs=codecs, metadata=metadata)
+    data = squeezefmt.save(arrays, None, codecs=codecs, metadata=metadata, _extra_metadata=extra)
     with squeezefmt.open(data) as g:
         for name in arrays:
             a, b = arrays[name], g.tensor(name)

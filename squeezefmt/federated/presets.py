@@ -11,6 +11,9 @@ preset             delta   tensors
                            of round t+1's delta)
 ``lossy-delta-3``  yes     as ``lossy-delta`` with a 4-bit first round and 3-bit deltas (about 1.5x
                            fewer bytes; 2-bit deltas no longer train, see tools/fl_demo.py)
+``lossy-delta-ac`` yes     ``cabac`` codec (RDO quantization, arithmetic coded): first round at a step
+                           of 0.25 RMS per tensor, deltas at 2 RMS of the delta, with error feedback
+                           (about 2x fewer bytes than ``lossy-delta``; tools/bench_fl_coder.py)
 =================  ======  ==========================================================================
 
 Quantized indices are coded with ``coder`` (default ``"auto"``: canonical Huffman or the
@@ -48,6 +51,18 @@ def quantize_codec(bits: int, per_channel: bool = False, coder: str = "auto") ->
             f"lossy federated presets need the {QUANT_ID!r} codec (squeezefmt.codecs.quantize), which this build "
             f"lacks (it has: {', '.join(codec_ids())}); use a lossless preset or pass full_codec/delta_codec")
     return Quantize(bits=bits, per_channel=per_channel, coder=coder)
+
+
+def cabac_chooser(rel_step: float, min_elements: int = 256, lam: float = 0.1) -> CodecChooser:
+    """Per tensor: the ``cabac`` codec at ``rel_step`` times the tensor's RMS for float tensors of at
+    least ``min_elements`` elements, else None (lossless)."""
+    def choose(name: str, array: np.ndarray) -> Codec | None:
+        if dtype_name(array.dtype) in ADD_DTYPES and array.size >= min_elements:
+            from ..codecs.cabac_quant import CabacQuant  # noqa: PLC0415
+
+            return CabacQuant(rel_step=rel_step, lam=lam)
+        return None
+    return choose
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +134,8 @@ PRESETS: dict[str, FederatedPreset] = {
     "lossy": FederatedPreset("lossy", bits=8),
     "lossy-delta": FederatedPreset("lossy-delta", delta=True, bits=8, delta_bits=4),
     "lossy-delta-3": FederatedPreset("lossy-delta-3", delta=True, bits=4, delta_bits=3),
+    "lossy-delta-ac": FederatedPreset("lossy-delta-ac", delta=True, full_codec=cabac_chooser(0.25),
+                                      delta_codec=cabac_chooser(2.0)),
 }
 
 
@@ -135,4 +152,4 @@ def get_preset(preset: "str | FederatedPreset", **overrides) -> FederatedPreset:
     return p.replace(**overrides) if overrides else p
 
 
-__all__ = ["FederatedPreset", "PRESETS", "get_preset", "quantize_codec"]
+__all__ = ["FederatedPreset", "PRESETS", "get_preset", "quantize_codec", "cabac_chooser"]
