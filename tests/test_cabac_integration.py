@@ -14,7 +14,7 @@ from squeezefmt.codecs.cluster import Cluster
 from squeezefmt.codecs.quantize import Quantize
 from squeezefmt.codecs.sparse import Sparse
 from squeezefmt.errors import StreamError
-from squeezefmt.planner import TensorContext
+from squeezefmt.presets import TensorContext
 
 
 def _weights(shape=(256, 64), seed=0):
@@ -63,7 +63,7 @@ def test_bad_coder_side_rejected():
 
 
 def test_compact_preset_kernels_lossy_rest_exact():
-    from squeezefmt.compact import rel_step
+    from squeezefmt.presets.compact import rel_step
 
     rng = np.random.default_rng(1)
     arrays = {"fc/kernel": rng.normal(0, 0.05, (512, 256)).astype(np.float32),
@@ -107,14 +107,18 @@ def test_epr_latents_recoded_losslessly_with_cabac():
     q = np.rint(rng.standard_t(1.5, (64, 32)) * 0.4).astype(np.int32)
     s = np.float16(-4.0)
     shape = TensorSpec("float32", (64, 32))
-    gamma_enc = EPRLatents(q, s).encode(np.zeros((64, 32), np.float32))
+    gamma_enc = EPRLatents(q, s).encode()[1]
     assert gamma_enc.side == {}                    # the default stays tfc's gamma code
-    enc = EPRLatents(q, s, coder="cabac").encode(np.zeros((64, 32), np.float32))
+    enc = EPRLatents(q, s, coder="cabac").encode()[1]
     assert enc.side == {"coder": "cabac"}
     q2, s2, _ = read_latents(enc.streams[0], enc.side, shape)
     assert np.array_equal(q2, q) and s2 == s
     assert len(enc.streams[0]) < len(gamma_enc.streams[0])
-    auto = EPRLatents(q, s, coder="auto").encode(np.zeros((64, 32), np.float32))
+    auto = EPRLatents(q, s, coder="auto").encode()[1]
     assert len(auto.streams[0]) == min(len(enc.streams[0]), len(gamma_enc.streams[0]))
     with pytest.raises(StreamError):
         read_latents(enc.streams[0], {"coder": "huffman"}, shape)
+    data = squeezefmt.save({"w": EPRLatents(q, s, coder="cabac")})
+    with squeezefmt.open(data) as f:
+        assert f.entry("w").side == {"coder": "cabac"}
+        assert np.array_equal(f.tensor("w"), EPRLatents(q, s).dense())

@@ -46,7 +46,7 @@ def model_indices(path: str) -> np.ndarray:
     """Every kernel of a Keras .h5, quantized as the compact preset does, concatenated."""
     import h5py
 
-    from squeezefmt.compact import compact_codec
+    from squeezefmt.presets.compact import compact_codec
 
     parts = []
     with h5py.File(path, "r") as f:

@@ -24,7 +24,7 @@ from squeezefmt.codecs.epr import EPRLatents, read_latents  # noqa: E402
 
 
 def recode(path: str, out: str | None, coder: str = "cabac") -> dict:
-    arrays, codecs, before, after = {}, {}, 0, 0
+    arrays, recoded, before, after = {}, set(), 0, 0
     with squeezefmt.open(path) as f:
         meta = f.metadata()
         metadata = meta.get("user")
@@ -35,19 +35,22 @@ def recode(path: str, out: str | None, coder: str = "cabac") -> dict:
             if e.codec.get("id") != "epr":
                 continue
             q, s, transform = read_latents(f.streams(name)[0], e.side or {}, TensorSpec(e.dtype, tuple(e.shape)))
-            codecs[name] = EPRLatents(q, s, transform, coder=coder)
+            arrays[name] = EPRLatents(q, s, transform, shape=tuple(e.shape), dtype=e.dtype, coder=coder)
+            recoded.add(name)
             before += len(f.streams(name)[0])
-    data = squeezefmt.save(arrays, None, codecs=codecs, metadata=metadata, _extra_metadata=extra)
+    data = squeezefmt.save(arrays, None, metadata=metadata, _extra_metadata=extra)
+    with squeezefmt.open(path) as f:
+        originals = {name: f.tensor(name) for name in f.keys()}
     with squeezefmt.open(data) as g:
-        for name in arrays:
-            a, b = arrays[name], g.tensor(name)
+        for name, a in originals.items():
+            b = g.tensor(name)
             assert a.dtype == b.dtype and np.array_equal(a.view(np.uint8), b.view(np.uint8)), name
-            if name in codecs:
+            if name in recoded:
                 after += len(g.streams(name)[0])
     if out:
         with open(out, "wb") as fh:
             fh.write(data)
-    return {"epr_tensors": len(codecs), "latent_bytes_gamma": before, "latent_bytes_" + coder: after,
+    return {"epr_tensors": len(recoded), "latent_bytes_gamma": before, "latent_bytes_" + coder: after,
             "file_bytes_in": os.path.getsize(path), "file_bytes_out": len(data)}
 
 
