@@ -52,7 +52,7 @@ def accuracy(weights, x, y) -> float:
 
 
 def training_rounds(dataset: str, rounds: int, seed: int = 0):
-    import datasets
+    from sqzdev import datasets
     import tensorflow as tf
 
     (xt, yt), (xe, ye) = datasets.load(dataset)

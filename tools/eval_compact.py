@@ -4,7 +4,7 @@
     python tools/eval_compact.py model.h5:mnist other.h5:fashion_mnist --presets compact,compact-x1.5
 
 For each model and preset: ``squeezefmt.keras.pack`` (h5py only), ``squeezefmt.keras.load`` of the
-container, top-1 accuracy on the test set of the data set (tools/datasets.py), beside the original
+container, top-1 accuracy on the test set of the data set (sqzdev/datasets.py), beside the original
 model's. Ratio = float weight bytes / .sqz file bytes (``squeezefmt info``'s "(file)" ratio), so the
 container header and the lossless tensors count. Writes ``bench-results/compact.json``.
 """
@@ -29,7 +29,7 @@ DEFAULT = [f"{ROOT}/examples/mnist_cnn.h5:mnist", f"{ROOT}/examples/fashion_cnn.
 
 
 def test_set(name: str, input_shape):
-    import datasets
+    from sqzdev import datasets
 
     (_, _), (x, y) = datasets.load(name)
     return (x.astype(np.float32) / 255.0).reshape((-1, *input_shape[1:])), np.asarray(y).astype(np.int64)
