@@ -5,11 +5,16 @@ The nox sessions (noxfile.py) run it after installing, so each session's log say
 """
 from __future__ import annotations
 
+import glob
 import importlib
 import importlib.metadata
+import os
 import sys
 
-C_MODULES = ("squeezefmt.entropy._gammac", "squeezefmt.entropy._huffmanc", "squeezefmt.codecs._bytegroupc")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# every C source of the package is one optional extension module (setup.py's _C_MODULES)
+C_MODULES = sorted(os.path.relpath(p, ROOT)[:-2].replace(os.sep, ".")
+                   for p in glob.glob(os.path.join(ROOT, "squeezefmt", "**", "_*.c"), recursive=True))
 
 
 def version(dist: str) -> str | None:
@@ -32,7 +37,7 @@ def main() -> int:
         v = version(dist)
         if v:
             parts.append(f"{dist} {v}")
-    parts.append("C speedups: " + (", ".join(built) or "none"))
+    parts.append(f"C speedups {len(built)}/{len(C_MODULES)}: " + (", ".join(built) or "none"))
     print(" | ".join(parts))
     return 0
 
