@@ -1,0 +1,204 @@
+"""The accuracy-aware step search: smallest file whose metric drop stays within a budget.
+
+    from squeezefmt.search import search
+    result = search(arrays, metric, max_drop=0.1)          # metric(dict of arrays) -> float, higher is better
+    squeezefmt.save(arrays, "m.sqz", codecs=result.codecs) # quantized tensors; the rest lossless
+    print("\\n".join(result.summary_lines()))
+
+``metric`` is any callable scoring a full set of arrays (top-1 accuracy in points, an F1, a negative
+loss...); ``max_drop`` is in the metric's units. An optional ``distortion`` callable (lower is better,
+0 for the exact arrays; e.g. the KL divergence of a classifier's outputs from the exact model's) is a
+smoother signal for the per-tensor sensitivities; without it the metric drop is used.
+
+Steps: (1) the exact metric; (2) rate tables: every selected tensor at a grid of steps, exact byte
+counts (:mod:`.sensitivity`, :mod:`.backend`); (3) sensitivities, one tensor at a time; (4) the
+Lagrangian path of allocations, bisected on the measured metric, then greedy coarsening within the
+budget (:mod:`.allocate`). The search never imports TensorFlow. The result is *met* only when an
+allocation that quantizes something stays within the budget; otherwise ``result.met`` is False and the
+result holds the lossy allocation with the smallest drop found (see :class:`SearchResult`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ..dtypes import FLOAT_NAMES, dtype_name
+from ..errors import SqueezeError
+from . import allocate
+from .backend import StepBackend, default_backend
+from .sensitivity import build_tables, measure
+
+Metric = Callable[[Mapping[str, np.ndarray]], float]
+
+#: Tensors with fewer elements are left exact by the default selection.
+MIN_ELEMENTS = 8
+
+
+@dataclasses.dataclass
+class TensorChoice:
+    """What the search chose for one tensor."""
+
+    name: str
+    size: int
+    step: float          # 0.0: stored exactly (lossless preset)
+    nbytes: int          # modelled bytes (streams + side information)
+    distortion: float    # the tensor's own distortion at this step (0 when exact)
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8.0 * self.nbytes / max(self.size, 1)
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """The chosen allocation and how it scored on the search data.
+
+    ``met``: an allocation quantizing at least one tensor is within ``max_drop``. ``codecs``: name ->
+    codec for the quantized tensors (pass to ``squeezefmt.save`` / ``keras.pack``). When the budget is
+    not met, ``choices``/``codecs``/``metric`` describe the lossy allocation with the smallest drop seen.
+    """
+
+    met: bool
+    max_drop: float
+    base_metric: float
+    metric: float
+    choices: dict
+    codecs: dict
+    evaluations: int
+    seconds: float
+    backend: str
+    history: list = dataclasses.field(default_factory=list)  # (modelled bytes, measured drop) per evaluation
+
+    @property
+    def drop(self) -> float:
+        return self.base_metric - self.metric
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in self.choices.values())
+
+    def summary_lines(self) -> list:
+        """A per-tensor table (step, bytes, bits per weight) and the totals, as text lines."""
+        width = max([len(n) for n in self.choices] + [6])
+        lines = [f"{'tensor':<{width}}  {'weights':>9} {'step':>10} {'bytes':>9} {'bits/w':>7}"]
+        for c in self.choices.values():
+            step = "exact" if c.step == 0 else f"{c.step:.4g}"
+            lines.append(f"{c.name:<{width}}  {c.size:>9} {step:>10} {c.nbytes:>9} {c.bits_per_weight:>7.3f}")
+        size = sum(c.size for c in self.choices.values())
+        lines.append(f"{'searched':<{width}}  {size:>9} {'':>10} {self.nbytes:>9} {8 * self.nbytes / max(size, 1):>7.3f}")
+        return lines
+
+
+def default_select(name: str, array: np.ndarray) -> bool:
+    """Float tensors with at least :data:`MIN_ELEMENTS` elements."""
+    return (isinstance(array, np.ndarray) and dtype_name(array.dtype) in FLOAT_NAMES
+            and array.size >= MIN_ELEMENTS)
+
+
+def exact_nbytes(name: str, array: np.ndarray) -> int:
+    """Bytes of ``array`` under the lossless preset (streams + side information)."""
+    from ..container.header import dumps  # noqa: PLC0415
+    from ..planner import TensorContext, encode_tensor, preset  # noqa: PLC0415
+
+    pending = encode_tensor(name, array, preset("lossless")(name, array, TensorContext()))
+    enc = pending.encoded
+    return sum(len(s) for s in enc.streams) + (len(dumps(enc.side)) if enc.side else 0) + len(dumps(pending.codec))
+
+
+def _checked(value: Any, what: str) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise SqueezeError(f"search: the {what} returned {value!r}, not a number") from None
+    if not math.isfinite(out):
+        raise SqueezeError(f"search: the {what} returned {out}, not a finite number")
+    return out
+
+
+class _Objective:
+    """Calls the user's metric (and distortion), counts evaluations, keeps the history."""
+
+    def __init__(self, metric: Metric, distortion: Metric | None):
+        self.metric, self.distortion = metric, distortion
+        self.base = None
+        self.evaluations = 0
+
+    def __call__(self, arrays: Mapping[str, np.ndarray]) -> tuple:
+        self.evaluations += 1
+        m = _checked(self.metric(arrays), "metric")
+        if self.distortion is None:
+            return m, (0.0 if self.base is None else self.base - m)
+        return m, _checked(self.distortion(arrays), "distortion")
+
+
+def search(arrays: Mapping[str, np.ndarray], metric: Metric, *, max_drop: float,
+           distortion: Metric | None = None, select: Callable[[str, np.ndarray], bool] | None = None,
+           backend: StepBackend | None = None, refine_evaluations: int | None = None,
+           stop_drop: float | None = None, progress: Callable[[str], None] | None = None) -> SearchResult:
+    """Find per-tensor steps giving the smallest file whose metric drop is at most ``max_drop``.
+
+    ``select(name, array)`` says which tensors may be quantized (default :func:`default_select`);
+    the others count at their lossless size. ``refine_evaluations`` caps the greedy refinement
+    (default 0: off); ``stop_drop`` (default ``max(3 * max_drop, 0.5 %`` of the exact metric)) ends a tensor's sensitivity sweep. ``progress(message)`` is told about each phase.
+    """
+    t0 = time.perf_counter()
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    backend = backend or default_backend()
+    select = select or default_select
+    say = progress or (lambda message: None)
+    names = [n for n, a in arrays.items() if select(n, a)]
+    if not names:
+        raise SqueezeError("search: no tensor to quantize (none is a float tensor the selection accepts)")
+    objective = _Objective(metric, distortion)
+    base, _ = objective(arrays)
+    objective.base = base
+    if stop_drop is None:
+        stop_drop = max(3 * abs(max_drop), 0.005 * abs(base), 1e-9)
+    say(f"exact metric {base:.4f}; rate tables for {len(names)} tensors ({backend.name})")
+    exact = {n: exact_nbytes(n, arrays[n]) for n in names}
+    tables = build_tables(arrays, names, backend, exact)
+    say("sensitivities")
+    measure(arrays, tables, objective, base, stop_drop, progress=lambda n: say(f"  measured {n}"))
+    history = []
+
+    def drop_of(alloc) -> float:
+        trial = dict(arrays)
+        for t, k in zip(tables, alloc):
+            trial[t.name] = t.decoded(k, arrays[t.name])
+        m, _ = objective(trial)
+        history.append((allocate.total_rate(tables, alloc), base - m, alloc))
+        return base - m
+
+    path = allocate.lagrangian_path(tables)
+    say(f"allocation: bisecting {len(path)} Lagrangian allocations")
+    index, _ = allocate.bisect_path(path, drop_of, max_drop)
+    alloc = path[index] if index is not None else None
+    if alloc is not None and any(alloc) and refine_evaluations:
+        say("greedy refinement")
+        cap = refine_evaluations or 0
+        alloc, _, _ = allocate.refine(tables, alloc, drop_of, max_drop, cap)
+    met = alloc is not None and any(alloc)
+    if not met:  # the lossy allocation with the smallest drop seen (then the smallest file)
+        lossy = [h for h in history if any(h[2])]
+        alloc = min(lossy, key=lambda h: (h[1], h[0]))[2] if lossy else path[0]
+    drop = next((h[1] for h in reversed(history) if h[2] == tuple(alloc)), None)
+    if drop is None:
+        drop = drop_of(alloc)
+    return _result(tables, alloc, met, max_drop, base, base - drop, objective.evaluations,
+                   time.perf_counter() - t0, backend.name, history)
+
+
+def _result(tables, alloc, met, max_drop, base, metric, evaluations, seconds, backend, history) -> SearchResult:
+    choices, codecs = {}, {}
+    for t, k in zip(tables, alloc):
+        choices[t.name] = TensorChoice(t.name, t.size, t.step(k), int(t.rate[k]),
+                                       float(t.distortion[k]) if k else 0.0)
+        if k:
+            codecs[t.name] = t.candidates[k].codec
+    return SearchResult(met=met, max_drop=max_drop, base_metric=base, metric=metric, choices=choices,
+                        codecs=codecs, evaluations=evaluations, seconds=seconds, backend=backend,
+                        history=[(r, d) for r, d, _ in history])
