@@ -256,6 +256,7 @@ register_preset(
 
 # Post-training EPR presets ("epr", "epr-rms<x>", "epr-bits<b>"): registered by squeezefmt/epr.py.
 from . import epr as _epr  # noqa: E402,F401
+from . import compact as _compact  # noqa: E402,F401  (the data-free "compact" preset)
 
 
 def custom_preset(*, prune: float | None = None, cluster: int | None = None, quantize: int | None = None,

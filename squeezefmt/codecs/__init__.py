@@ -11,6 +11,7 @@ from . import raw, zstd_codec, bytegroup  # noqa: E402,F401
 from . import epr  # noqa: E402,F401
 from . import tt  # noqa: E402,F401
 from . import quantize, cluster, sparse  # noqa: E402,F401
+from . import cabac_quant  # noqa: E402,F401
 
 __all__ = [
     "Codec", "Encoded", "TensorSpec", "lossy_stats", "codec_class", "codec_ids", "decode_nested",
