@@ -13,11 +13,11 @@ Modules: :mod:`.backend` (a tensor at a step: codec, exact bytes, decoded array)
 data files). Keras glue (model built once, top-1 accuracy): :mod:`squeezefmt.keras.evaluate`.
 Nothing here imports TensorFlow: the metric is a callable the caller passes in.
 """
-from .backend import Candidate, CodecStepBackend, EPRStepBackend, StepBackend, default_backend
-from .core import SearchResult, TensorChoice, default_select, search
+from .backend import CabacStepBackend, Candidate, CodecStepBackend, EPRStepBackend, StepBackend, default_backend
+from .core import SearchResult, StepSearch, TensorChoice, default_select, search
 from .verify import Verification, verify
 
 __all__ = [
-    "search", "verify", "SearchResult", "TensorChoice", "Verification", "default_select",
-    "StepBackend", "EPRStepBackend", "CodecStepBackend", "Candidate", "default_backend",
+    "search", "StepSearch", "verify", "SearchResult", "TensorChoice", "Verification", "default_select",
+    "StepBackend", "EPRStepBackend", "CabacStepBackend", "CodecStepBackend", "Candidate", "default_backend",
 ]

@@ -10,8 +10,9 @@ Backends:
 
 - :class:`EPRStepBackend` (``"epr"``): the ``epr`` stream kind with one explicit step per tensor
   (float16 log-step, plain rounding, tfc-compatible run-length Elias gamma code of the integers).
-- :class:`CodecStepBackend`: any codec built by a ``factory(array, step)`` function (used for the
-  context-adaptive arithmetic-coded codec when it is available).
+- :class:`CabacStepBackend` (``"cabac"``): the ``cabac`` stream kind (RDO-quantized indices,
+  context-adaptive arithmetic coded) with one explicit step per tensor.
+- :class:`CodecStepBackend`: any codec built by a ``factory(array, step)`` function.
 
 :func:`default_backend` picks the best backend this build has; switching is this one function.
 """
@@ -84,6 +85,27 @@ class CodecStepBackend(StepBackend):
         return self.factory(array, step)
 
 
+class CabacStepBackend(StepBackend):
+    """``cabac`` streams with one given step and the RDO trade-off of the ``compact`` preset."""
+
+    name = "cabac"
+
+    def __init__(self, lam: float | None = None):
+        from ..compact import LAMBDA  # noqa: PLC0415
+
+        self.lam = LAMBDA if lam is None else float(lam)
+
+    def make_codec(self, array: np.ndarray, step: float) -> Codec:
+        from ..codecs.cabac_quant import CabacQuant  # noqa: PLC0415
+
+        if not np.isfinite(step) or step <= 0:
+            raise SqueezeError(f"search: step must be a positive number, got {step!r}")
+        return CabacQuant(step=float(step), lam=self.lam)
+
+
 def default_backend() -> StepBackend:
-    """The backend the search uses unless told otherwise."""
-    return EPRStepBackend()
+    """The backend the search uses unless told otherwise: ``cabac`` (``epr`` where it is missing)."""
+    try:
+        return CabacStepBackend()
+    except ImportError:  # pragma: no cover - builds without the arithmetic coder
+        return EPRStepBackend()

@@ -135,61 +135,92 @@ class _Objective:
         return m, _checked(self.distortion(arrays), "distortion")
 
 
+class StepSearch:
+    """The search in two phases, so several budgets can share one set of sensitivity tables.
+
+    ``prepare()`` measures the exact metric, the rate tables and the sensitivities (most of the
+    cost); ``run(max_drop)`` allocates for one budget. :func:`search` does both for one budget.
+    Arguments as for :func:`search`; ``stop_drop`` should cover the largest budget that will be run.
+    """
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], metric: Metric, *, distortion: Metric | None = None,
+                 select: Callable[[str, np.ndarray], bool] | None = None, backend: StepBackend | None = None,
+                 stop_drop: float | None = None, progress: Callable[[str], None] | None = None):
+        self.arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        self.backend = backend or default_backend()
+        select = select or default_select
+        self.say = progress or (lambda message: None)
+        self.names = [n for n, a in self.arrays.items() if select(n, a)]
+        if not self.names:
+            raise SqueezeError("search: no tensor to quantize (none is a float tensor the selection accepts)")
+        self.objective = _Objective(metric, distortion)
+        self.stop_drop = stop_drop
+        self.tables = None
+        self.prepare_seconds, self.prepare_evaluations = 0.0, 0
+
+    def prepare(self, max_drop: float = 0.0) -> "StepSearch":
+        t0 = time.perf_counter()
+        base, _ = self.objective(self.arrays)
+        self.objective.base = self.base = base
+        stop = self.stop_drop if self.stop_drop is not None else max(3 * abs(max_drop), 0.005 * abs(base), 1e-9)
+        self.say(f"exact metric {base:.4f}; rate tables for {len(self.names)} tensors ({self.backend.name})")
+        exact = {n: exact_nbytes(n, self.arrays[n]) for n in self.names}
+        self.tables = build_tables(self.arrays, self.names, self.backend, exact)
+        self.say("sensitivities")
+        measure(self.arrays, self.tables, self.objective, base, stop, progress=lambda n: self.say(f"  measured {n}"))
+        self.path = allocate.lagrangian_path(self.tables)
+        self.prepare_seconds = time.perf_counter() - t0
+        self.prepare_evaluations = self.objective.evaluations
+        return self
+
+    def _drop_of(self, alloc, history: list) -> float:
+        trial = dict(self.arrays)
+        for t, k in zip(self.tables, alloc):
+            trial[t.name] = t.decoded(k, self.arrays[t.name])
+        m, _ = self.objective(trial)
+        history.append((allocate.total_rate(self.tables, alloc), self.base - m, tuple(alloc)))
+        return self.base - m
+
+    def run(self, max_drop: float, refine_evaluations: int = 0) -> SearchResult:
+        """The smallest allocation within ``max_drop`` (see :class:`SearchResult` for an unmet budget)."""
+        if self.tables is None:
+            self.prepare(max_drop)
+        t0, evaluations0 = time.perf_counter(), self.objective.evaluations
+        history: list = []
+        drop_of = lambda alloc: self._drop_of(alloc, history)  # noqa: E731
+        self.say(f"allocation: bisecting {len(self.path)} Lagrangian allocations")
+        index, _ = allocate.bisect_path(self.path, drop_of, max_drop)
+        alloc = self.path[index] if index is not None else None
+        if alloc is not None and any(alloc) and refine_evaluations:
+            self.say("greedy refinement")
+            alloc, _, _ = allocate.refine(self.tables, alloc, drop_of, max_drop, refine_evaluations)
+        met = alloc is not None and any(alloc)
+        if not met:  # the lossy allocation with the smallest drop seen (then the smallest file)
+            lossy = [h for h in history if any(h[2])]
+            alloc = min(lossy, key=lambda h: (h[1], h[0]))[2] if lossy else self.path[0]
+        drop = next((h[1] for h in reversed(history) if h[2] == tuple(alloc)), None)
+        if drop is None:
+            drop = drop_of(alloc)
+        seconds = self.prepare_seconds + time.perf_counter() - t0
+        evaluations = self.objective.evaluations - evaluations0 + self.prepare_evaluations
+        return _result(self.tables, alloc, met, max_drop, self.base, self.base - drop, evaluations, seconds,
+                       self.backend.name, history)
+
+
 def search(arrays: Mapping[str, np.ndarray], metric: Metric, *, max_drop: float,
            distortion: Metric | None = None, select: Callable[[str, np.ndarray], bool] | None = None,
-           backend: StepBackend | None = None, refine_evaluations: int | None = None,
+           backend: StepBackend | None = None, refine_evaluations: int = 0,
            stop_drop: float | None = None, progress: Callable[[str], None] | None = None) -> SearchResult:
     """Find per-tensor steps giving the smallest file whose metric drop is at most ``max_drop``.
 
     ``select(name, array)`` says which tensors may be quantized (default :func:`default_select`);
-    the others count at their lossless size. ``refine_evaluations`` caps the greedy refinement
-    (default 0: off); ``stop_drop`` (default ``max(3 * max_drop, 0.5 %`` of the exact metric)) ends a tensor's sensitivity sweep. ``progress(message)`` is told about each phase.
+    the others count at their lossless size. ``refine_evaluations`` allows that many extra
+    evaluations of greedy coarsening after the bisection (default 0: off; it gains little and fits
+    the search data more closely). ``stop_drop`` (default ``max(3 * max_drop, 0.5 %`` of the exact
+    metric)) ends a tensor's sensitivity sweep. ``progress(message)`` is told about each phase.
     """
-    t0 = time.perf_counter()
-    arrays = {k: np.asarray(v) for k, v in arrays.items()}
-    backend = backend or default_backend()
-    select = select or default_select
-    say = progress or (lambda message: None)
-    names = [n for n, a in arrays.items() if select(n, a)]
-    if not names:
-        raise SqueezeError("search: no tensor to quantize (none is a float tensor the selection accepts)")
-    objective = _Objective(metric, distortion)
-    base, _ = objective(arrays)
-    objective.base = base
-    if stop_drop is None:
-        stop_drop = max(3 * abs(max_drop), 0.005 * abs(base), 1e-9)
-    say(f"exact metric {base:.4f}; rate tables for {len(names)} tensors ({backend.name})")
-    exact = {n: exact_nbytes(n, arrays[n]) for n in names}
-    tables = build_tables(arrays, names, backend, exact)
-    say("sensitivities")
-    measure(arrays, tables, objective, base, stop_drop, progress=lambda n: say(f"  measured {n}"))
-    history = []
-
-    def drop_of(alloc) -> float:
-        trial = dict(arrays)
-        for t, k in zip(tables, alloc):
-            trial[t.name] = t.decoded(k, arrays[t.name])
-        m, _ = objective(trial)
-        history.append((allocate.total_rate(tables, alloc), base - m, alloc))
-        return base - m
-
-    path = allocate.lagrangian_path(tables)
-    say(f"allocation: bisecting {len(path)} Lagrangian allocations")
-    index, _ = allocate.bisect_path(path, drop_of, max_drop)
-    alloc = path[index] if index is not None else None
-    if alloc is not None and any(alloc) and refine_evaluations:
-        say("greedy refinement")
-        cap = refine_evaluations or 0
-        alloc, _, _ = allocate.refine(tables, alloc, drop_of, max_drop, cap)
-    met = alloc is not None and any(alloc)
-    if not met:  # the lossy allocation with the smallest drop seen (then the smallest file)
-        lossy = [h for h in history if any(h[2])]
-        alloc = min(lossy, key=lambda h: (h[1], h[0]))[2] if lossy else path[0]
-    drop = next((h[1] for h in reversed(history) if h[2] == tuple(alloc)), None)
-    if drop is None:
-        drop = drop_of(alloc)
-    return _result(tables, alloc, met, max_drop, base, base - drop, objective.evaluations,
-                   time.perf_counter() - t0, backend.name, history)
+    return StepSearch(arrays, metric, distortion=distortion, select=select, backend=backend, stop_drop=stop_drop,
+                      progress=progress).prepare(max_drop).run(max_drop, refine_evaluations)
 
 
 def _result(tables, alloc, met, max_drop, base, metric, evaluations, seconds, backend, history) -> SearchResult:

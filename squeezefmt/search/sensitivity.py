@@ -1,10 +1,12 @@
 """Per-tensor rate and sensitivity tables: what each step costs in bytes and in the metric.
 
 For every tensor the search may quantize, :func:`build_tables` tries a geometric grid of steps
-(relative to the tensor's RMS, ``2**(k / per_octave)`` apart) and records the exact bytes of each
+(relative to the tensor's RMS, a quarter octave apart) and records the exact bytes of each
 candidate (:mod:`squeezefmt.search.backend`). :func:`measure` then quantizes one tensor at a time,
 leaving the others exact, and records how much that alone changes the objective: the distortion
 (for Keras classifiers, the KL divergence of the outputs from the exact model's) and the metric drop.
+To halve the evaluations, only every other grid step (half an octave apart) is measured; the steps
+between are interpolated (geometrically) from their measured neighbours -- their rates are exact.
 Walking from fine to coarse steps, a tensor stops being measured once its drop alone exceeds
 ``stop_drop``; coarser steps are then marked unusable (infinite distortion).
 """
@@ -17,8 +19,10 @@ import numpy as np
 
 from .backend import Candidate, StepBackend
 
-#: Default step grid, in half octaves of the tensor's RMS: RMS/16 ... 8 x RMS.
-GRID_LO, GRID_HI, PER_OCTAVE = -8, 6, 2
+#: Default step grid, in quarter octaves of the tensor's RMS: RMS/16 ... 8 x RMS.
+GRID_LO, GRID_HI, PER_OCTAVE = -16, 12, 4
+#: Every MEASURE_EVERY-th grid step is measured, the others interpolated.
+MEASURE_EVERY = 2
 
 Score = Callable[[Mapping[str, np.ndarray]], "tuple[float, float]"]
 
@@ -38,6 +42,11 @@ class TensorTable:
     rate: np.ndarray
     distortion: np.ndarray
     drop: np.ndarray
+    measured: np.ndarray = None  # bool per candidate: measured (True) or interpolated
+
+    def __post_init__(self):
+        if self.measured is None:
+            self.measured = np.ones(len(self.candidates), bool)
 
     def decoded(self, k: int, original: np.ndarray) -> np.ndarray:
         return original if k == 0 else self.candidates[k].decoded
@@ -61,17 +70,35 @@ def build_tables(arrays: Mapping[str, np.ndarray], names: Sequence[str], backend
     for name in names:
         array = arrays[name]
         cands: list = [None]
-        for step in grid(array):
+        measured = [True]
+        steps = grid(array)
+        for i, step in enumerate(steps):
             c: Candidate = backend.candidate(array, step)
             previous = cands[-1].nbytes if len(cands) > 1 else exact_bytes[name]
             if c.nbytes >= previous:
                 continue  # a coarser step that is not smaller is never worth it
             cands.append(c)
+            measured.append(i % MEASURE_EVERY == 0 or i == len(steps) - 1)
         rate = np.array([exact_bytes[name]] + [c.nbytes for c in cands[1:]], dtype=np.float64)
         n = len(cands)
         tables.append(TensorTable(name, int(np.asarray(array).size), cands, rate,
-                                  np.full(n, np.nan), np.full(n, np.nan)))
+                                  np.full(n, np.nan), np.full(n, np.nan), np.array(measured)))
     return tables
+
+
+def _interpolate(t: TensorTable) -> None:
+    """Fill the unmeasured candidates from their measured neighbours (geometric in the step)."""
+    done = np.flatnonzero(t.measured)
+    logs = np.log([t.step(k) if k else 1e-30 for k in range(len(t.candidates))])
+    for k in np.flatnonzero(~t.measured):
+        lo, hi = done[done < k].max(), done[done > k].min() if np.any(done > k) else None
+        if hi is None or not np.isfinite(t.distortion[hi]):
+            t.distortion[k], t.drop[k] = np.inf, np.inf
+            continue
+        f = (logs[k] - logs[lo]) / (logs[hi] - logs[lo]) if lo else 1.0
+        a, b = t.distortion[lo], t.distortion[hi]
+        t.distortion[k] = a ** (1 - f) * b ** f if a > 0 and b > 0 else a + f * (b - a)
+        t.drop[k] = t.drop[lo] + f * (t.drop[hi] - t.drop[lo])
 
 
 def measure(arrays: Mapping[str, np.ndarray], tables: Sequence[TensorTable], score: Score,
@@ -85,6 +112,8 @@ def measure(arrays: Mapping[str, np.ndarray], tables: Sequence[TensorTable], sco
             if stopped:
                 t.distortion[k], t.drop[k] = np.inf, np.inf
                 continue
+            if not t.measured[k]:
+                continue
             trial = dict(arrays)
             trial[t.name] = t.candidates[k].decoded
             metric, dist = score(trial)
@@ -92,6 +121,7 @@ def measure(arrays: Mapping[str, np.ndarray], tables: Sequence[TensorTable], sco
             t.drop[k] = base_metric - metric
             t.distortion[k] = max(float(dist), 0.0)
             stopped = t.drop[k] > stop_drop
+        _interpolate(t)
         # Noise makes a coarser step look better now and then; the model assumes it never is.
         t.distortion[:] = np.maximum.accumulate(t.distortion)
         if progress is not None:
