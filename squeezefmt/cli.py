@@ -84,20 +84,23 @@ def main():
               help="With --eval: accuracy budget in percentage points (default 0.1).")
 @click.option("--holdout", type=click.FloatRange(0.0, 1.0, max_open=True), default=None, metavar="FRACTION",
               help="With --eval: fraction of DATA.npz rows held out of the search to verify on (default 0.5).")
+@click.option("--confidence", type=click.FloatRange(0.0, 10.0), default=None, metavar="Z",
+              help="With --eval: the budget applies to the accuracy minus Z standard errors of its change "
+                   "(default 1; 0 trusts the search data as they are).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per_channel, quiet,
          epr_max_rel_rms=None, epr_bits=None, tt_rank=None, tt_tol=None, tt_layers=None, tt_dims=(),
-         eval_path=None, max_drop=None, holdout=None):
+         eval_path=None, max_drop=None, holdout=None, confidence=None):
     """Pack a Keras .h5 file MODEL into the .sqz container OUTPUT."""
     from .keras.h5 import read_h5
     from .keras.pack import pack_archive
 
     from . import cli_eval  # accuracy-aware packing (--eval)
-    cli_eval.check_usage(eval_path, max_drop, holdout, preset, dict(
+    cli_eval.check_usage(eval_path, max_drop, holdout, confidence, preset, dict(
         prune=prune, cluster=cluster, quantize=quantize, per_channel=per_channel, epr_max_rel_rms=epr_max_rel_rms,
         epr_bits=epr_bits, tt_rank=tt_rank, tt_tol=tt_tol))
     if eval_path is not None:
-        return cli_eval.run(model, output, eval_path, max_drop, holdout, include_optimizer, quiet)
+        return cli_eval.run(model, output, eval_path, max_drop, holdout, confidence, include_optimizer, quiet)
     try:
         if epr_max_rel_rms is not None or epr_bits is not None:  # EPR-trained layers need no option
             from .epr import preset_name

@@ -15,8 +15,9 @@ Rows, all in one run and from the same decoded weights a user would get:
 - ``lossless`` (the reference) and every lossy squeezefmt option: ``--quantize`` (per tensor and
   ``--per-channel``), ``--cluster``, ``--prune``, ``--preset deep-compression``, post-training EPR
   (``--preset epr``, ``--epr-max-rel-rms``, ``--epr-bits``), ``--preset compact`` and its
-  ``compact-x<scale>`` family, and ``--eval`` at several budgets (one sensitivity measurement per
-  model, one allocation per budget; ``search_s`` is its time, the shared measurement included).
+  ``compact-x<scale>`` family, and ``--eval`` at several budgets, with the default ``--confidence 1``
+  (family ``eval``) and with ``--confidence 0`` (``eval z=0``); one sensitivity measurement per model,
+  one allocation per row; ``search_s`` is its time, the shared measurement included.
   TT-SVD (``--tt-rank``) is left out: it replaces Dense layers by TT layers rather than compressing
   weights in place.
 - NNCodec 2.1.3 (PyPI ``nncodec``) at several qps, run by tools/nncodec_worker.py in a separate venv
@@ -133,8 +134,9 @@ def bench_options(ev: Evaluated, options, say) -> list:
     return rows
 
 
-def bench_eval(ev: Evaluated, budgets, say) -> list:
-    """``--eval`` at each budget: one sensitivity measurement on the search half, one allocation per budget."""
+def bench_eval(ev: Evaluated, budgets, confidences, say) -> list:
+    """``--eval`` at each budget and ``--confidence``: one sensitivity measurement on the search half,
+    one allocation per budget and confidence (family ``eval`` for the default confidence 1)."""
     from squeezefmt.epr import wants_epr
     from squeezefmt.keras.pack import contexts_for
     from squeezefmt.search import StepSearch
@@ -147,12 +149,14 @@ def bench_eval(ev: Evaluated, budgets, say) -> list:
     searcher.prepare(max(budgets))
     prepare_cpu = time.process_time() - t0
     rows = []
-    for budget in budgets:
+    for z, budget in [(z, b) for z in confidences for b in budgets]:
+        scorer.confidence = z
         c0 = time.process_time()
         result = searcher.run(budget)
         cpu = prepare_cpu + time.process_time() - c0
         nbytes, decoded, enc, dec = _pack_and_decode(ev, "lossless", result.codecs)
-        rows.append(ev.row("eval", f"max-drop {budget:g}", nbytes, decoded, enc, dec, met=result.met,
+        rows.append(ev.row("eval" if z == 1 else f"eval z={z:g}", f"max-drop {budget:g}", nbytes, decoded, enc, dec,
+                           met=result.met, confidence=z,
                            search_s=result.seconds, search_cpu_s=cpu, evaluations=result.evaluations,
                            steps={n: c.step for n, c in result.choices.items()},
                            bits_per_weight={n: round(c.bits_per_weight, 3) for n, c in result.choices.items()}))
@@ -235,7 +239,7 @@ def bench_nncodec(ev: Evaluated, python: str, qps, say) -> list:
 
 def fmt(row: dict) -> str:
     extra = ""
-    if row["family"] == "eval":
+    if row["family"].startswith("eval"):
         extra = f"  search {row['search_s']:.0f}s wall / {row['search_cpu_s']:.0f}s CPU{'' if row['met'] else '  NOT MET'}"
     return (f"  {row['family']:<17}{row['setting']:<15}{row['bytes']:>9} {row['ratio']:>7.2f}x "
             f"{row['d_held']:>+7.2f} {row['d_search']:>+7.2f} {row['encode_s']:>8.3f} {row['decode_s']:>8.3f}{extra}")
@@ -259,9 +263,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="mnist_cnn,cnn390k")
     ap.add_argument("--budgets", default=",".join(f"{b:g}" for b in BUDGETS), help="--eval budgets (points)")
+    ap.add_argument("--confidences", default="1,0", help="--eval --confidence values")
     ap.add_argument("--qps", default=",".join(str(q) for q in NNCODEC_QPS), help="NNCodec qps")
     ap.add_argument("--nncodec-python", default=None)
     ap.add_argument("--quick", action="store_true", help="fewer settings per option")
+    ap.add_argument("--rows", type=int, default=10000, help="MNIST test rows used (halves: search / held-out)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-results", "posttrain.json"))
     args = ap.parse_args(argv)
 
@@ -270,24 +276,26 @@ def main(argv=None) -> int:
     names = [n for n in args.models.split(",") if n]
     paths = load_models(names)
     (_, _), (x, y) = datasets.load_mnist()
-    x = x.astype(np.float32) / 255.0
-    y = y.astype(np.int64)
+    x = x[:args.rows].astype(np.float32) / 255.0
+    y = y[:args.rows].astype(np.int64)
     nnc = nncodec_python(args.nncodec_python)
     if nnc is None:
         print("NNCodec not found (pip install torch==2.13.0 nncodec==2.1.3 in a venv, pass --nncodec-python): "
               "its rows are skipped")
     budgets = [float(b) for b in args.budgets.split(",") if b]
+    confidences = [float(z) for z in args.confidences.split(",") if z]
     options = squeezefmt_options(args.quick)
     results = {"models": {}, "nncodec": nnc is not None, "budgets": budgets}
     for name in names:
         t0 = time.perf_counter()
         ev = Evaluated(paths[name], x, y)
+        half = len(y) // 2
         print(f"\n{name}: {paths[name]}, {ev.raw // 4} float32 weights ({ev.raw} bytes); exact accuracy "
-              f"{ev.base[0]:.2f} % held-out (rows 5000-9999), {ev.base[1]:.2f} % search half (rows 0-4999)")
+              f"{ev.base[0]:.2f} % held-out (rows {half}-{len(y) - 1}), {ev.base[1]:.2f} % search half (rows 0-{half - 1})")
         print(HEADER)
         say = lambda row: print(fmt(row), flush=True)  # noqa: E731
         rows = bench_options(ev, options, say)
-        rows += bench_eval(ev, budgets, say)
+        rows += bench_eval(ev, budgets, confidences, say)
         if nnc is not None:
             rows += bench_nncodec(ev, nnc, [int(q) for q in args.qps.split(",") if q], say)
         results["models"][name] = {"path": paths[name], "float_bytes": ev.raw, "base_acc_held": ev.base[0],

@@ -5,7 +5,9 @@
 
 The evaluation data are split at random (``seed``) into a search part and a held-out part
 (``holdout`` of the rows, default half). The search (:mod:`squeezefmt.search`) sees only the search
-part: top-1 accuracy is the metric, the KL divergence of the outputs from the exact model's the
+part: top-1 accuracy is the metric -- guarded by ``confidence`` standard errors of its change
+(:meth:`~squeezefmt.keras.evaluate.Scorer.guarded_accuracy`), so a change that rests on a few lucky
+predictions does not pass -- and the KL divergence of the outputs from the exact model's is the
 sensitivity signal. The container is then encoded, decoded again with the numpy decoder and scored
 on both parts; the report gives both, so the held-out figure says whether the budget generalises.
 The file is written (atomically) only when the budget is met on the search part; otherwise
@@ -93,7 +95,8 @@ def pack_with_eval(model_path, output, data_path, *, max_drop: float, holdout: f
     result = search(archive.arrays, scorer.guarded_accuracy, distortion=scorer.kl, max_drop=max_drop, select=select,
                     backend=backend, progress=progress)
     options = {"preset": "lossless", "include_optimizer": include_optimizer,
-               "eval": {"max_drop": max_drop, "metric": "top-1 accuracy", "search_rows": len(search_data)}}
+               "eval": {"max_drop": max_drop, "metric": "top-1 accuracy", "search_rows": len(search_data),
+                        "confidence": confidence}}
     blob = pack_archive(archive, None, preset="lossless", codecs=result.codecs, options=options,
                         source_name=os.path.basename(os.fspath(model_path)))
     check = verify(blob, scorer.base, scorer.accuracy, holdout=held_scorer.accuracy if held_scorer else None,

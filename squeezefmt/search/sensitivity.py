@@ -7,6 +7,8 @@ leaving the others exact, and records how much that alone changes the objective:
 (for Keras classifiers, the KL divergence of the outputs from the exact model's) and the metric drop.
 To halve the evaluations, only every other grid step (half an octave apart) is measured; the steps
 between are interpolated (geometrically) from their measured neighbours -- their rates are exact.
+Where the rate falls steeply between two grid steps (the RDO quantizer zeroing most of a large
+kernel), intermediate steps are added the same way, so the allocation has sizes to choose between.
 Walking from fine to coarse steps, a tensor stops being measured once its drop alone exceeds
 ``stop_drop``; coarser steps are then marked unusable (infinite distortion).
 """
@@ -23,6 +25,9 @@ from .backend import Candidate, StepBackend
 GRID_LO, GRID_HI, PER_OCTAVE = -16, 12, 4
 #: Every MEASURE_EVERY-th grid step is measured, the others interpolated.
 MEASURE_EVERY = 2
+#: Between neighbours whose rates differ by more than RATE_GAP (and MIN_GAP_BYTES), up to
+#: REFINE_LEVELS rounds of intermediate steps are added (rates exact, distortions interpolated).
+RATE_GAP, MIN_GAP_BYTES, REFINE_LEVELS = 1.25, 256, 3
 
 Score = Callable[[Mapping[str, np.ndarray]], "tuple[float, float]"]
 
@@ -69,16 +74,25 @@ def build_tables(arrays: Mapping[str, np.ndarray], names: Sequence[str], backend
     tables = []
     for name in names:
         array = arrays[name]
+        steps = grid(array)
+        points = [(st, backend.candidate(array, st), i % MEASURE_EVERY == 0 or i == len(steps) - 1)
+                  for i, st in enumerate(steps)]
+        for _ in range(REFINE_LEVELS):  # where the rate falls steeply, add steps between (interpolated)
+            finer = []
+            for (s0, c0, m0), (s1, c1, _m1) in zip(points, points[1:]):
+                finer.append((s0, c0, m0))
+                if c0.nbytes > RATE_GAP * c1.nbytes and c0.nbytes - c1.nbytes > MIN_GAP_BYTES:
+                    mid = float(np.sqrt(s0 * s1))
+                    finer.append((mid, backend.candidate(array, mid), False))
+            points = finer + points[-1:]
         cands: list = [None]
         measured = [True]
-        steps = grid(array)
-        for i, step in enumerate(steps):
-            c: Candidate = backend.candidate(array, step)
+        for _step, c, m in points:
             previous = cands[-1].nbytes if len(cands) > 1 else exact_bytes[name]
             if c.nbytes >= previous:
                 continue  # a coarser step that is not smaller is never worth it
             cands.append(c)
-            measured.append(i % MEASURE_EVERY == 0 or i == len(steps) - 1)
+            measured.append(m)
         rate = np.array([exact_bytes[name]] + [c.nbytes for c in cands[1:]], dtype=np.float64)
         n = len(cands)
         tables.append(TensorTable(name, int(np.asarray(array).size), cands, rate,
