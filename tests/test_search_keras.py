@@ -156,6 +156,26 @@ def test_cli_usage_errors(files, tmp_path):
     assert r.exit_code == 2 and "--eval" in r.output
     r = CliRunner().invoke(main, ["pack", files["mlp"], out, "--eval", files["data"], "--quantize", "4"])
     assert r.exit_code == 2 and "--quantize" in r.output
+    r = CliRunner().invoke(main, ["pack", files["mlp"], out, "--confidence", "2"])
+    assert r.exit_code == 2 and "--eval" in r.output
+
+
+def test_guarded_accuracy_counts_changed_predictions(files):
+    from squeezefmt.keras.evaluate import KerasClassifier
+    from squeezefmt.keras.h5 import read_h5
+    from squeezefmt.search.data import load_eval_data
+
+    archive = read_h5(files["mlp"])
+    scorer = KerasClassifier(archive).scorer(load_eval_data(files["data"]), confidence=2.0)
+    exact = dict(archive.arrays)
+    assert scorer.guarded_accuracy(exact) == scorer.accuracy(exact) == scorer.base
+    assert scorer.changed(exact) == 0 and scorer.kl(exact) == pytest.approx(0.0, abs=1e-9)
+    noisy = {k: v + np.random.default_rng(1).normal(0, 0.3 * v.std(), v.shape).astype(v.dtype)
+             for k, v in exact.items()}
+    changed = scorer.changed(noisy)
+    assert changed > 0 and scorer.kl(noisy) > 0
+    n = len(scorer.data)
+    assert scorer.guarded_accuracy(noisy) == pytest.approx(scorer.accuracy(noisy) - 200.0 * np.sqrt(changed) / n)
 
 
 def test_cli_budget_not_met_reports_best_and_writes_nothing(files, tmp_path):
