@@ -23,7 +23,10 @@ import numpy as np
 from .codecs import Codec
 from .codecs.cabac_quant import CabacQuant
 from .errors import SqueezeError
-from .planner import PRESET_FAMILIES, PRESETS, Preset, TensorContext, _is_kernel, preset, register_preset
+from .presets.deep import _is_kernel
+from .presets.registry import PRESETS, Preset, TensorContext, register_family
+from .presets.registry import get as preset
+from .presets.registry import register as register_preset
 
 REF_ELEMENTS = 368_640
 REL_STEP_AT_REF = 1.6
@@ -78,7 +81,7 @@ def _resolve(value: str) -> str:
     return preset_name(scale)
 
 
-PRESET_FAMILIES["compact-x"] = _resolve
+register_family("compact-x", _resolve)
 register_preset(
     "compact",
     "data-free lossy (post-training, NNCodec-like): kernels RDO-quantized with a step per tensor (relative to "

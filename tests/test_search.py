@@ -15,7 +15,7 @@ from squeezefmt.search import EPRStepBackend, search, verify
 from squeezefmt.search import allocate
 from squeezefmt.search.sensitivity import TensorTable
 
-datasets = pytest.importorskip("datasets")  # tools/datasets.py (conftest puts tools/ on sys.path)
+from sqzdev import datasets  # noqa: E402 - the dev package (offline data sets)
 
 
 def _relu(z):

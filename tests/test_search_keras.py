@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
-datasets = pytest.importorskip("datasets")  # tools/datasets.py
+from sqzdev import datasets  # noqa: E402 - the dev package (offline data sets)
 
 from click.testing import CliRunner  # noqa: E402
 
@@ -162,7 +162,7 @@ def test_cli_usage_errors(files, tmp_path):
 
 def test_guarded_accuracy_counts_changed_predictions(files):
     from squeezefmt.keras.evaluate import KerasClassifier
-    from squeezefmt.keras.h5 import read_h5
+    from squeezefmt.keras.formats import read_archive as read_h5
     from squeezefmt.search.data import load_eval_data
 
     archive = read_h5(files["mlp"])

@@ -85,7 +85,7 @@ class Evaluated:
 
     def __init__(self, h5: str, x: np.ndarray, y: np.ndarray):
         from squeezefmt.keras.evaluate import KerasClassifier
-        from squeezefmt.keras.h5 import read_h5
+        from squeezefmt.keras.formats import read_archive as read_h5
         from squeezefmt.search.data import EvalData
 
         self.archive = read_h5(h5)
@@ -137,12 +137,11 @@ def bench_options(ev: Evaluated, options, say) -> list:
 def bench_eval(ev: Evaluated, budgets, confidences, say) -> list:
     """``--eval`` at each budget and ``--confidence``: one sensitivity measurement on the search half,
     one allocation per budget and confidence (family ``eval`` for the default confidence 1)."""
-    from squeezefmt.epr import wants_epr
-    from squeezefmt.keras.pack import contexts_for
+    from squeezefmt.presets.epr import wants_epr
     from squeezefmt.search import StepSearch
 
     scorer = ev.clf.scorer(ev.search_data)
-    ctx = contexts_for(ev.archive)
+    ctx = ev.archive.contexts()
     select = lambda n, a: n in ctx and wants_epr(a, ctx[n])  # noqa: E731 - as pack --eval selects
     t0 = time.process_time()
     searcher = StepSearch(ev.archive.arrays, scorer.guarded_accuracy, distortion=scorer.kl, select=select)
@@ -166,9 +165,7 @@ def bench_eval(ev: Evaluated, budgets, confidences, say) -> list:
 
 def torch_layout(archive) -> dict:
     """Weights as a torch model holds them: conv (O, I, H, W), depthwise (C*m, 1, H, W), dense (out, in)."""
-    from squeezefmt.keras.pack import contexts_for
-
-    ctx = contexts_for(archive)
+    ctx = archive.contexts()
     out = {}
     for name, a in archive.arrays.items():
         role = ctx[name].role if name in ctx else None
@@ -186,9 +183,7 @@ def torch_layout(archive) -> dict:
 
 def keras_layout(archive, torch_arrays) -> dict:
     """The inverse of :func:`torch_layout`."""
-    from squeezefmt.keras.pack import contexts_for
-
-    ctx = contexts_for(archive)
+    ctx = archive.contexts()
     out = {}
     for name, a in archive.arrays.items():
         t = np.asarray(torch_arrays[name])
@@ -271,7 +266,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-results", "posttrain.json"))
     args = ap.parse_args(argv)
 
-    import datasets
+    from sqzdev import datasets
 
     names = [n for n in args.models.split(",") if n]
     paths = load_models(names)

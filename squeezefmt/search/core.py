@@ -102,9 +102,10 @@ def default_select(name: str, array: np.ndarray) -> bool:
 def exact_nbytes(name: str, array: np.ndarray) -> int:
     """Bytes of ``array`` under the lossless preset (streams + side information)."""
     from ..container.header import dumps  # noqa: PLC0415
-    from ..planner import TensorContext, encode_tensor, preset  # noqa: PLC0415
+    from ..encode import encode_tensor  # noqa: PLC0415
+    from ..presets import TensorContext, get  # noqa: PLC0415
 
-    pending = encode_tensor(name, array, preset("lossless")(name, array, TensorContext()))
+    pending = encode_tensor(name, array, get("lossless")(name, array, TensorContext()))
     enc = pending.encoded
     return sum(len(s) for s in enc.streams) + (len(dumps(enc.side)) if enc.side else 0) + len(dumps(pending.codec))
 
