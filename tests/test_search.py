@@ -93,6 +93,19 @@ def test_looser_budget_gives_smaller_file(digits_mlp):
     assert tight.drop <= 0.0 and loose.drop <= 5.0
 
 
+def test_family_never_makes_the_file_larger(digits_mlp):
+    from squeezefmt.search import StepSearch
+
+    w, (x, y), _ = digits_mlp
+    searcher = StepSearch(w, _accuracy(x, y), use_family=False).prepare(2.0)
+    lagrangian = searcher.run(2.0)
+    searcher.use_family = True
+    both = searcher.run(2.0)
+    assert lagrangian.met and both.met and both.nbytes <= lagrangian.nbytes and both.drop <= 2.0
+    decoded = squeezefmt.load(squeezefmt.save(w, codecs=both.codecs))
+    assert both.base_metric - _accuracy(x, y)(decoded) == pytest.approx(both.drop)
+
+
 def test_custom_metric_and_distortion(digits_mlp):
     """Any callable: mean log-likelihood as the metric, output MSE as the distortion."""
     w, (x, y), _ = digits_mlp

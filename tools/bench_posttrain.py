@@ -262,6 +262,7 @@ def main(argv=None) -> int:
     ap.add_argument("--qps", default=",".join(str(q) for q in NNCODEC_QPS), help="NNCodec qps")
     ap.add_argument("--nncodec-python", default=None)
     ap.add_argument("--quick", action="store_true", help="fewer settings per option")
+    ap.add_argument("--parts", default="options,eval,nncodec", help="which row groups to run")
     ap.add_argument("--rows", type=int, default=10000, help="MNIST test rows used (halves: search / held-out)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-results", "posttrain.json"))
     args = ap.parse_args(argv)
@@ -289,9 +290,11 @@ def main(argv=None) -> int:
               f"{ev.base[0]:.2f} % held-out (rows {half}-{len(y) - 1}), {ev.base[1]:.2f} % search half (rows 0-{half - 1})")
         print(HEADER)
         say = lambda row: print(fmt(row), flush=True)  # noqa: E731
-        rows = bench_options(ev, options, say)
-        rows += bench_eval(ev, budgets, confidences, say)
-        if nnc is not None:
+        parts = args.parts.split(",")
+        rows = bench_options(ev, options if "options" in parts else options[:1], say)
+        if "eval" in parts:
+            rows += bench_eval(ev, budgets, confidences, say)
+        if nnc is not None and "nncodec" in parts:
             rows += bench_nncodec(ev, nnc, [int(q) for q in args.qps.split(",") if q], say)
         results["models"][name] = {"path": paths[name], "float_bytes": ev.raw, "base_acc_held": ev.base[0],
                                    "base_acc_search": ev.base[1], "rows": rows, "seconds": time.perf_counter() - t0}

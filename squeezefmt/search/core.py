@@ -12,8 +12,10 @@ smoother signal for the per-tensor sensitivities; without it the metric drop is 
 
 Steps: (1) the exact metric; (2) rate tables: every selected tensor at a grid of steps, exact byte
 counts (:mod:`.sensitivity`, :mod:`.backend`); (3) sensitivities, one tensor at a time; (4) the
-Lagrangian path of allocations, bisected on the measured metric, then greedy coarsening within the
-budget (:mod:`.allocate`). The search never imports TensorFlow. The result is *met* only when an
+Lagrangian path of allocations, bisected on the measured metric (optionally followed by greedy
+coarsening within the budget, :mod:`.allocate`), and a one-parameter family (every kernel at the
+``compact`` preset's relative step times a scale) bisected the same way; the smaller file within the
+budget wins. The search never imports TensorFlow. The result is *met* only when an
 allocation that quantizes something stays within the budget; otherwise ``result.met`` is False and the
 result holds the lossy allocation with the smallest drop found (see :class:`SearchResult`).
 """
@@ -36,6 +38,9 @@ Metric = Callable[[Mapping[str, np.ndarray]], float]
 
 #: Tensors with fewer elements are left exact by the default selection.
 MIN_ELEMENTS = 8
+#: Scales of the one-parameter family (see :meth:`StepSearch._family`), ascending; and its smallest kernel.
+FAMILY_SCALES = tuple(2.0 ** (k / 4) for k in range(-8, 5))
+FAMILY_MIN_ELEMENTS = 256
 
 
 @dataclasses.dataclass
@@ -146,8 +151,10 @@ class StepSearch:
 
     def __init__(self, arrays: Mapping[str, np.ndarray], metric: Metric, *, distortion: Metric | None = None,
                  select: Callable[[str, np.ndarray], bool] | None = None, backend: StepBackend | None = None,
-                 stop_drop: float | None = None, progress: Callable[[str], None] | None = None):
+                 stop_drop: float | None = None, progress: Callable[[str], None] | None = None,
+                 use_family: bool = True):
         self.arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        self.use_family, self._family_cache = use_family, None
         self.backend = backend or default_backend()
         select = select or default_select
         self.say = progress or (lambda message: None)
@@ -202,10 +209,68 @@ class StepSearch:
         drop = next((h[1] for h in reversed(history) if h[2] == tuple(alloc)), None)
         if drop is None:
             drop = drop_of(alloc)
-        seconds = self.prepare_seconds + time.perf_counter() - t0
-        evaluations = self.objective.evaluations - evaluations0 + self.prepare_evaluations
-        return _result(self.tables, alloc, met, max_drop, self.base, self.base - drop, evaluations, seconds,
-                       self.backend.name, history)
+        result = _result(self.tables, alloc, met, max_drop, self.base, self.base - drop, 0, 0.0,
+                         self.backend.name, history)
+        if self.use_family:
+            result = self._try_family(result, max_drop)
+        result.seconds = self.prepare_seconds + time.perf_counter() - t0
+        result.evaluations = self.objective.evaluations - evaluations0 + self.prepare_evaluations
+        return result
+
+    def _family(self) -> list:
+        """Allocations of one shape for a range of scales, largest file first.
+
+        Each kernel (>= :data:`FAMILY_MIN_ELEMENTS` elements) at ``scale * rel_step(size) * RMS``, the
+        relative steps of the data-free ``compact`` preset; other tensors exact. The Lagrangian path
+        rests on the additive model; this family does not, and the data choose its scale.
+        """
+        if self._family_cache is None:
+            from ..compact import rel_step  # noqa: PLC0415
+
+            family = []
+            for scale in FAMILY_SCALES:
+                alloc = {}
+                for t in self.tables:
+                    a = self.arrays[t.name]
+                    rms = float(np.sqrt(np.mean(np.square(a, dtype=np.float64))))
+                    c = None
+                    if a.ndim >= 2 and a.size >= FAMILY_MIN_ELEMENTS and rms > 0:
+                        c = self.backend.candidate(a, scale * rel_step(a.size) * rms)
+                        c = c if c.nbytes < t.rate[0] else None
+                    alloc[t.name] = c
+                family.append(alloc)
+            self._family_cache = family  # scales ascend: smallest file first
+        return self._family_cache
+
+    def _family_rate(self, alloc: dict) -> float:
+        return float(sum(c.nbytes if c is not None else t.rate[0] for t, c in zip(self.tables, alloc.values())))
+
+    def _try_family(self, result: SearchResult, max_drop: float) -> SearchResult:
+        """The family's smallest allocation within the budget, if it beats ``result``."""
+        family = self._family()[::-1]  # smallest file first
+
+        def drop_of(i: int) -> float:
+            trial = dict(self.arrays)
+            trial.update({n: c.decoded for n, c in family[i].items() if c is not None})
+            m, _ = self.objective(trial)
+            result.history.append((self._family_rate(family[i]), self.base - m))
+            return self.base - m
+
+        self.say(f"allocation: bisecting {len(family)} scales of the compact step shape")
+        index, drops = allocate.bisect_path(list(range(len(family))), drop_of, max_drop)
+        if index is None or not any(c is not None for c in family[index].values()):
+            return result
+        alloc = family[index]
+        if result.met and self._family_rate(alloc) >= result.nbytes:
+            return result
+        choices, codecs = {}, {}
+        for t in self.tables:
+            c = alloc[t.name]
+            choices[t.name] = TensorChoice(t.name, t.size, c.step if c else 0.0,
+                                           int(c.nbytes if c else t.rate[0]), float("nan") if c else 0.0)
+            if c is not None:
+                codecs[t.name] = c.codec
+        return dataclasses.replace(result, met=True, metric=self.base - drops[index], choices=choices, codecs=codecs)
 
 
 def search(arrays: Mapping[str, np.ndarray], metric: Metric, *, max_drop: float,
