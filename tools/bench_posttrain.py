@@ -54,7 +54,7 @@ NNCODEC_QPS = (-38, -32, -28, -24, -20, -18, -16, -14, -12, -10)
 
 def squeezefmt_options(quick: bool) -> list:
     """``[(family, setting, preset name)]`` for every lossy squeezefmt option (and lossless)."""
-    from squeezefmt.compact import preset_name as compact_name
+    from squeezefmt.presets.compact import preset_name as compact_name
     from squeezefmt.epr import preset_name as epr_name
     from squeezefmt.planner import custom_preset
 
@@ -217,7 +217,7 @@ def bench_nncodec(ev: Evaluated, python: str, qps, say) -> list:
         src = os.path.join(tmp, "weights.npz")
         np.savez(src, **torch_layout(ev.archive))
         cmd = [python, os.path.join(HERE, "nncodec_worker.py"), src, tmp] + [f"--qp={q}" for q in qps]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)  # NNCodec writes .nnc files into its cwd
         if proc.returncode != 0:
             print(f"NNCodec failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
             return rows

@@ -28,7 +28,7 @@ import squeezefmt  # noqa: E402
 from squeezefmt.codecs import Encoded  # noqa: E402
 from squeezefmt.codecs.cabac_quant import CabacQuant  # noqa: E402
 from squeezefmt.entropy import cabac  # noqa: E402
-from make_vectors import write_manifest, write_new  # noqa: E402
+from sqzdev.vectors.core import write_manifest, write_new  # noqa: E402
 
 OUT = os.path.join(ROOT, "spec", "vectors", "cabac")
 EXAMPLE = [1, 0, -2, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]

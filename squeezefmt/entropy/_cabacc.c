@@ -215,9 +215,10 @@ typedef struct {
         (bin) = (int)(mask_ & 1u);                                                     \
         ctx_update(&c, ctx_, (bin));                                                   \
         while (range < TOP) {                                                          \
+            uint32_t byte_ = pos < len ? data[pos] : 0u;                               \
             range <<= 8;                                                               \
-            code = (code << 8) | (pos < len ? data[pos] : 0u);                         \
-            window = (window << 8) | (pos < len ? data[pos] : 0u);                     \
+            code = (code << 8) | byte_;                                                \
+            window = (window << 8) | byte_;                                            \
             pos++;                                                                     \
         }                                                                              \
     } while (0)
@@ -229,9 +230,10 @@ typedef struct {
         code -= range & mask_;                                                         \
         (bin) = (int)(mask_ & 1u);                                                     \
         while (range < TOP) {                                                          \
+            uint32_t byte_ = pos < len ? data[pos] : 0u;                               \
             range <<= 8;                                                               \
-            code = (code << 8) | (pos < len ? data[pos] : 0u);                         \
-            window = (window << 8) | (pos < len ? data[pos] : 0u);                     \
+            code = (code << 8) | byte_;                                                \
+            window = (window << 8) | byte_;                                            \
             pos++;                                                                     \
         }                                                                              \
     } while (0)
@@ -249,11 +251,12 @@ static const char *decode_values(decoder_t *d, int k, int g, int32_t *out, Py_ss
     code = window;
     if (code >= range)
         return "cabac stream: the first code value lies outside the coder's range";
-    int32_t p1 = 0, p2 = 0;
+    int32_t p1 = 0;
+    uint32_t c1 = 0, c2 = 0;   /* min(|p1|, 2), min(|p2|, 2) */
     for (Py_ssize_t n = 0; n < count; n++) {
         int32_t q = 0;
         int bin;
-        DEC_BIN(sig_ctx(p1, p2), bin);
+        DEC_BIN((int)(3 * c1 + c2), bin);
         if (bin) {
             uint32_t ap1 = uabs(p1);
             int neg, i;
@@ -291,7 +294,8 @@ static const char *decode_values(decoder_t *d, int k, int g, int32_t *out, Py_ss
             q = neg ? -(int32_t)a : (int32_t)a;
         }
         out[n] = q;
-        p2 = p1;
+        c2 = c1;
+        c1 = mag_min2(q);
         p1 = q;
     }
     if (pos < len)

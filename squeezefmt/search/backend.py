@@ -99,7 +99,7 @@ class CabacStepBackend(StepBackend):
     name = "cabac"
 
     def __init__(self, lam: float | None = None):
-        from ..compact import LAMBDA  # noqa: PLC0415
+        from ..presets.compact import LAMBDA  # noqa: PLC0415
 
         self.lam = LAMBDA if lam is None else float(lam)
 

@@ -225,7 +225,7 @@ class StepSearch:
         rests on the additive model; this family does not, and the data choose its scale.
         """
         if self._family_cache is None:
-            from ..compact import rel_step  # noqa: PLC0415
+            from ..presets.compact import rel_step  # noqa: PLC0415
 
             family = []
             for scale in FAMILY_SCALES:

@@ -20,17 +20,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .codecs import Codec
-from .codecs.cabac_quant import CabacQuant
-from .errors import SqueezeError
-from .presets.deep import _is_kernel
-from .presets.registry import PRESETS, Preset, TensorContext, register_family
-from .presets.registry import get as preset
-from .presets.registry import register as register_preset
+from ..codecs import Codec
+from ..codecs.cabac_quant import CabacQuant
+from ..errors import SqueezeError
+from .deep import _is_kernel
+from .registry import PRESETS, Preset, TensorContext, get, register, register_family
 
 REF_ELEMENTS = 368_640
 REL_STEP_AT_REF = 1.6
-SIZE_EXPONENT = 0.65
+SIZE_EXPONENT = 0.8
 MIN_REL_STEP = 0.03
 MAX_REL_STEP = 2.0
 #: RDO trade-off (squared steps per bit) used by the preset.
@@ -54,7 +52,7 @@ def compact_policy(scale: float = 1.0, base: str = "lossless") -> Preset:
     """A preset function: kernels through :func:`compact_codec`, everything else through ``base``."""
     if not scale > 0:
         raise SqueezeError(f"compact: the scale must be > 0, got {scale!r}")
-    fallback = preset(base)
+    fallback = get(base)
 
     def choose(name: str, array: np.ndarray, ctx: TensorContext) -> Codec:
         if isinstance(array, np.ndarray) and _is_kernel(array, ctx):
@@ -69,7 +67,7 @@ def preset_name(scale: float = 1.0) -> str:
         return "compact"
     name = f"compact-x{scale:g}"
     if name not in PRESETS:
-        register_preset(name, f"as compact with every relative step x{scale:g}")(compact_policy(scale))
+        register(name, f"as compact with every relative step x{scale:g}")(compact_policy(scale))
     return name
 
 
@@ -82,7 +80,7 @@ def _resolve(value: str) -> str:
 
 
 register_family("compact-x", _resolve)
-register_preset(
+register(
     "compact",
     "data-free lossy (post-training, NNCodec-like): kernels RDO-quantized with a step per tensor (relative to "
     "its RMS, coarser for larger kernels) and context-adaptive arithmetic coded; rest lossless",
