@@ -104,6 +104,7 @@ KERAS3_PENDING = {
     "tests/test_tt_keras.py::test_from_dense_then_fine_tune",
     "tests/test_tt_keras.py::test_python_tt_packing_writes_what_the_cli_writes",
     "tests/test_lazy.py::test_overlapping_lazy_rebuilds_restore_add_weight",
+    "tests/test_lazy_schedule.py",  # a whole module: every test loads a lazy model
 }
 
 
@@ -124,5 +125,5 @@ def pytest_collection_modifyitems(config, items):
         return
     mark = pytest.mark.skip(reason="Keras 3 model files in save/load/lazy: keras3 branch (issue 12), not merged yet")
     for item in items:
-        if item.nodeid in KERAS3_PENDING:
+        if item.nodeid in KERAS3_PENDING or item.nodeid.split("::")[0] in KERAS3_PENDING:
             item.add_marker(mark)
