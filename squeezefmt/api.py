@@ -25,6 +25,7 @@ def save(
     metadata: Mapping[str, Any] | None = None,
     contexts: Mapping[str, TensorContext] | None = None,
     progress=None,
+    format_version: tuple[int, int] | None = None,
     _extra_metadata: Mapping[str, Any] | None = None,
 ):
     """Encode ``arrays`` (name -> numpy array) into a .sqz container.
@@ -33,7 +34,8 @@ def save(
     ``preset`` picks the codec per tensor (see ``squeezefmt.planner.PRESETS``); ``codecs`` maps
     tensor names to explicit codecs. ``metadata`` is free JSON-able user metadata, returned by
     ``SqzFile.metadata()["user"]``. Everything is encoded before anything is written, so a failure
-    leaves no partial file behind.
+    leaves no partial file behind. ``format_version`` (default: the oldest that expresses the file,
+    see spec/format.md) may force ``(1, 0)`` for readers that predate format 1.1.
     """
     if not isinstance(arrays, Mapping):
         raise SqueezeError("save() takes a mapping of tensor name -> numpy array")
@@ -43,7 +45,7 @@ def save(
         meta.update(_extra_metadata)
     if metadata is not None:
         meta["user"] = dict(metadata)
-    return write_container(pending, target, meta)
+    return write_container(pending, target, meta, format_version=format_version)
 
 
 def open(source, *, limits: Limits = DEFAULT_LIMITS) -> SqzFile:  # noqa: A001 - mirrors builtins.open

@@ -174,7 +174,7 @@ class Choice(Codec):
         best = None
         for codec in self.candidates:
             enc = codec.encode(array)
-            cost = (sum(_align(len(s)) for s in enc.streams) + len(header_dumps(enc.side))
+            cost = (_stored_bytes(codec, enc) + len(header_dumps(enc.side))
                     + len(header_dumps(codec.describe())))
             if best is None or cost < best[0]:
                 best = (cost, codec, enc)
@@ -183,6 +183,14 @@ class Choice(Codec):
 
     def describe(self) -> dict[str, Any]:
         return self.chosen.describe()
+
+
+def _stored_bytes(codec: Codec, enc: Encoded) -> int:
+    """Bytes the streams take in a 1.1 container: padded where the codec asks for 64-byte alignment."""
+    from .codecs.registry import stream_alignment  # noqa: PLC0415
+
+    aligns = stream_alignment(codec.describe(), enc.side, [len(s) for s in enc.streams])
+    return sum(_align(len(s)) if a > 1 else len(s) for s, a in zip(enc.streams, aligns))
 
 
 def structured_candidates(array: np.ndarray, values: Codec) -> list[Codec]:

@@ -307,7 +307,7 @@ def test_epr_valid_vectors_are_what_this_writer_writes():
 
     for stem, tensors in valid_cases().items():
         arrays, codecs, _ = build_valid(tensors)
-        data = squeezefmt.save(arrays, None, codecs=codecs, metadata={"vector": stem})
+        data = squeezefmt.save(arrays, None, codecs=codecs, metadata={"vector": stem}, format_version=(1, 0))
         with open(os.path.join(EPR_VECTORS, "valid", stem + ".sqz"), "rb") as f:
             assert data.replace(squeezefmt.__version__.encode(), b"0.1.0") == f.read(), stem
 

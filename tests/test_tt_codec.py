@@ -144,7 +144,7 @@ def test_tt_valid_vector(stem):
             np.testing.assert_allclose(dense, want, rtol=tol, atol=tol)
         f.verify()
     arrays, codecs = {s: (a, c) for s, a, c in valid_cases()}[stem]
-    data = squeezefmt.save(arrays, None, codecs=codecs)
+    data = squeezefmt.save(arrays, None, codecs=codecs, format_version=(1, 0))  # the frozen 1.0 bytes
     with open(path, "rb") as fh:
         assert data.replace(squeezefmt.__version__.encode(), b"0.1.0") == fh.read()
 
