@@ -76,9 +76,13 @@ def main():
               help="Comma-separated layer names for --tt-rank/--tt-tol (default: every Dense where TT is smaller).")
 @click.option("--tt-dims", multiple=True, metavar="IN:OUT",
               help="TT factorisation for kernels of that shape, e.g. 7,4,7,4:5,5,5,5 (default automatic; repeatable).")
+@click.option("--canonical-zeros/--keep-zero-signs", default=None,
+              help="Turn -0.0 into +0.0 (pruned weights; predictions do not change) and record it. "
+                   "Default: on for the lossy presets, off for lossless ones.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per_channel, quiet,
-         epr_max_rel_rms=None, epr_bits=None, tt_rank=None, tt_tol=None, tt_layers=None, tt_dims=()):
+         epr_max_rel_rms=None, epr_bits=None, tt_rank=None, tt_tol=None, tt_layers=None, tt_dims=(),
+         canonical_zeros=None):
     """Pack a Keras .h5 file MODEL into the .sqz container OUTPUT."""
     from .keras.h5 import read_h5
     from .keras.pack import pack_archive
@@ -105,7 +109,7 @@ def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per
             raise SqueezeError("--tt-layers/--tt-dims need --tt-rank or --tt-tol")
         with _Progress(len(archive.arrays), "packing", quiet) as bar:
             pack_archive(archive, output, preset=preset, progress=bar.step, codecs=tt_codecs,
-                         options=options, source_name=os.path.basename(model))
+                         options=options, source_name=os.path.basename(model), canonical_zeros=canonical_zeros)
     except (SqueezeError, OSError) as exc:
         _fail(exc)
     if not quiet:

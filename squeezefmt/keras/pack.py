@@ -43,8 +43,9 @@ def pack_archive(
     options: Mapping[str, Any] | None = None,
     progress=None,
     source_name: str | None = None,
+    canonical_zeros: bool | None = None,
 ):
-    """Write an already-read Keras archive as a .sqz container."""
+    """Write an already-read Keras archive as a .sqz container (``canonical_zeros``: see ``squeezefmt.save``)."""
     from .epr_pack import rewrite_epr  # noqa: PLC0415 - EPR-trained layers -> epr streams
 
     archive, epr_codecs = rewrite_epr(archive)
@@ -58,7 +59,7 @@ def pack_archive(
         extra["source"] = {"sha256": archive.source_sha256, "file": source_name}
     return save(
         archive.arrays, target, preset=preset, codecs=codecs, metadata=metadata,
-        contexts=contexts_for(archive), progress=progress, _extra_metadata=extra,
+        contexts=contexts_for(archive), progress=progress, _extra_metadata=extra, canonical_zeros=canonical_zeros,
     )
 
 
@@ -71,17 +72,18 @@ def pack(
     codecs: Mapping[str, Codec] | None = None,
     metadata: Mapping[str, Any] | None = None,
     progress=None,
+    canonical_zeros: bool | None = None,
 ):
     """Convert a Keras .h5 (full model or weights only) into a .sqz container.
 
     Returns the container bytes when ``target`` is None. Optimizer state is left out unless
-    ``include_optimizer`` is set.
+    ``include_optimizer`` is set. ``canonical_zeros``: -0.0 -> +0.0 first (None: the preset's default).
     """
     archive = read_h5(h5_path, include_optimizer=include_optimizer)
     options = {"preset": preset, "include_optimizer": include_optimizer}
     name = os.path.basename(os.fspath(h5_path)) if isinstance(h5_path, (str, os.PathLike)) else None
     return pack_archive(archive, target, preset=preset, codecs=codecs, metadata=metadata,
-                        options=options, progress=progress, source_name=name)
+                        options=options, progress=progress, source_name=name, canonical_zeros=canonical_zeros)
 
 
 def keras_metadata(f) -> dict[str, Any]:
