@@ -44,9 +44,10 @@ def test_valid_vector_decodes(stem):
         f.verify()
 
 
-@pytest.mark.parametrize("stem", VALID)
+@pytest.mark.parametrize("stem", [s for s in VALID if s.startswith("v1_")])
 def test_valid_vector_is_what_this_writer_writes(stem):
-    """Determinism across versions of the writer: re-encoding gives the frozen bytes."""
+    """Determinism across versions of the writer: re-encoding as format 1.0 gives the frozen bytes
+    (format 1.1 vectors: tests/test_format_v11.py)."""
     from make_vectors import bf16_fix, valid_cases
 
     cases = {s: (a, c, m) for s, a, c, m in valid_cases()}

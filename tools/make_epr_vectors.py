@@ -145,14 +145,14 @@ def main() -> None:
     for stem, tensors in valid_cases().items():
         arrays, codecs, expected = build_valid(tensors)
         _write_new(os.path.join(OUT, "valid", stem + ".sqz"),
-                   squeezefmt.save(arrays, None, codecs=codecs, metadata={"vector": stem}), manifest,
+                   squeezefmt.save(arrays, None, codecs=codecs, metadata={"vector": stem}, format_version=(1, 0)), manifest,
                    f"valid/{stem}.sqz")
         buf = io.BytesIO()
         np.savez(buf, **expected)
         _write_new(os.path.join(OUT, "valid", stem + ".npz"), buf.getvalue(), manifest, f"valid/{stem}.npz")
     for stem, stream, side, dtype, shape in broken_cases():
         data = squeezefmt.save({"x": np.zeros(shape, dtype)}, None, codecs={"x": Forged(stream, side)},
-                               metadata={"vector": stem})
+                               metadata={"vector": stem}, format_version=(1, 0))
         _write_new(os.path.join(OUT, "broken", stem + ".sqz"), data, manifest, f"broken/{stem}.sqz")
     with open(mpath, "w") as fh:
         json.dump(dict(sorted(manifest.items())), fh, indent=1)
