@@ -79,10 +79,13 @@ def main():
 @click.option("--canonical-zeros/--keep-zero-signs", default=None,
               help="Turn -0.0 into +0.0 (pruned weights; predictions do not change) and record it. "
                    "Default: on for the lossy presets, off for lossless ones.")
+@click.option("--epr-float16-steps", is_flag=True,
+              help="EPR-trained layers: round log-steps to float16 as the TFC tutorial stores them (default: "
+                   "float16 where exact, else kept as float32 with a warning).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per_channel, quiet,
          epr_max_rel_rms=None, epr_bits=None, tt_rank=None, tt_tol=None, tt_layers=None, tt_dims=(),
-         canonical_zeros=None):
+         canonical_zeros=None, epr_float16_steps=False):
     """Pack a Keras .h5 file MODEL into the .sqz container OUTPUT."""
     from .keras.h5 import read_h5
     from .keras.pack import pack_archive
@@ -109,7 +112,8 @@ def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per
             raise SqueezeError("--tt-layers/--tt-dims need --tt-rank or --tt-tol")
         with _Progress(len(archive.arrays), "packing", quiet) as bar:
             pack_archive(archive, output, preset=preset, progress=bar.step, codecs=tt_codecs,
-                         options=options, source_name=os.path.basename(model), canonical_zeros=canonical_zeros)
+                         options=options, source_name=os.path.basename(model), canonical_zeros=canonical_zeros,
+                         epr_float16_steps=epr_float16_steps)
     except (SqueezeError, OSError) as exc:
         _fail(exc)
     if not quiet:

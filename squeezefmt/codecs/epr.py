@@ -18,6 +18,10 @@ for models that compress to a few kilobytes)::
 
     stream = float16 log-steps (little-endian, C order of their shape) || run-length gamma code of q
 
+Version 2 of the stream layout adds side ``"step_dtype": "float32"``: the log-steps are stored as
+float32, for EPR-trained log-steps that float16 cannot represent exactly (the packer keeps them
+exact and reports it; it writes version 1 whenever the steps are float16-exact).
+
 Side information (absent keys take their defaults): ``"transform"`` (``"none"`` | ``"rdft"``) and
 ``"step_dims"`` (int, default 0): the log-steps have shape ``latent_shape[ndim - step_dims:]`` and
 are broadcast over the leading latent dimensions (0: one step for the tensor; 3 for an RDFT
@@ -49,6 +53,7 @@ from .base import Codec, Encoded, TensorSpec, expect_streams, lossy_stats
 from .registry import register
 
 TRANSFORMS = ("none", "rdft")
+STEP_DTYPES = ("float16", "float32")
 #: Largest log-step a decoder accepts: exp(88.72...) overflows float32.
 MAX_LOG_STEP = 88.0
 #: Smallest log-step the post-training search tries (exp() stays a normal float32).
@@ -88,12 +93,15 @@ def step_shape(lshape: Sequence[int], step_dims: int) -> tuple[int, ...]:
 
 def dequantize(q: np.ndarray, log_steps: np.ndarray, transform: str, shape: Sequence[int],
                dtype: str = "float32") -> np.ndarray:
-    """The tensor of integer latents ``q`` (latent-shaped) and float16 ``log_steps``.
+    """The tensor of integer latents ``q`` (latent-shaped) and float16 (or float32) ``log_steps``.
 
     ``latent = float32(q) * exp(float32(log_steps))`` (float32 arithmetic, as the tutorial's
     ``decompress_latent``), then the inverse RDFT for ``transform="rdft"``, then a cast to ``dtype``.
     """
-    steps = np.exp(np.asarray(log_steps, dtype=np.float16).astype(np.float32))
+    log_steps = np.asarray(log_steps)
+    if log_steps.dtype != np.float32:
+        log_steps = log_steps.astype(np.float16)
+    steps = np.exp(log_steps.astype(np.float32))
     q = np.asarray(q)
     latent = empty_aligned(q.shape, np.float32)  # float32(q) * step, without a temporary copy of q
     latent[...] = q
@@ -111,12 +119,19 @@ def dequantize(q: np.ndarray, log_steps: np.ndarray, transform: str, shape: Sequ
     return out.astype(numpy_dtype(dtype))
 
 
-def quantize_latent(latent: np.ndarray, log_step: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer latents and float16 log-steps of an EPR-trained variable pair, as tfc computes them.
+def float16_exact(values: np.ndarray) -> bool:
+    """Whether every value survives a round trip through float16 bit for bit (as float32)."""
+    v = np.asarray(values, dtype=np.float32)
+    return bool(np.array_equal(v.astype(np.float16).astype(np.float32).view(np.uint32), v.view(np.uint32)))
+
+
+def quantize_latent(latent: np.ndarray, log_step: np.ndarray, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Integer latents and log-steps of an EPR-trained variable pair, as tfc computes them.
 
     ``q = round(latent / exp(log_step))`` in float32 (round half to even, like ``tf.round``), the
     value ``PowerLawEntropyModel.compress(latent / tf.exp(log_step))`` codes; the log-step is then
-    rounded to float16 for storage, as in the tutorial's ``compress_latent``.
+    rounded to float16 for storage, as in the tutorial's ``compress_latent`` -- unless ``exact`` is
+    set and float16 cannot hold it exactly: then it stays float32 (stream layout version 2).
     """
     latent = np.asarray(latent, dtype=np.float32)
     log_step = np.asarray(log_step, dtype=np.float32)
@@ -130,20 +145,25 @@ def quantize_latent(latent: np.ndarray, log_step: np.ndarray) -> tuple[np.ndarra
     log16 = log_step.astype(np.float16)
     if not np.all(np.isfinite(log16)) or (log16.size and float(np.max(log16)) > MAX_LOG_STEP):
         raise CodecError(f"epr: log-steps must be finite and at most {MAX_LOG_STEP} as float16")
+    if exact and not float16_exact(log_step):
+        return q.astype(np.int32), log_step
     return q.astype(np.int32), log16
 
 
 def build_stream(q: np.ndarray, log_steps: np.ndarray) -> bytes:
-    """The ``epr`` stream: float16 log-steps then the gamma code of ``q`` (C order)."""
-    return np.ascontiguousarray(log_steps, dtype="<f2").tobytes() + _gamma().encode(q)
+    """The ``epr`` stream: log-steps (float16, or float32 when given as float32) then the gamma code of ``q``."""
+    step_dtype = "<f4" if np.asarray(log_steps).dtype == np.float32 else "<f2"
+    return np.ascontiguousarray(log_steps, dtype=step_dtype).tobytes() + _gamma().encode(q)
 
 
-def _side(transform: str, step_dims: int) -> dict[str, Any]:
+def _side(transform: str, step_dims: int, step_dtype: str = "float16") -> dict[str, Any]:
     side: dict[str, Any] = {}
     if transform != "none":
         side["transform"] = transform
     if step_dims:
         side["step_dims"] = step_dims
+    if step_dtype != "float16":
+        side["step_dtype"] = step_dtype
     return side
 
 
@@ -155,9 +175,11 @@ def parse_side(side: Any, spec: TensorSpec) -> tuple[str, int, tuple[int, ...], 
     """Validate untrusted side information: ``(transform, step_dims, latent_shape, step_shape)``."""
     if not isinstance(side, dict):
         raise StreamError("epr: side information must be an object")
-    unknown = set(side) - {"transform", "step_dims"}
+    unknown = set(side) - {"transform", "step_dims", "step_dtype"}
     if unknown:
         raise StreamError(f"epr: unknown side information {sorted(unknown)}")
+    if side.get("step_dtype", "float16") not in STEP_DTYPES:
+        raise StreamError(f"epr: side 'step_dtype' must be one of {list(STEP_DTYPES)}, got {side['step_dtype']!r}")
     transform = side.get("transform", "none")
     if transform not in TRANSFORMS:
         raise StreamError(f"epr: side 'transform' must be one of {list(TRANSFORMS)}, got {transform!r}")
@@ -171,16 +193,21 @@ def parse_side(side: Any, spec: TensorSpec) -> tuple[str, int, tuple[int, ...], 
 
 
 def read_latents(stream, side: Any, spec: TensorSpec) -> tuple[np.ndarray, np.ndarray, str]:
-    """``(q, log_steps, transform)`` of one ``epr`` stream: int32 latents and float16 log-steps."""
+    """``(q, log_steps, transform)`` of one ``epr`` stream: int32 latents and float16 (v2: float32) log-steps."""
     transform, _, lshape, sshape = parse_side(side, spec)
     view = memoryview(stream).cast("B") if not isinstance(stream, (bytes, bytearray)) else memoryview(stream)
     nsteps = math.prod(sshape)
-    if len(view) < 2 * nsteps:
-        raise StreamError(f"epr: stream has {len(view)} bytes, the {nsteps} float16 log-steps alone need {2 * nsteps}")
-    log_steps = np.frombuffer(view[: 2 * nsteps], dtype="<f2").astype(np.float16).reshape(sshape)
+    wide = side.get("step_dtype", "float16") == "float32"
+    size = (4 if wide else 2) * nsteps
+    if len(view) < size:
+        raise StreamError(f"epr: stream has {len(view)} bytes, the {nsteps} log-steps alone need {size}")
+    if wide:
+        log_steps = np.frombuffer(view[:size], dtype="<f4").astype(np.float32).reshape(sshape)
+    else:
+        log_steps = np.frombuffer(view[:size], dtype="<f2").astype(np.float16).reshape(sshape)
     if not np.all(np.isfinite(log_steps)) or (log_steps.size and float(np.max(log_steps)) > MAX_LOG_STEP):
         raise StreamError(f"epr: log-steps must be finite and at most {MAX_LOG_STEP}")
-    q = _gamma().decode(view[2 * nsteps:], math.prod(lshape)).reshape(lshape)
+    q = _gamma().decode(view[size:], math.prod(lshape)).reshape(lshape)
     return q, log_steps, transform
 
 
@@ -200,8 +227,11 @@ class EPR(Codec):
     """
 
     codec_id = "epr"
-    version = 1
+    version = 2  # reads 1 and 2; writes 1 unless log-steps are stored as float32 (EPRLatents)
     lossless = False
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.codec_id, "version": 1, "config": self.get_config()}
 
     def __init__(self, max_rel_rms: float | None = None, bits_per_weight: float | None = None,
                  transform: str = "auto"):
@@ -330,7 +360,9 @@ class EPRLatents(EPR):
     """Stores the integer latents of an EPR-trained tensor as they are (no quantization).
 
     ``q`` is the int32 latent (for ``transform="rdft"`` of shape ``(I, O, H, W // 2 + 1, 2)``),
-    ``log_steps`` the float16 log-steps, whose shape is a suffix of the latent shape. ``encode``
+    ``log_steps`` the log-steps, whose shape is a suffix of the latent shape: float16, or float32
+    (kept exactly: stream layout version 2, side ``step_dtype``) when given as float32 values that
+    float16 cannot represent. ``encode``
     takes the decoded tensor only for its shape and dtype (the planner's interface) and writes the
     stream; the header describes the codec as plain ``epr`` (any ``epr`` decoder reads it).
     """
@@ -341,7 +373,9 @@ class EPRLatents(EPR):
         if not np.issubdtype(q.dtype, np.integer):
             raise CodecError(f"epr: latents must be integers, got {q.dtype}")
         self.q = q.astype(np.int32)
-        self.log_steps = np.asarray(log_steps, dtype=np.float16)
+        steps = np.asarray(log_steps)
+        wide = steps.dtype == np.float32 and not float16_exact(steps)
+        self.log_steps = steps.astype(np.float32 if wide else np.float16)
         if transform not in TRANSFORMS:
             raise CodecError(f"epr: transform must be 'none' or 'rdft', got {transform!r}")
         self.transform = transform
@@ -352,6 +386,14 @@ class EPRLatents(EPR):
 
     def get_config(self) -> dict[str, Any]:
         return {}
+
+    @property
+    def wide_steps(self) -> bool:
+        """Whether the log-steps are stored as float32 (not float16-exact)."""
+        return self.log_steps.dtype == np.float32
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.codec_id, "version": 2 if self.wide_steps else 1, "config": {}}
 
     def __repr__(self) -> str:
         return f"EPRLatents(shape={self.q.shape}, steps={self.log_steps.shape}, transform={self.transform!r})"
@@ -370,7 +412,9 @@ class EPRLatents(EPR):
                              f"under transform {self.transform!r} (expected {expected})")
         # No stats: the header is a noticeable part of a model that packs to a few kilobytes, and
         # `squeezefmt info` derives the size ratio from the stream lengths anyway.
-        return Encoded(streams=[build_stream(self.q, self.log_steps)], side=_side(self.transform, self.log_steps.ndim))
+        side = _side(self.transform, self.log_steps.ndim, "float32" if self.wide_steps else "float16")
+        stats = {"log_steps": "float32: not float16-exact"} if self.wide_steps else {}
+        return Encoded(streams=[build_stream(self.q, self.log_steps)], side=side, stats=stats)
 
     def decoded(self, shape: Sequence[int], dtype: str = "float32") -> np.ndarray:
         """The tensor a decoder will produce for ``shape`` (what the packer hands to :meth:`encode`)."""

@@ -5,8 +5,12 @@ float ``w_log_step`` (the TFC tutorial's names, also used by :mod:`squeezefmt.ke
 model computes is ``round(latent / exp(log_step)) * exp(log_step)`` (then the inverse RDFT for conv
 kernels), so the float latents need not be kept: :func:`rewrite_epr` computes the integer latents
 exactly as tfc's ``PowerLawEntropyModel.compress(latent / tf.exp(log_step))`` does and hands the
-planner an :class:`~squeezefmt.codecs.epr.EPRLatents` codec for them, with the log-steps rounded to
-float16 as the tutorial stores them. Nothing is quantized a second time.
+planner an :class:`~squeezefmt.codecs.epr.EPRLatents` codec for them. Log-steps are stored as
+float16, the tutorial's storage type, when the trained values are float16-representable exactly;
+otherwise they are kept exact (float32, ``epr`` stream layout version 2) and a warning names the
+tensors (``float16_steps=True``, CLI ``--epr-float16-steps``, rounds them as the tutorial's
+``compress_latent`` does; :func:`squeezefmt.keras.epr.round_log_steps` does it on the model before
+saving). Nothing is quantized a second time.
 
 Two cases:
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from typing import Any
 
 import numpy as np
@@ -97,12 +102,28 @@ def _pairs(group: dict[str, dict]) -> list[str]:
     return [p for p in PARTS if f"{p}_latent" in group and f"{p}_log_step" in group]
 
 
-def rewrite_epr(archive: KerasArchive) -> tuple[KerasArchive, dict[str, Codec]]:
+def rewrite_epr(archive: KerasArchive, float16_steps: bool = False) -> tuple[KerasArchive, dict[str, Codec]]:
     """Replace the EPR weight pairs of ``archive`` (see the module doc); returns the new archive
     and the codecs the planner must use for the replaced tensors. Archives without EPR weights
-    are returned unchanged with no codecs."""
+    are returned unchanged with no codecs. ``float16_steps``: round every log-step to float16 (the
+    tutorial's storage) instead of keeping the ones float16 cannot represent exactly."""
     if not has_epr_weights(archive):
         return archive, {}
+    archive, codecs = _rewrite(archive, not float16_steps)
+    wide = sorted(name for name, c in codecs.items() if getattr(c, "wide_steps", False))
+    if wide:
+        warnings.warn(f"EPR log-steps of {len(wide)} tensor(s) are not float16-representable and are stored "
+                      f"exactly as float32 ({', '.join(wide[:4])}{', ...' if len(wide) > 4 else ''}); "
+                      "round them to float16 as the tutorial does with --epr-float16-steps "
+                      "(or squeezefmt.keras.epr.round_log_steps before saving)", EPRStepsWarning, stacklevel=3)
+    return archive, codecs
+
+
+class EPRStepsWarning(UserWarning):
+    """EPR log-steps were kept as float32 because float16 cannot represent them exactly."""
+
+
+def _rewrite(archive: KerasArchive, exact: bool) -> tuple[KerasArchive, dict[str, Codec]]:
     cfg, configs = _layer_configs(archive.model_config) if archive.kind == "model" else (None, {})
     arrays = dict(archive.arrays)
     codecs: dict[str, Codec] = {}
@@ -133,7 +154,7 @@ def rewrite_epr(archive: KerasArchive) -> tuple[KerasArchive, dict[str, Codec]]:
                     shape, transform = _plain_shape(plain, part, latent, entries[0]["config"], lat_w["tensor"])
                     new_wname = f"{prefix + '/' if prefix else ''}{part}{_split(lat_w['name'])[2]}"
                     new_tensor = f"{layer['name']}/{new_wname}"
-                    codec = _latents_codec(latent, log_step, transform, lat_w["tensor"])
+                    codec = _latents_codec(latent, log_step, transform, lat_w["tensor"], exact)
                     value = codec.decoded(shape, dtype_name(latent.dtype))
                     plan[lat_w["tensor"]] = ("replace", new_wname)
                     replaced[lat_w["tensor"]] = [(new_tensor, value)]
@@ -142,7 +163,7 @@ def rewrite_epr(archive: KerasArchive) -> tuple[KerasArchive, dict[str, Codec]]:
                     plan[step_w["tensor"]] = ("drop", None)
                 else:
                     try:
-                        codec = _latents_codec(latent, log_step, "none", lat_w["tensor"])
+                        codec = _latents_codec(latent, log_step, "none", lat_w["tensor"], exact)
                     except KerasFormatError:
                         continue  # not shaped like EPR weights: store them as ordinary tensors
                     arrays[lat_w["tensor"]] = codec.decoded(latent.shape, dtype_name(latent.dtype))
@@ -189,7 +210,8 @@ def rewrite_epr(archive: KerasArchive) -> tuple[KerasArchive, dict[str, Codec]]:
                                optimizer=optimizer), codecs
 
 
-def _latents_codec(latent: np.ndarray, log_step: np.ndarray, transform: str, what: str) -> EPRLatents:
+def _latents_codec(latent: np.ndarray, log_step: np.ndarray, transform: str, what: str,
+                   exact: bool = True) -> EPRLatents:
     latent, log_step = np.asarray(latent), np.asarray(log_step)
     if latent.dtype.kind != "f" or log_step.dtype.kind != "f":
         raise KerasFormatError(f"EPR weight {what!r}: latent and log-step must be float arrays")
@@ -198,8 +220,8 @@ def _latents_codec(latent: np.ndarray, log_step: np.ndarray, transform: str, wha
         raise KerasFormatError(f"EPR weight {what!r}: log-step shape {log_step.shape} does not broadcast over "
                                f"the latent shape {latent.shape} as a suffix")
     try:
-        q, log16 = quantize_latent(latent, log_step)
-        return EPRLatents(q, log16, transform)
+        q, steps = quantize_latent(latent, log_step, exact=exact)
+        return EPRLatents(q, steps, transform)
     except CodecError as exc:
         raise KerasFormatError(f"EPR weight {what!r}: {exc}") from None
 

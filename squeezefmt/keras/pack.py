@@ -44,11 +44,12 @@ def pack_archive(
     progress=None,
     source_name: str | None = None,
     canonical_zeros: bool | None = None,
+    epr_float16_steps: bool = False,
 ):
     """Write an already-read Keras archive as a .sqz container (``canonical_zeros``: see ``squeezefmt.save``)."""
     from .epr_pack import rewrite_epr  # noqa: PLC0415 - EPR-trained layers -> epr streams
 
-    archive, epr_codecs = rewrite_epr(archive)
+    archive, epr_codecs = rewrite_epr(archive, float16_steps=epr_float16_steps)
     if epr_codecs:
         codecs = {**epr_codecs, **dict(codecs or {})}
     from .tt_pack import group_tt_layers  # noqa: PLC0415 - t3f/TTDense cores -> one tt tensor per layer
@@ -73,17 +74,21 @@ def pack(
     metadata: Mapping[str, Any] | None = None,
     progress=None,
     canonical_zeros: bool | None = None,
+    epr_float16_steps: bool = False,
 ):
     """Convert a Keras .h5 (full model or weights only) into a .sqz container.
 
     Returns the container bytes when ``target`` is None. Optimizer state is left out unless
     ``include_optimizer`` is set. ``canonical_zeros``: -0.0 -> +0.0 first (None: the preset's default).
+    ``epr_float16_steps``: round EPR log-steps to float16 even where that changes them (the tutorial's
+    storage; by default they are float16 only where that is exact).
     """
     archive = read_h5(h5_path, include_optimizer=include_optimizer)
     options = {"preset": preset, "include_optimizer": include_optimizer}
     name = os.path.basename(os.fspath(h5_path)) if isinstance(h5_path, (str, os.PathLike)) else None
     return pack_archive(archive, target, preset=preset, codecs=codecs, metadata=metadata,
-                        options=options, progress=progress, source_name=name, canonical_zeros=canonical_zeros)
+                        options=options, progress=progress, source_name=name, canonical_zeros=canonical_zeros,
+                        epr_float16_steps=epr_float16_steps)
 
 
 def keras_metadata(f) -> dict[str, Any]:
