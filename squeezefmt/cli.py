@@ -142,6 +142,7 @@ def unpack(container, output, quiet):
 
 def info_dict(path) -> dict:
     """What ``squeezefmt info --json`` prints: per-tensor and total sizes from the header."""
+    from .container.breakdown import file_breakdown
     with open_sqz(path) as f:
         rows = []
         for name in f.keys():
@@ -155,7 +156,7 @@ def info_dict(path) -> dict:
         meta = f.metadata()
         return {
             "file": os.fspath(path), "format_version": list(f.format_version), "file_bytes": f.file_size,
-            "header_bytes": f.header_size, "tensors": rows,
+            "header_bytes": f.header_size, "padding_bytes": file_breakdown(f)["padding"], "tensors": rows,
             "totals": {"tensors": len(rows), "raw_bytes": raw,
                        "stored_bytes": sum(r["stored_bytes"] for r in rows),
                        "side_bytes": sum(r["side_bytes"] for r in rows),
@@ -177,7 +178,8 @@ def info(container, as_json):
         click.echo(json.dumps(d, indent=2))
         return
     click.echo(f"{d['file']}: squeezefmt container v{d['format_version'][0]}.{d['format_version'][1]}, "
-               f"{d['file_bytes']} bytes (header {d['header_bytes']}), written by {d['writer']}")
+               f"{d['file_bytes']} bytes (header {d['header_bytes']}, padding {d['padding_bytes']}), "
+               f"written by {d['writer']}")
     width = max([len(r["name"]) for r in d["tensors"]] + [6])
     click.echo(f"{'tensor':<{width}}  {'codec':<10} {'dtype':<8} {'shape':<18} {'raw':>10} {'stored':>10} {'side':>6} {'ratio':>7}")
     for r in d["tensors"]:

@@ -208,3 +208,74 @@ def test_default_headers_are_within_1_2x_of_zstd_json(model, preset):
         assert parts["stored header"] == f.header_size and parts["json"] == len(f.header_json())
         layout_ = file_breakdown(f)
         assert sum(layout_[k] for k in ("preamble", "header", "padding", "streams")) == len(data)
+
+
+# -- corruption: every byte of a 1.1 file is covered by a CRC or must be zero padding ---------------
+
+@pytest.fixture(scope="module")
+def container11():
+    rng = np.random.default_rng(5)
+    arrays = {"w": rng.normal(0, 0.05, (40, 30)).astype(np.float32), "b": rng.normal(0, 0.05, (30,)).astype(np.float32),
+              "i": rng.integers(0, 9, (500,), dtype=np.int32), "h": rng.normal(size=(50,)).astype(np.float16),
+              "r": np.arange(40, dtype=np.float32)}
+    data = squeezefmt.save(arrays, codecs={"r": Raw()}, metadata={"k": "v"})
+    assert _flags(data) & layout.FLAG_COMPACT and file_breakdown(squeezefmt.open(data))["padding"] > 0
+    return arrays, data
+
+
+def _decode_all(data):
+    with squeezefmt.open(data) as f:
+        f.verify()
+        return f.tensors()
+
+
+@given(st.data())
+def test_single_byte_change_is_always_detected_v11(container11, data):
+    _, blob = container11
+    pos = data.draw(st.integers(0, len(blob) - 1))
+    new = data.draw(st.integers(0, 255).filter(lambda b: b != blob[pos]))
+    with pytest.raises(errors.SqueezeError):
+        _decode_all(blob[:pos] + bytes([new]) + blob[pos + 1:])
+
+
+def test_every_truncation_is_detected_v11(container11):
+    _, blob = container11
+    for n in range(0, len(blob), 5):
+        with pytest.raises(errors.SqueezeError):
+            _decode_all(blob[:n])
+
+
+@given(st.data())
+def test_lying_compact_header_with_fixed_checksums(container11, data):
+    """Edit compact header fields (CRCs recomputed): the reader refuses or decodes what is declared."""
+    from make_v11_vectors import forge11, split11
+
+    arrays, blob = container11
+    header, streams = split11(blob)
+    t = data.draw(st.integers(0, len(header["tensors"]) - 1))
+    entry = header["tensors"][t]
+    field = data.draw(st.sampled_from(["shape", "dtype", "codec", "side", "align", "lengths"]))
+    if field == "shape":
+        entry[2] = data.draw(st.lists(st.integers(0, 2**33), max_size=4))
+    elif field == "dtype":
+        entry[1] = data.draw(st.sampled_from(["float32", "float16", "int8", "uint64", "bool", "bfloat16"]))
+    elif field == "codec":
+        entry[3] = data.draw(st.integers(-1, len(header["codecs"])))
+    elif field == "side":
+        entry[4] = data.draw(st.dictionaries(st.sampled_from(["planes", "x"]),
+                                             st.lists(st.sampled_from(["zstd", "raw", "?"]), max_size=9)))
+    elif field == "align":
+        entry[6] = data.draw(st.integers(0, 2 ** len(entry[5]) - 1))
+    lengths = [data.draw(st.integers(0, n + 70)) for n in entry[5]] if field == "lengths" else None
+    # forge11 lays the streams out by their true lengths; a lying length goes in after that
+    forged = forge11(header, streams, mutate=(lambda h: h["tensors"][t].__setitem__(5, lengths)) if lengths else None)
+    name = entry[0]
+    try:
+        with squeezefmt.open(forged) as f:
+            f.verify()
+            out = f.tensor(name)
+    except errors.SqueezeError:
+        return
+    assert tuple(out.shape) == tuple(entry[2])
+    if out.dtype == arrays[name].dtype and out.shape == arrays[name].shape:
+        assert np.array_equal(out.view(np.uint8), arrays[name].view(np.uint8))
