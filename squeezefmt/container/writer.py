@@ -1,8 +1,8 @@
 """Writing a .sqz container from already-encoded tensors.
 
-The writer knows nothing of codecs beyond their header description: callers hand it
-:class:`PendingTensor` records (name, dtype, shape, codec description and its :class:`Encoded`
-output). It lays the streams out canonically (format 1.0: each at the next 64-byte boundary;
+The writer knows nothing of codecs beyond their header description and the alignment each one
+declares for its streams (``Codec.stream_alignment``): callers hand it :class:`PendingTensor` records
+(name, dtype, shape, codec description and its :class:`Encoded` output). It lays the streams out canonically (format 1.0: each at the next 64-byte boundary;
 format 1.1: each at the next multiple of the alignment its codec declares, entropy-coded streams
 back to back), writes the header deterministically, and either returns bytes, writes to a binary file
 object, or atomically replaces a path (temporary file in the same directory + ``os.replace``).
