@@ -9,16 +9,19 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .codecs import Codec
 from .container import DEFAULT_LIMITS, Limits, SqzFile, write_container
 from .errors import SqueezeError
-from .planner import TensorContext, plan_and_encode
-from .zeros import canonicalize_all, preset_default
+from .metadata import layer_groups
+from .encode import Item, plan_and_encode
+from .presets import TensorContext
+from .presets import canonical_zeros as preset_canonical_zeros
+from .zeros import canonicalize_all
 
 
 def save(
-    arrays: Mapping[str, np.ndarray],
+    arrays: Mapping[str, Item],
     target=None,
     *,
     preset: str = "lossless",
@@ -30,10 +33,10 @@ def save(
     canonical_zeros: bool | None = None,
     _extra_metadata: Mapping[str, Any] | None = None,
 ):
-    """Encode ``arrays`` (name -> numpy array) into a .sqz container.
+    """Encode ``arrays`` (name -> numpy array or :class:`~squeezefmt.codecs.PreEncoded`) into a .sqz container.
 
     ``target`` is a path (written atomically), a binary file object, or None to get the bytes back.
-    ``preset`` picks the codec per tensor (see ``squeezefmt.planner.PRESETS``); ``codecs`` maps
+    ``preset`` picks the codec per tensor (see :mod:`squeezefmt.presets`); ``codecs`` maps
     tensor names to explicit codecs. ``metadata`` is free JSON-able user metadata, returned by
     ``SqzFile.metadata()["user"]``. Everything is encoded before anything is written, so a failure
     leaves no partial file behind. ``format_version`` (default: the oldest that expresses the file,
@@ -44,7 +47,7 @@ def save(
     if not isinstance(arrays, Mapping):
         raise SqueezeError("save() takes a mapping of tensor name -> numpy array")
     zeros = None
-    if canonical_zeros if canonical_zeros is not None else preset_default(preset):
+    if canonical_zeros if canonical_zeros is not None else preset_canonical_zeros(preset):
         arrays, zeros = canonicalize_all(arrays)
     pending = plan_and_encode(arrays, preset_name=preset, codecs=codecs, contexts=contexts, progress=progress)
     meta: dict[str, Any] = {"writer": f"squeezefmt {__version__}", "preset": preset}
@@ -58,8 +61,12 @@ def save(
 
 
 def open(source, *, limits: Limits = DEFAULT_LIMITS) -> SqzFile:  # noqa: A001 - mirrors builtins.open
-    """Open a container from a path (memory-mapped), bytes, or a binary file object."""
-    return SqzFile(source, limits=limits)
+    """Open a container from a path (memory-mapped), bytes, or a binary file object.
+
+    Its layers (``f.layer_names()``, ``f.layer(name)``) follow the Keras metadata of containers packed
+    from Keras models, else the tensor-name prefixes.
+    """
+    return SqzFile(source, limits=limits, grouping=layer_groups)
 
 
 def load(source, *, limits: Limits = DEFAULT_LIMITS) -> dict[str, np.ndarray]:

@@ -6,7 +6,8 @@ negative-zero list: about 0.9 bits per zero), although no layer output depends o
 and ``x * +0.0`` only differ in the sign of a zero, and a zero's sign disappears in any sum with a
 non-zero term. Clearing them is therefore safe for predictions, but it is a change of bits, so it
 is an explicit option (recorded in the container metadata as ``canonical_zeros``), which the lossy
-presets switch on by default (:func:`preset_default`) and ``lossless`` never does.
+presets switch on by default (``squeezefmt.presets.register(..., canonical_zeros=True)``,
+``squeezefmt.presets.canonical_zeros(name)``) and ``lossless`` never does.
 """
 from __future__ import annotations
 
@@ -15,22 +16,6 @@ from typing import Any, Mapping
 import numpy as np
 
 from .dtypes import FLOAT_NAMES, as_storage, dtype_name, from_storage
-
-#: Presets that canonicalise zeros unless told otherwise. A preset module adds its name with
-#: :func:`set_preset_default` (``compact`` does); parametric lossy presets (``custom:...``) count too.
-_PRESET_DEFAULTS: dict[str, bool] = {"deep-compression": True}
-
-
-def set_preset_default(preset: str, value: bool = True) -> None:
-    """Make ``--canonical-zeros`` the default (``value``) of ``preset``."""
-    _PRESET_DEFAULTS[preset] = bool(value)
-
-
-def preset_default(preset: str) -> bool:
-    """Whether ``preset`` canonicalises zeros by default: the lossy presets do, lossless ones never."""
-    if preset in _PRESET_DEFAULTS:
-        return _PRESET_DEFAULTS[preset]
-    return isinstance(preset, str) and preset.startswith("custom:")
 
 
 def canonicalize(array: np.ndarray) -> tuple[np.ndarray, int]:

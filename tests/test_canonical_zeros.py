@@ -10,7 +10,9 @@ from click.testing import CliRunner
 
 import squeezefmt
 import squeezefmt.cli
-from squeezefmt.zeros import canonicalize, preset_default, set_preset_default
+from squeezefmt.presets import canonical_zeros as preset_default
+from squeezefmt.presets import set_canonical_zeros as set_preset_default
+from squeezefmt.zeros import canonicalize
 
 
 def test_canonicalize_flips_only_negative_zeros():

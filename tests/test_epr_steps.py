@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import squeezefmt
-from squeezefmt.keras.epr_pack import EPRStepsWarning
+from squeezefmt.keras.transforms.epr import EPRStepsWarning
 
 h5py = pytest.importorskip("h5py")
 import squeezefmt.keras as sk  # noqa: E402

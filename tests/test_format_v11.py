@@ -22,7 +22,8 @@ from squeezefmt.container.breakdown import file_breakdown, header_breakdown
 from squeezefmt.container.compact import compact_keras, expand_metadata
 from squeezefmt.container.header_dict import HEADER_DICT_SHA256, header_dict_bytes
 
-from conftest import ROOT, VECTORS
+from sqzdev import REPO as ROOT
+from sqzdev import VECTORS
 
 
 def _flags(data: bytes) -> int:
@@ -31,7 +32,7 @@ def _flags(data: bytes) -> int:
 
 @pytest.mark.parametrize("stem", ["v11_mixed", "v11_keras_shorthand"])
 def test_v11_vectors_are_what_this_writer_writes(stem):
-    from make_v11_vectors import valid_cases
+    from sqzdev.vectors.v11 import valid_cases
 
     arrays, codecs, meta, keras = {c[0]: c[1:] for c in valid_cases()}[stem]
     data = squeezefmt.save(arrays, None, codecs=codecs, metadata=meta, format_version=(1, 1),
@@ -41,7 +42,7 @@ def test_v11_vectors_are_what_this_writer_writes(stem):
 
 
 def test_keras_shorthand_vector_expands_to_the_1_0_records():
-    from make_v11_vectors import valid_cases
+    from sqzdev.vectors.v11 import valid_cases
 
     keras = {c[0]: c[4] for c in valid_cases()}["v11_keras_shorthand"]
     with squeezefmt.open(os.path.join(VECTORS, "valid", "v11_keras_shorthand.sqz")) as f:
@@ -165,7 +166,7 @@ def test_shorthand_expansion_is_bounded():
 def test_weights_only_dense_bn_model_keeps_a_compressed_header(tmp_path):
     """A 64-tensor weights-only file: 1.0 writers stored this header uncompressed (23,080 B)."""
     pytest.importorskip("h5py")
-    import dense_bn_h5
+    from sqzdev import dense_bn_h5
     import squeezefmt.keras as sk
 
     path = tmp_path / "dense_bn.h5"          # the name is part of the header (metadata.source)
@@ -185,13 +186,12 @@ def test_weights_only_dense_bn_model_keeps_a_compressed_header(tmp_path):
 
 
 def _pack_v10(path):
-    from squeezefmt.keras.h5 import read_h5
-    from squeezefmt.keras.pack import contexts_for
+    from squeezefmt.keras.formats import read_archive
 
-    archive = read_h5(path)
+    archive = read_archive(path)
     extra = {"keras": archive.metadata(), "packing": {"preset": "lossless", "include_optimizer": False},
              "source": {"sha256": archive.source_sha256, "file": os.path.basename(path)}}
-    return squeezefmt.save(archive.arrays, contexts=contexts_for(archive), _extra_metadata=extra,
+    return squeezefmt.save(archive.arrays, contexts=archive.contexts(), _extra_metadata=extra,
                            format_version=(1, 0))
 
 
@@ -248,7 +248,7 @@ def test_every_truncation_is_detected_v11(container11):
 @given(st.data())
 def test_lying_compact_header_with_fixed_checksums(container11, data):
     """Edit compact header fields (CRCs recomputed): the reader refuses or decodes what is declared."""
-    from make_v11_vectors import forge11, split11
+    from sqzdev.vectors.v11 import forge11, split11
 
     arrays, blob = container11
     header, streams = split11(blob)

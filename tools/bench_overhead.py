@@ -11,7 +11,7 @@ Cases, each packed with the default options unless said:
   deterministic random weights and a simulated training step: ``lossless`` full, ``lossless-delta``
   and ``lossy-delta`` round 2;
 - the bundled examples/mnist_cnn.h5 (a larger model) and a 64-tensor weights-only Dense/BatchNorm file
-  (tools/dense_bn_h5.py; the header-fallback case).
+  (sqzdev/dense_bn_h5.py; the header-fallback case).
 
 For every case it also reports the zstd-19 size of the header JSON and header / zstd(JSON).
 """
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     ap.add_argument("--label", default="current")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-results", "overhead.json"))
     args = ap.parse_args(argv)
-    sys.path.insert(0, HERE)
+    sys.path.insert(0, ROOT)  # sqzdev, the dev package
     import squeezefmt
     import squeezefmt.keras as sk
 
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
         cases[f"epr:{os.path.basename(path)}"] = sk.pack(path)
     cases.update(fl_payloads())
     cases["mnist_cnn.h5"] = sk.pack(os.path.join(ROOT, "examples", "mnist_cnn.h5"))
-    import dense_bn_h5
+    from sqzdev import dense_bn_h5
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "dense_bn.h5")

@@ -4,7 +4,7 @@ h5py alone (no TensorFlow), deterministic for a seed.
 ``write(path, 12, 16, 0)`` (64 tensors) reproduces the header-fallback bug of format 1.0 writers
 before the fix: the compressed header shrank as the offsets it listed grew, so the writer stored the
 whole header uncompressed (23 KB instead of about 1.2 KB). tests/test_format_v11.py keeps it as a
-regression test.
+regression test; tools/bench_overhead.py measures it.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Format 1.1 test vectors (spec/format.md section 10) for spec/vectors/{valid,broken}/.
 
-Called by ``tools/make_vectors.py`` (which only adds missing files and rewrites the manifest); the
-vectors are frozen once written. ``forge11`` assembles a 1.1 container from a compact header object
+Called by :func:`sqzdev.vectors.core.main` (``tools/make_vectors.py``; it only adds missing files and
+rewrites the manifest); the vectors are frozen once written. ``forge11`` assembles a 1.1 container from a compact header object
 and stream bytes, laying the streams out by the header's *original* lengths and alignment masks, so
 a mutated header describes a file it does not match.
 """
