@@ -75,13 +75,22 @@ def _fl_payloads(label: str, n_in: int, hidden: int, n_out: int) -> dict[str, by
     return out
 
 
+def _load_file(path: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epr", nargs="*", default=[])
     ap.add_argument("--label", default="current")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-results", "overhead.json"))
     args = ap.parse_args(argv)
-    sys.path.insert(0, ROOT)  # sqzdev, the dev package
+    sys.path.append(ROOT)  # after PYTHONPATH: an older squeezefmt given there is the one measured
     import squeezefmt
     import squeezefmt.keras as sk
 
@@ -90,7 +99,7 @@ def main(argv=None) -> int:
         cases[f"epr:{os.path.basename(path)}"] = sk.pack(path)
     cases.update(fl_payloads())
     cases["mnist_cnn.h5"] = sk.pack(os.path.join(ROOT, "examples", "mnist_cnn.h5"))
-    from sqzdev import dense_bn_h5
+    dense_bn_h5 = _load_file(os.path.join(ROOT, "sqzdev", "dense_bn_h5.py"))  # this checkout's fixture
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "dense_bn.h5")
