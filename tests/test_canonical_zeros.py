@@ -30,7 +30,7 @@ def test_canonicalize_flips_only_negative_zeros():
 def test_presets_choose_it_and_the_metadata_records_it():
     w = np.where(np.arange(400).reshape(20, 20) % 3 == 0, -0.0, np.linspace(-1, 1, 400).reshape(20, 20))
     w = w.astype(np.float32)
-    assert not preset_default("lossless") and preset_default("deep-compression")
+    assert not preset_default("lossless") and preset_default("deep-compression") and preset_default("compact")
     with squeezefmt.open(squeezefmt.save({"w": w})) as f:                    # lossless: bit-exact
         assert f.tensor("w").tobytes() == w.tobytes() and "canonical_zeros" not in f.metadata()
     with squeezefmt.open(squeezefmt.save({"w": w}, canonical_zeros=True)) as f:

@@ -196,7 +196,7 @@ def _pack_v10(path):
 
 
 @pytest.mark.parametrize("model", ["mnist_cnn.h5", "mnist_cnn_weights.h5", "fashion_cnn.h5"])
-@pytest.mark.parametrize("preset", ["lossless", "fast", "deep-compression"])
+@pytest.mark.parametrize("preset", ["lossless", "fast", "deep-compression", "compact"])
 def test_default_headers_are_within_1_2x_of_zstd_json(model, preset):
     pytest.importorskip("h5py")
     import squeezefmt.keras as sk

@@ -150,18 +150,44 @@ def quantize_latent(latent: np.ndarray, log_step: np.ndarray, exact: bool = Fals
     return q.astype(np.int32), log16
 
 
-def build_stream(q: np.ndarray, log_steps: np.ndarray) -> bytes:
-    """The ``epr`` stream: log-steps (float16, or float32 when given as float32) then the gamma code of ``q``."""
+#: Latent coders: tfc's run-length gamma (the default and the compatibility promise), or the
+#: context-adaptive arithmetic coder of spec/entropy-cabac.md; "auto" keeps the smaller.
+CODERS = ("gamma", "cabac", "auto")
+
+
+def _step_bytes(log_steps: np.ndarray) -> bytes:
+    """The log-steps as stored: float16, or float32 when given as float32 (stream layout version 2)."""
     step_dtype = "<f4" if np.asarray(log_steps).dtype == np.float32 else "<f2"
-    return np.ascontiguousarray(log_steps, dtype=step_dtype).tobytes() + _gamma().encode(q)
+    return np.ascontiguousarray(log_steps, dtype=step_dtype).tobytes()
 
 
-def _side(transform: str, step_dims: int, step_dtype: str = "float16") -> dict[str, Any]:
+def build_stream(q: np.ndarray, log_steps: np.ndarray, coder: str = "gamma") -> bytes:
+    """The ``epr`` stream: log-steps (float16; float32 when given so) then the code of ``q`` (C order);
+    see :func:`code_latents`."""
+    return _step_bytes(log_steps) + code_latents(q, coder)[0]
+
+
+def code_latents(q: np.ndarray, coder: str = "gamma") -> tuple[bytes, str]:
+    """(bytes, coder used) of the latents: gamma, cabac, or for ``"auto"`` the smaller (gamma on ties)."""
+    if coder == "gamma":
+        return _gamma().encode(q), "gamma"
+    from ..entropy import cabac
+
+    coded = cabac.encode(np.asarray(q).reshape(-1))
+    if coder == "cabac":
+        return coded, "cabac"
+    plain = _gamma().encode(q)
+    return (coded, "cabac") if len(coded) < len(plain) else (plain, "gamma")
+
+
+def _side(transform: str, step_dims: int, coder: str = "gamma", step_dtype: str = "float16") -> dict[str, Any]:
     side: dict[str, Any] = {}
     if transform != "none":
         side["transform"] = transform
     if step_dims:
         side["step_dims"] = step_dims
+    if coder != "gamma":
+        side["coder"] = coder
     if step_dtype != "float16":
         side["step_dtype"] = step_dtype
     return side
@@ -175,7 +201,7 @@ def parse_side(side: Any, spec: TensorSpec) -> tuple[str, int, tuple[int, ...], 
     """Validate untrusted side information: ``(transform, step_dims, latent_shape, step_shape)``."""
     if not isinstance(side, dict):
         raise StreamError("epr: side information must be an object")
-    unknown = set(side) - {"transform", "step_dims", "step_dtype"}
+    unknown = set(side) - {"transform", "step_dims", "coder", "step_dtype"}
     if unknown:
         raise StreamError(f"epr: unknown side information {sorted(unknown)}")
     if side.get("step_dtype", "float16") not in STEP_DTYPES:
@@ -207,7 +233,15 @@ def read_latents(stream, side: Any, spec: TensorSpec) -> tuple[np.ndarray, np.nd
         log_steps = np.frombuffer(view[:size], dtype="<f2").astype(np.float16).reshape(sshape)
     if not np.all(np.isfinite(log_steps)) or (log_steps.size and float(np.max(log_steps)) > MAX_LOG_STEP):
         raise StreamError(f"epr: log-steps must be finite and at most {MAX_LOG_STEP}")
-    q = _gamma().decode(view[size:], math.prod(lshape)).reshape(lshape)
+    coder = side.get("coder", "gamma")
+    if coder == "gamma":
+        q = _gamma().decode(view[size:], math.prod(lshape)).reshape(lshape)
+    elif coder == "cabac":
+        from ..entropy import cabac
+
+        q = cabac.decode(view[size:], math.prod(lshape)).reshape(lshape)
+    else:
+        raise StreamError(f"epr: side 'coder' must be 'gamma' or 'cabac', got {coder!r}")
     return q, log_steps, transform
 
 
@@ -369,7 +403,10 @@ class EPRLatents(PreEncoded):
     """
 
     def __init__(self, q: np.ndarray, log_steps: np.ndarray, transform: str = "none", *,
-                 shape: Sequence[int] | None = None, dtype: str = "float32"):
+                 shape: Sequence[int] | None = None, dtype: str = "float32", coder: str = "gamma"):
+        if coder not in CODERS:
+            raise CodecError(f"epr: coder must be one of {list(CODERS)}, got {coder!r}")
+        self.coder = coder   # "gamma" (tfc's code, the default), "cabac" or "auto" (the smaller)
         q = np.asarray(q)
         if not np.issubdtype(q.dtype, np.integer):
             raise CodecError(f"epr: latents must be integers, got {q.dtype}")
@@ -408,13 +445,12 @@ class EPRLatents(PreEncoded):
     def encode(self, choose=None) -> tuple[EPR, Encoded]:
         # No stats: the header is a noticeable part of a model that packs to a few kilobytes, and
         # `squeezefmt info` derives the size ratio from the stream lengths anyway.
+        payload, used = code_latents(self.q, self.coder)
+        stream = _step_bytes(self.log_steps) + payload
         if self.wide_steps:  # float32 log-steps: layout version 2, and a stat that says why
-            side = _side(self.transform, self.log_steps.ndim, "float32")
-            enc = Encoded(streams=[build_stream(self.q, self.log_steps)], side=side,
-                          stats={"log_steps": "float32: not float16-exact"})
-            return _WideStepsEPR(), enc
-        enc = Encoded(streams=[build_stream(self.q, self.log_steps)], side=_side(self.transform, self.log_steps.ndim))
-        return EPR(), enc
+            side = _side(self.transform, self.log_steps.ndim, used, "float32")
+            return _WideStepsEPR(), Encoded(streams=[stream], side=side, stats={"log_steps": "float32: not float16-exact"})
+        return EPR(), Encoded(streams=[stream], side=_side(self.transform, self.log_steps.ndim, used))
 
     def dense(self) -> np.ndarray:
         """The tensor a decoder produces."""
