@@ -16,6 +16,8 @@ from .errors import SqueezeError
 from .metadata import layer_groups
 from .encode import Item, plan_and_encode
 from .presets import TensorContext
+from .presets import canonical_zeros as preset_canonical_zeros
+from .zeros import canonicalize_all
 
 
 def save(
@@ -27,6 +29,8 @@ def save(
     metadata: Mapping[str, Any] | None = None,
     contexts: Mapping[str, TensorContext] | None = None,
     progress=None,
+    format_version: tuple[int, int] | None = None,
+    canonical_zeros: bool | None = None,
     _extra_metadata: Mapping[str, Any] | None = None,
 ):
     """Encode ``arrays`` (name -> numpy array or :class:`~squeezefmt.codecs.PreEncoded`) into a .sqz container.
@@ -35,17 +39,25 @@ def save(
     ``preset`` picks the codec per tensor (see :mod:`squeezefmt.presets`); ``codecs`` maps
     tensor names to explicit codecs. ``metadata`` is free JSON-able user metadata, returned by
     ``SqzFile.metadata()["user"]``. Everything is encoded before anything is written, so a failure
-    leaves no partial file behind.
+    leaves no partial file behind. ``format_version`` (default: the oldest that expresses the file,
+    see spec/format.md) may force ``(1, 0)`` for readers that predate format 1.1.
+    ``canonical_zeros`` turns every ``-0.0`` into ``+0.0`` first (None: the preset's default, on for
+    the lossy presets; see :mod:`squeezefmt.zeros`); the metadata records it as ``canonical_zeros``.
     """
     if not isinstance(arrays, Mapping):
         raise SqueezeError("save() takes a mapping of tensor name -> numpy array")
+    zeros = None
+    if canonical_zeros if canonical_zeros is not None else preset_canonical_zeros(preset):
+        arrays, zeros = canonicalize_all(arrays)
     pending = plan_and_encode(arrays, preset_name=preset, codecs=codecs, contexts=contexts, progress=progress)
     meta: dict[str, Any] = {"writer": f"squeezefmt {__version__}", "preset": preset}
     if _extra_metadata:
         meta.update(_extra_metadata)
+    if zeros is not None:
+        meta["canonical_zeros"] = zeros
     if metadata is not None:
         meta["user"] = dict(metadata)
-    return write_container(pending, target, meta)
+    return write_container(pending, target, meta, format_version=format_version)
 
 
 def open(source, *, limits: Limits = DEFAULT_LIMITS) -> SqzFile:  # noqa: A001 - mirrors builtins.open

@@ -100,6 +100,12 @@ def main():
               help="Comma-separated layer names for --tt-rank/--tt-tol (default: every Dense where TT is smaller).")
 @click.option("--tt-dims", multiple=True, metavar="IN:OUT",
               help="TT factorisation for kernels of that shape, e.g. 7,4,7,4:5,5,5,5 (default automatic; repeatable).")
+@click.option("--canonical-zeros/--keep-zero-signs", default=None,
+              help="Turn -0.0 into +0.0 (pruned weights; predictions do not change) and record it. "
+                   "Default: on for the lossy presets, off for lossless ones.")
+@click.option("--epr-float16-steps", is_flag=True,
+              help="EPR-trained layers: round log-steps to float16 as the TFC tutorial stores them (default: "
+                   "float16 where exact, else kept as float32 with a warning).")
 @click.option("--eval", "eval_path", type=click.Path(exists=True, dir_okay=False), default=None, metavar="DATA.npz",
               help="Accuracy-aware packing (lossy): choose per-tensor steps for the smallest file whose top-1 accuracy "
                    "on DATA.npz ('x' or 'x0','x1',..., and 'y') drops by at most --max-drop; verified on held-out rows.")
@@ -113,7 +119,8 @@ def main():
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per_channel, quiet,
          epr_max_rel_rms=None, epr_bits=None, tt_rank=None, tt_tol=None, tt_layers=None, tt_dims=(),
-         eval_path=None, max_drop=None, holdout=None, confidence=None):
+         eval_path=None, max_drop=None, holdout=None, confidence=None, canonical_zeros=None,
+         epr_float16_steps=False):
     """Pack a Keras .h5 file MODEL into the .sqz container OUTPUT."""
     from .keras.formats import read_archive
     from .keras.pack import pack_archive
@@ -143,7 +150,8 @@ def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per
         with _Progress(len(archive.arrays), "packing", quiet) as bar:
             pack_archive(archive, output, preset=preset, progress=bar.step, tt=tt, tt_report=tt_report,
                          options={"preset": preset, "include_optimizer": include_optimizer},
-                         source_name=os.path.basename(model))
+                         source_name=os.path.basename(model), canonical_zeros=canonical_zeros,
+                         epr_float16_steps=epr_float16_steps)
     except (SqueezeError, OSError) as exc:
         _fail(exc)
     if not quiet:
@@ -178,6 +186,7 @@ def _bits_per_weight(nbytes: int, *shapes) -> float | None:
 
 def info_dict(path) -> dict:
     """What ``squeezefmt info --json`` prints: per-tensor and total sizes from the header."""
+    from .container.breakdown import file_breakdown
     with open_sqz(path) as f:
         rows = []
         for name in f.keys():
@@ -192,7 +201,7 @@ def info_dict(path) -> dict:
         meta = f.metadata()
         return {
             "file": os.fspath(path), "format_version": list(f.format_version), "file_bytes": f.file_size,
-            "header_bytes": f.header_size, "tensors": rows,
+            "header_bytes": f.header_size, "padding_bytes": file_breakdown(f)["padding"], "tensors": rows,
             "totals": {"tensors": len(rows), "raw_bytes": raw,
                        "stored_bytes": sum(r["stored_bytes"] for r in rows),
                        "side_bytes": sum(r["side_bytes"] for r in rows),
@@ -215,7 +224,8 @@ def info(container, as_json):
         click.echo(json.dumps(d, indent=2))
         return
     click.echo(f"{d['file']}: squeezefmt container v{d['format_version'][0]}.{d['format_version'][1]}, "
-               f"{d['file_bytes']} bytes (header {d['header_bytes']}), written by {d['writer']}")
+               f"{d['file_bytes']} bytes (header {d['header_bytes']}, padding {d['padding_bytes']}), "
+               f"written by {d['writer']}")
     width = max([len(r["name"]) for r in d["tensors"]] + [6])
     click.echo(f"{'tensor':<{width}}  {'codec':<10} {'dtype':<8} {'shape':<18} {'raw':>10} {'stored':>10} {'side':>6} "
                f"{'ratio':>7} {'bits/w':>7}")

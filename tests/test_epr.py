@@ -176,8 +176,9 @@ def test_rejects_bad_input_and_config():
     for config in ({"bogus": 1}, {"max_rel_rms": "x"}, {"transform": 3}):
         with pytest.raises(errors.StreamError):
             get_codec({"id": "epr", "version": 1, "config": config})
+    get_codec({"id": "epr", "version": 2, "config": {}})           # version 2: float32 log-steps
     with pytest.raises(errors.UnknownCodecError):
-        get_codec({"id": "epr", "version": 2, "config": {}})
+        get_codec({"id": "epr", "version": 3, "config": {}})
     assert get_codec({"id": "epr", "version": 1, "config": {"bits_per_weight": 2.0}}) == EPR(bits_per_weight=2.0)
 
 
@@ -296,7 +297,8 @@ def test_epr_valid_vectors(fn):
             spec = TensorSpec(e.dtype, tuple(e.shape))
             q, s, _ = read_latents(f.streams(name)[0], e.side or {}, spec)
             assert np.array_equal(q, expected[f"{name}.q"])
-            assert np.array_equal(s.view(np.uint16), expected[f"{name}.s"].view(np.uint16))
+            want_s = expected[f"{name}.s"]                      # float16, or float32 (layout version 2)
+            assert s.dtype == want_s.dtype and s.tobytes() == want_s.tobytes()
             got = f.tensor(name)
             assert got.shape == tuple(e.shape) and got.dtype == np.dtype(e.dtype)
             np.testing.assert_allclose(got.astype(np.float64), expected[name], rtol=1e-6, atol=0)
@@ -307,7 +309,7 @@ def test_epr_valid_vectors_are_what_this_writer_writes():
 
     for stem, tensors in valid_cases().items():
         arrays, codecs, _ = build_valid(tensors)
-        data = squeezefmt.save(arrays, None, codecs=codecs, metadata={"vector": stem})
+        data = squeezefmt.save(arrays, None, codecs=codecs, metadata={"vector": stem}, format_version=(1, 0))
         with open(os.path.join(EPR_VECTORS, "valid", stem + ".sqz"), "rb") as f:
             assert data.replace(squeezefmt.__version__.encode(), b"0.1.0") == f.read(), stem
 

@@ -5,6 +5,8 @@ only) is the reference they are compared against where it is installed (the lega
 """
 from __future__ import annotations
 
+import warnings
+
 import json
 
 import numpy as np
@@ -45,11 +47,11 @@ def powerlaw_penalty(x, lmbda, alpha=1e-2):
 
 
 def gamma_part(f, name):
-    """The gamma-coded part of an epr stream (after the float16 log-steps)."""
+    """The gamma-coded part of an epr stream (after the float16, or float32 for layout version 2, log-steps)."""
     e = f.entry(name)
     side = e.side or {}
     n = int(np.prod(step_shape(latent_shape(e.shape, side.get("transform", "none")), side.get("step_dims", 0))))
-    return bytes(f.streams(name)[0])[2 * n:]
+    return bytes(f.streams(name)[0])[(4 if side.get("step_dtype") == "float32" else 2) * n:]
 
 
 def tfc_string(latent, log_step):
@@ -190,7 +192,7 @@ def test_layers_have_tutorial_weights_and_penalty(epr_model):
 @needs_tfc
 def test_pack_stores_integer_latents_as_tfc_does(trained):
     d, model, _, _ = trained
-    data = sk.pack(d / "m.h5")
+    data = sk.pack(d / "m.h5", epr_float16_steps=True)   # the tutorial's float16 log-steps
     with squeezefmt.open(data) as f:
         keys = f.keys()
         assert not any("latent" in k or "log_step" in k for k in keys)
@@ -219,6 +221,32 @@ def test_pack_stores_integer_latents_as_tfc_does(trained):
         cfg = meta["model_config"]
         assert "EPR" not in cfg and "PowerLaw" not in cfg and "log_step_init" not in cfg
         assert all(not f.info(k).stats for k in keys)  # no per-tensor stats: the header stays small
+
+
+def test_default_pack_keeps_trained_log_steps_exact(trained):
+    """Trained log-steps are not float16-exact: by default they are kept (float32, version 2) and reported."""
+    d, model, _, _ = trained
+    with pytest.warns(UserWarning, match="not float16-representable"):
+        data = sk.pack(d / "m.h5")
+    with squeezefmt.open(data) as f:
+        layer = model.get_layer("c1")
+        e = f.entry("c1/c1/kernel:0")
+        assert e.codec["version"] == 2 and e.side["step_dtype"] == "float32"
+        q, s, _ = read_latents(f.streams("c1/c1/kernel:0")[0], e.side, TensorSpec(e.dtype, tuple(e.shape)))
+        assert s.dtype == np.float32 and np.array_equal(s, layer.kernel_log_step.numpy())
+        assert gamma_part(f, "c1/c1/kernel:0") == tfc_string(layer.kernel_latent, layer.kernel_log_step)
+        np.testing.assert_allclose(f.tensor("c1/c1/kernel:0"), layer.kernel.numpy(), rtol=0,
+                                   atol=1e-5 * np.abs(layer.kernel.numpy()).max())
+    copy = make_epr_model(fit=False)                 # (the module's trained model stays untouched)
+    copy.set_weights(model.get_weights())
+    assert kepr.round_log_steps(copy) > 0            # what tools/epr_train.py does before saving
+    copy.save(d / "rounded.h5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rounded = sk.pack(d / "rounded.h5")
+    with squeezefmt.open(rounded) as f:
+        assert all(f.entry(k).codec["version"] == 1 for k in f.keys())
+    assert len(rounded) < len(data)
 
 
 def test_load_gives_plain_layers_with_decoded_weights(trained, tmp_path):
@@ -257,7 +285,7 @@ def test_weights_only_file_keeps_latent_tensors(trained):
         assert infos["c1/c1/kernel_latent:0"].codec == "epr"
         assert infos["c1/c1/kernel_latent:0"].shape == (1, 4, 3, 2, 2)
         steps = f.tensor("c1/c1/kernel_log_step:0")
-        assert np.array_equal(steps, model.get_layer("c1").kernel_log_step.numpy().astype(np.float16).astype(np.float32))
+        assert np.array_equal(steps, model.get_layer("c1").kernel_log_step.numpy())   # kept exact by default
         assert gamma_part(f, "d1/d1/kernel_latent:0") == tfc_string(model.get_layer("d1").kernel_latent,
                                                                   model.get_layer("d1").kernel_log_step)
     fresh = make_epr_model(seed=3, fit=False)
@@ -446,6 +474,6 @@ def test_make_compressible_resumes_from_container(trained):
         q_old = tf.round(old.kernel_latent / tf.exp(old.kernel_log_step)).numpy()
         q_new = tf.round(new.kernel_latent / tf.exp(new.kernel_log_step)).numpy()
         assert np.array_equal(q_old, q_new), name
-        old16 = old.kernel_log_step.numpy().astype(np.float16).astype(np.float32)
-        assert np.array_equal(new.kernel_log_step.numpy(), np.broadcast_to(old16, new.kernel_log_step.shape))
+        stored = old.kernel_log_step.numpy()        # not float16-exact: stored exactly (float32)
+        assert np.array_equal(new.kernel_log_step.numpy(), np.broadcast_to(stored, new.kernel_log_step.shape))
     np.testing.assert_allclose(back.predict(x, verbose=0), ref, atol=1e-2 * np.abs(ref).max())

@@ -22,7 +22,7 @@ def container():
         "i": rng.integers(0, 9, (500,), dtype=np.int32),
         "h": rng.normal(size=(50,)).astype(np.float16),
     }
-    return arrays, squeezefmt.save(arrays, metadata={"k": "v"})
+    return arrays, squeezefmt.save(arrays, metadata={"k": "v"}, format_version=(1, 0))  # 1.1: test_format_v11.py
 
 
 def decode_all(data):

@@ -249,6 +249,9 @@ def bench_tfmot(epochs: int, workdir: str) -> tuple[list[dict], dict[str, np.nda
         kernels = [a for n, a in arrays.items() if n.endswith("kernel:0")]
         with squeezefmt.open(sqz) as f:
             codecs = {n: f.info(n).codec for n in f.keys()}
+        canon = stem + "_canonical.sqz"                       # pack --canonical-zeros: -0.0 -> +0.0
+        sk.pack(h5, canon, canonical_zeros=True)
+        same_canon = bool(np.array_equal(sk.load(canon).predict(xt, batch_size=1000, verbose=0), ref))
         weights = len(raw)
         rows.append({
             "model": label, "params": int(sum(a.size for a in arrays.values())), "float32_bytes": weights,
@@ -258,6 +261,7 @@ def bench_tfmot(epochs: int, workdir: str) -> tuple[list[dict], dict[str, np.nda
             "zstd19_weights_bytes": zw, "sqz_bytes": os.path.getsize(sqz),
             "ratio_sqz": weights / os.path.getsize(sqz), "ratio_zstd19": weights / zw,
             "ratio_zip_h5": weights / os.path.getsize(stem + ".zip"), "predictions_identical": same,
+            "sqz_canonical_zeros_bytes": os.path.getsize(canon), "canonical_predictions_identical": same_canon,
             "codecs": codecs,
         })
         if label.startswith("clustered"):
@@ -307,11 +311,12 @@ def main(argv=None) -> int:
         extra.update(tf_tensors)
         print("\n4. tensorflow-model-optimization models (MNIST CNN), lossless .sqz")
         print(f"{'model':<18} {'err %':>6} {'zeros':>6} {'float32':>8} {'.h5':>8} {'zip .h5':>8} {'zstd19 w':>9} "
-              f"{'.sqz':>8} {'sqz x':>6} {'zstd x':>6} {'zip x':>6} same")
+              f"{'.sqz':>8} {'sqz x':>6} {'zstd x':>6} {'zip x':>6} same {'canon0':>8} same")
         for r in result["tfmot"]:
             print(f"{r['model']:<18} {r['test_error']:>6.2f} {r['kernel_zero_fraction']:>6.2f} {r['float32_bytes']:>8} "
                   f"{r['h5_bytes']:>8} {r['zip_h5_bytes']:>8} {r['zstd19_weights_bytes']:>9} {r['sqz_bytes']:>8} "
-                  f"{r['ratio_sqz']:>6.2f} {r['ratio_zstd19']:>6.2f} {r['ratio_zip_h5']:>6.2f} {r['predictions_identical']}")
+                  f"{r['ratio_sqz']:>6.2f} {r['ratio_zstd19']:>6.2f} {r['ratio_zip_h5']:>6.2f} {r['predictions_identical']} "
+                  f"{r['sqz_canonical_zeros_bytes']:>8} {r['canonical_predictions_identical']}")
 
     result["entropy"] = bench_entropy(extra)
     print("\n3. cluster codec: bits per weight vs the order-0 entropy of its indices")

@@ -259,6 +259,9 @@ def main(argv=None) -> int:
             model = build(args.model, PowerLawRegularizer(lam / n_params))
         if not args.repack:
             epr_acc, secs = train(model, data, args.epochs, args.batch, args.lr, args.seed, args.cosine)
+            from squeezefmt.keras.epr import round_log_steps
+
+            round_log_steps(model)  # float16 log-steps, as the tutorial's compress_latent stores them
             model.save(h5)
         sqz = sk.pack(h5)
         with open(os.path.join(work, f"epr_lambda{lam:g}.sqz"), "wb") as fh:

@@ -114,7 +114,7 @@ class Forged(CabacQuant):
 def write_container(path: str, arrays: dict, codecs: dict) -> bool:
     if os.path.exists(path):
         return False
-    return write_new(path, squeezefmt.save(arrays, None, codecs=codecs))
+    return write_new(path, squeezefmt.save(arrays, None, codecs=codecs, format_version=(1, 0)))  # frozen 1.0 files
 
 
 def codec_vectors():

@@ -71,6 +71,12 @@ class Codec:
     def decode(self, streams: Sequence[memoryview], side: dict[str, Any], spec: TensorSpec) -> np.ndarray:
         raise NotImplementedError
 
+    @classmethod
+    def stream_alignment(cls, side: dict[str, Any], lengths: Sequence[int]) -> list[int]:
+        """The alignment each stream needs in a format 1.1 container: 64 for data a reader may
+        memory-map and view as an array, 1 (back to back) otherwise. Entropy-coded streams: 1."""
+        return [1] * len(lengths)
+
     def describe(self) -> dict[str, Any]:
         """The ``{"id", "version", "config"}`` object the header stores for this codec."""
         return {"id": self.codec_id, "version": self.version, "config": self.get_config()}

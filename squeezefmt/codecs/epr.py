@@ -18,6 +18,10 @@ for models that compress to a few kilobytes)::
 
     stream = float16 log-steps (little-endian, C order of their shape) || run-length gamma code of q
 
+Version 2 of the stream layout adds side ``"step_dtype": "float32"``: the log-steps are stored as
+float32, for EPR-trained log-steps that float16 cannot represent exactly (the packer keeps them
+exact and reports it; it writes version 1 whenever the steps are float16-exact).
+
 Side information (absent keys take their defaults): ``"transform"`` (``"none"`` | ``"rdft"``) and
 ``"step_dims"`` (int, default 0): the log-steps have shape ``latent_shape[ndim - step_dims:]`` and
 are broadcast over the leading latent dimensions (0: one step for the tensor; 3 for an RDFT
@@ -49,6 +53,7 @@ from .base import Codec, Encoded, PreEncoded, TensorSpec, expect_streams, lossy_
 from .registry import register
 
 TRANSFORMS = ("none", "rdft")
+STEP_DTYPES = ("float16", "float32")
 #: Largest log-step a decoder accepts: exp(88.72...) overflows float32.
 MAX_LOG_STEP = 88.0
 #: Smallest log-step the post-training search tries (exp() stays a normal float32).
@@ -88,12 +93,15 @@ def step_shape(lshape: Sequence[int], step_dims: int) -> tuple[int, ...]:
 
 def dequantize(q: np.ndarray, log_steps: np.ndarray, transform: str, shape: Sequence[int],
                dtype: str = "float32") -> np.ndarray:
-    """The tensor of integer latents ``q`` (latent-shaped) and float16 ``log_steps``.
+    """The tensor of integer latents ``q`` (latent-shaped) and float16 (or float32) ``log_steps``.
 
     ``latent = float32(q) * exp(float32(log_steps))`` (float32 arithmetic, as the tutorial's
     ``decompress_latent``), then the inverse RDFT for ``transform="rdft"``, then a cast to ``dtype``.
     """
-    steps = np.exp(np.asarray(log_steps, dtype=np.float16).astype(np.float32))
+    log_steps = np.asarray(log_steps)
+    if log_steps.dtype != np.float32:
+        log_steps = log_steps.astype(np.float16)
+    steps = np.exp(log_steps.astype(np.float32))
     q = np.asarray(q)
     latent = empty_aligned(q.shape, np.float32)  # float32(q) * step, without a temporary copy of q
     latent[...] = q
@@ -111,12 +119,19 @@ def dequantize(q: np.ndarray, log_steps: np.ndarray, transform: str, shape: Sequ
     return out.astype(numpy_dtype(dtype))
 
 
-def quantize_latent(latent: np.ndarray, log_step: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer latents and float16 log-steps of an EPR-trained variable pair, as tfc computes them.
+def float16_exact(values: np.ndarray) -> bool:
+    """Whether every value survives a round trip through float16 bit for bit (as float32)."""
+    v = np.asarray(values, dtype=np.float32)
+    return bool(np.array_equal(v.astype(np.float16).astype(np.float32).view(np.uint32), v.view(np.uint32)))
+
+
+def quantize_latent(latent: np.ndarray, log_step: np.ndarray, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Integer latents and log-steps of an EPR-trained variable pair, as tfc computes them.
 
     ``q = round(latent / exp(log_step))`` in float32 (round half to even, like ``tf.round``), the
     value ``PowerLawEntropyModel.compress(latent / tf.exp(log_step))`` codes; the log-step is then
-    rounded to float16 for storage, as in the tutorial's ``compress_latent``.
+    rounded to float16 for storage, as in the tutorial's ``compress_latent`` -- unless ``exact`` is
+    set and float16 cannot hold it exactly: then it stays float32 (stream layout version 2).
     """
     latent = np.asarray(latent, dtype=np.float32)
     log_step = np.asarray(log_step, dtype=np.float32)
@@ -130,6 +145,8 @@ def quantize_latent(latent: np.ndarray, log_step: np.ndarray) -> tuple[np.ndarra
     log16 = log_step.astype(np.float16)
     if not np.all(np.isfinite(log16)) or (log16.size and float(np.max(log16)) > MAX_LOG_STEP):
         raise CodecError(f"epr: log-steps must be finite and at most {MAX_LOG_STEP} as float16")
+    if exact and not float16_exact(log_step):
+        return q.astype(np.int32), log_step
     return q.astype(np.int32), log16
 
 
@@ -138,9 +155,16 @@ def quantize_latent(latent: np.ndarray, log_step: np.ndarray) -> tuple[np.ndarra
 CODERS = ("gamma", "cabac", "auto")
 
 
+def _step_bytes(log_steps: np.ndarray) -> bytes:
+    """The log-steps as stored: float16, or float32 when given as float32 (stream layout version 2)."""
+    step_dtype = "<f4" if np.asarray(log_steps).dtype == np.float32 else "<f2"
+    return np.ascontiguousarray(log_steps, dtype=step_dtype).tobytes()
+
+
 def build_stream(q: np.ndarray, log_steps: np.ndarray, coder: str = "gamma") -> bytes:
-    """The ``epr`` stream: float16 log-steps then the code of ``q`` (C order); see :func:`code_latents`."""
-    return np.ascontiguousarray(log_steps, dtype="<f2").tobytes() + code_latents(q, coder)[0]
+    """The ``epr`` stream: log-steps (float16; float32 when given so) then the code of ``q`` (C order);
+    see :func:`code_latents`."""
+    return _step_bytes(log_steps) + code_latents(q, coder)[0]
 
 
 def code_latents(q: np.ndarray, coder: str = "gamma") -> tuple[bytes, str]:
@@ -156,7 +180,7 @@ def code_latents(q: np.ndarray, coder: str = "gamma") -> tuple[bytes, str]:
     return (coded, "cabac") if len(coded) < len(plain) else (plain, "gamma")
 
 
-def _side(transform: str, step_dims: int, coder: str = "gamma") -> dict[str, Any]:
+def _side(transform: str, step_dims: int, coder: str = "gamma", step_dtype: str = "float16") -> dict[str, Any]:
     side: dict[str, Any] = {}
     if transform != "none":
         side["transform"] = transform
@@ -164,6 +188,8 @@ def _side(transform: str, step_dims: int, coder: str = "gamma") -> dict[str, Any
         side["step_dims"] = step_dims
     if coder != "gamma":
         side["coder"] = coder
+    if step_dtype != "float16":
+        side["step_dtype"] = step_dtype
     return side
 
 
@@ -175,9 +201,11 @@ def parse_side(side: Any, spec: TensorSpec) -> tuple[str, int, tuple[int, ...], 
     """Validate untrusted side information: ``(transform, step_dims, latent_shape, step_shape)``."""
     if not isinstance(side, dict):
         raise StreamError("epr: side information must be an object")
-    unknown = set(side) - {"transform", "step_dims", "coder"}
+    unknown = set(side) - {"transform", "step_dims", "coder", "step_dtype"}
     if unknown:
         raise StreamError(f"epr: unknown side information {sorted(unknown)}")
+    if side.get("step_dtype", "float16") not in STEP_DTYPES:
+        raise StreamError(f"epr: side 'step_dtype' must be one of {list(STEP_DTYPES)}, got {side['step_dtype']!r}")
     transform = side.get("transform", "none")
     if transform not in TRANSFORMS:
         raise StreamError(f"epr: side 'transform' must be one of {list(TRANSFORMS)}, got {transform!r}")
@@ -191,22 +219,27 @@ def parse_side(side: Any, spec: TensorSpec) -> tuple[str, int, tuple[int, ...], 
 
 
 def read_latents(stream, side: Any, spec: TensorSpec) -> tuple[np.ndarray, np.ndarray, str]:
-    """``(q, log_steps, transform)`` of one ``epr`` stream: int32 latents and float16 log-steps."""
+    """``(q, log_steps, transform)`` of one ``epr`` stream: int32 latents and float16 (v2: float32) log-steps."""
     transform, _, lshape, sshape = parse_side(side, spec)
     view = memoryview(stream).cast("B") if not isinstance(stream, (bytes, bytearray)) else memoryview(stream)
     nsteps = math.prod(sshape)
-    if len(view) < 2 * nsteps:
-        raise StreamError(f"epr: stream has {len(view)} bytes, the {nsteps} float16 log-steps alone need {2 * nsteps}")
-    log_steps = np.frombuffer(view[: 2 * nsteps], dtype="<f2").astype(np.float16).reshape(sshape)
+    wide = side.get("step_dtype", "float16") == "float32"
+    size = (4 if wide else 2) * nsteps
+    if len(view) < size:
+        raise StreamError(f"epr: stream has {len(view)} bytes, the {nsteps} log-steps alone need {size}")
+    if wide:
+        log_steps = np.frombuffer(view[:size], dtype="<f4").astype(np.float32).reshape(sshape)
+    else:
+        log_steps = np.frombuffer(view[:size], dtype="<f2").astype(np.float16).reshape(sshape)
     if not np.all(np.isfinite(log_steps)) or (log_steps.size and float(np.max(log_steps)) > MAX_LOG_STEP):
         raise StreamError(f"epr: log-steps must be finite and at most {MAX_LOG_STEP}")
     coder = side.get("coder", "gamma")
     if coder == "gamma":
-        q = _gamma().decode(view[2 * nsteps:], math.prod(lshape)).reshape(lshape)
+        q = _gamma().decode(view[size:], math.prod(lshape)).reshape(lshape)
     elif coder == "cabac":
         from ..entropy import cabac
 
-        q = cabac.decode(view[2 * nsteps:], math.prod(lshape)).reshape(lshape)
+        q = cabac.decode(view[size:], math.prod(lshape)).reshape(lshape)
     else:
         raise StreamError(f"epr: side 'coder' must be 'gamma' or 'cabac', got {coder!r}")
     return q, log_steps, transform
@@ -228,8 +261,11 @@ class EPR(Codec):
     """
 
     codec_id = "epr"
-    version = 1
+    version = 2  # reads 1 and 2; writes 1 unless log-steps are stored as float32 (EPRLatents)
     lossless = False
+
+    def describe(self) -> dict[str, Any]:
+        return {"id": self.codec_id, "version": 1, "config": self.get_config()}
 
     def __init__(self, max_rel_rms: float | None = None, bits_per_weight: float | None = None,
                  transform: str = "auto"):
@@ -358,7 +394,9 @@ class EPRLatents(PreEncoded):
     """The integer latents of an EPR-trained tensor, stored as they are (no quantization).
 
     ``q`` is the int32 latent (for ``transform="rdft"`` of shape ``(I, O, H, W // 2 + 1, 2)``),
-    ``log_steps`` the float16 log-steps, whose shape is a suffix of the latent shape; ``shape`` and
+    ``log_steps`` the log-steps, whose shape is a suffix of the latent shape (float16, or float32 kept
+    exactly -- stream layout version 2, side ``step_dtype`` -- when given as float32 values that float16
+    cannot represent); ``shape`` and
     ``dtype`` are those of the tensor a decoder produces (``shape`` defaults to the latent shape for
     ``transform="none"``). The header describes the codec as plain ``epr`` (any ``epr`` decoder reads
     it). A :class:`~squeezefmt.codecs.PreEncoded` item: ``squeezefmt.save({"w": EPRLatents(...)})``.
@@ -373,7 +411,9 @@ class EPRLatents(PreEncoded):
         if not np.issubdtype(q.dtype, np.integer):
             raise CodecError(f"epr: latents must be integers, got {q.dtype}")
         self.q = q.astype(np.int32)
-        self.log_steps = np.asarray(log_steps, dtype=np.float16)
+        steps = np.asarray(log_steps)
+        wide = steps.dtype == np.float32 and not float16_exact(steps)
+        self.log_steps = steps.astype(np.float32 if wide else np.float16)
         if transform not in TRANSFORMS:
             raise CodecError(f"epr: transform must be 'none' or 'rdft', got {transform!r}")
         self.transform = transform
@@ -394,6 +434,11 @@ class EPRLatents(PreEncoded):
             raise CodecError(f"epr decodes to float tensors only, got {dtype}")
         self.dtype = dtype
 
+    @property
+    def wide_steps(self) -> bool:
+        """Whether the log-steps are stored as float32 (not float16-exact)."""
+        return self.log_steps.dtype == np.float32
+
     def __repr__(self) -> str:
         return f"EPRLatents(shape={self.q.shape}, steps={self.log_steps.shape}, transform={self.transform!r})"
 
@@ -401,12 +446,22 @@ class EPRLatents(PreEncoded):
         # No stats: the header is a noticeable part of a model that packs to a few kilobytes, and
         # `squeezefmt info` derives the size ratio from the stream lengths anyway.
         payload, used = code_latents(self.q, self.coder)
-        stream = np.ascontiguousarray(self.log_steps, dtype="<f2").tobytes() + payload
+        stream = _step_bytes(self.log_steps) + payload
+        if self.wide_steps:  # float32 log-steps: layout version 2, and a stat that says why
+            side = _side(self.transform, self.log_steps.ndim, used, "float32")
+            return _WideStepsEPR(), Encoded(streams=[stream], side=side, stats={"log_steps": "float32: not float16-exact"})
         return EPR(), Encoded(streams=[stream], side=_side(self.transform, self.log_steps.ndim, used))
 
     def dense(self) -> np.ndarray:
         """The tensor a decoder produces."""
         return dequantize(self.q, self.log_steps, self.transform, self.shape, self.dtype)
+
+
+class _WideStepsEPR(EPR):
+    """How :class:`EPRLatents` with float32 log-steps describe their codec: ``epr``, layout version 2."""
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "version": 2}
 
 
 # ------------------------------------------------------------------------------------------------

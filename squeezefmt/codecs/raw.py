@@ -18,6 +18,11 @@ class Raw(Codec):
     def encode(self, array: np.ndarray) -> Encoded:
         return Encoded(streams=[as_storage(array).tobytes()])
 
+    @classmethod
+    def stream_alignment(cls, side, lengths):
+        """64-byte aligned (a reader may memory-map and view it), unless shorter than 64 bytes."""
+        return [64 if n >= 64 else 1 for n in lengths]
+
     def decode(self, streams, side, spec: TensorSpec) -> np.ndarray:
         expect_streams(streams, 1, self.codec_id)
         expect_length(streams[0], spec.size * itemsize(spec.dtype), "raw")

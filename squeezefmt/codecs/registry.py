@@ -84,6 +84,16 @@ def decode_nested(desc: Any, streams: Sequence[memoryview], spec: TensorSpec) ->
     return out
 
 
+def stream_alignment(description: dict[str, Any], side: dict[str, Any], lengths: Sequence[int]) -> list[int]:
+    """Alignment of each stream of a tensor encoded as ``description`` (see ``Codec.stream_alignment``)."""
+    return codec_class(description["id"]).stream_alignment(side or {}, lengths)
+
+
+def nested_alignment(desc: dict[str, Any], lengths: Sequence[int]) -> list[int]:
+    """Alignment of the streams of a nested codec description ``{"codec", "side", "streams"}``."""
+    return stream_alignment(desc["codec"], desc.get("side") or {}, lengths)
+
+
 def nested_stream_count(desc: Any, available: int) -> int:
     """The stream count an untrusted nested description claims, checked against what is available."""
     n = desc.get("streams") if isinstance(desc, dict) else None

@@ -316,6 +316,13 @@ class Sparse(Codec):
             enc.stats = lossy_stats(array, from_storage(out.reshape(array.shape), name))
         return enc
 
+    @classmethod
+    def stream_alignment(cls, side, lengths):
+        """The structure stream back to back; the values streams as their codec declares."""
+        from .registry import nested_alignment  # noqa: PLC0415
+
+        return [1] + nested_alignment(side["values"], lengths[1:])
+
     def decode(self, streams, side, spec: TensorSpec) -> np.ndarray:
         if len(streams) < 1:
             raise StreamError("sparse: expects a structure stream")

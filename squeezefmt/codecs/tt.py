@@ -136,6 +136,16 @@ class TT(Codec):
             stats["cores"] = core_stats
         return Encoded(streams=streams, side=side, stats=stats)
 
+    @classmethod
+    def stream_alignment(cls, side, lengths):
+        """Each core's streams as its nested codec declares."""
+        from .registry import nested_alignment  # noqa: PLC0415
+
+        out: list[int] = []
+        for desc in side["cores"]:
+            out += nested_alignment(desc, lengths[len(out):len(out) + desc["streams"]])
+        return out
+
     # -- decoding ------------------------------------------------------------------------------------
     def decode_cores(self, streams: Sequence[memoryview], side: dict[str, Any], spec: TensorSpec) -> list[np.ndarray]:
         """The cores, validated against the declared ``(N, M)`` matrix before anything is allocated."""

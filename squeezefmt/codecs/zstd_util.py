@@ -26,8 +26,12 @@ def compress(data, level: int) -> bytes:
     return cctx.compress(data)
 
 
-def decompress_exact(data, expected_size: int, what: str) -> bytes:
-    """Decompress one zstd frame that must expand to exactly ``expected_size`` bytes."""
+def decompress_exact(data, expected_size: int, what: str, dict_data=None) -> bytes:
+    """Decompress one zstd frame that must expand to exactly ``expected_size`` bytes.
+
+    ``dict_data``: a ``zstandard.ZstdCompressionDict`` the frame was compressed with (the container's
+    header dictionary); codecs never use one.
+    """
     try:
         params = zstandard.get_frame_parameters(data)
     except zstandard.ZstdError as exc:
@@ -36,7 +40,8 @@ def decompress_exact(data, expected_size: int, what: str) -> bytes:
         raise StreamError(
             f"{what}: zstd frame declares {params.content_size} bytes, the header implies {expected_size}"
         )
-    dobj = zstandard.ZstdDecompressor().decompressobj()
+    dctx = zstandard.ZstdDecompressor(dict_data=dict_data) if dict_data is not None else zstandard.ZstdDecompressor()
+    dobj = dctx.decompressobj()
     try:
         out = dobj.decompress(data)
     except zstandard.ZstdError as exc:

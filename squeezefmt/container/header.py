@@ -14,7 +14,7 @@ from typing import Any
 
 from ..dtypes import DTYPE_NAMES, itemsize
 from ..errors import HeaderError, LimitError
-from .layout import Preamble, align
+from .layout import Preamble, stream_offset
 from .limits import Limits
 
 
@@ -22,7 +22,8 @@ from .limits import Limits
 class StreamRef:
     offset: int
     length: int
-    crc32: int
+    crc32: int | None       # None in format 1.1: the tensor's crc32 covers its streams
+    align: int = 64         # 1.1: the stream's declared alignment (1 or 64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +37,7 @@ class TensorEntry:
     side: dict[str, Any]
     streams: tuple[StreamRef, ...]
     stats: dict[str, Any]
+    crc32: int | None = None  # format 1.1: CRC-32 of the tensor's streams concatenated
 
     @property
     def size(self) -> int:
@@ -93,12 +95,17 @@ def parse_header(raw: bytes, preamble: Preamble, limits: Limits) -> tuple[list[T
         raise HeaderError("header must be a JSON object")
     if obj.get("format") != "squeezefmt":
         raise HeaderError(f"header 'format' must be \"squeezefmt\", got {obj.get('format')!r}")
+    metadata = obj.get("metadata", {})
+    if preamble.compact:  # format 1.1: expand the compact representation, then validate as usual
+        from .compact import expand_metadata, expand_tensors  # noqa: PLC0415
+
+        obj = {**obj, "tensors": expand_tensors(obj, limits)}
+        metadata = expand_metadata(metadata, 2 * len(raw) + (64 << 10))
     tensors_raw = obj.get("tensors")
     if not isinstance(tensors_raw, list):
         raise HeaderError("header 'tensors' must be a list")
     if len(tensors_raw) > limits.max_tensors:
         raise LimitError(f"header lists {len(tensors_raw)} tensors; the limit is {limits.max_tensors}")
-    metadata = obj.get("metadata", {})
     if not isinstance(metadata, dict):
         raise HeaderError("header 'metadata' must be an object")
 
@@ -107,25 +114,29 @@ def parse_header(raw: bytes, preamble: Preamble, limits: Limits) -> tuple[list[T
     cursor = preamble.data_start
     last_end = preamble.data_start
     for index, t in enumerate(tensors_raw):
-        entry = _parse_tensor(t, index, limits)
+        entry = _parse_tensor(t, index, limits, preamble.compact)
         if entry.name in names:
             raise HeaderError(f"tensor name {entry.name!r} appears twice")
         names.add(entry.name)
+        placed = []
         for s in entry.streams:
-            expected = align(cursor)
-            if s.offset != expected:
+            expected = stream_offset(cursor, s.length, s.align, preamble.compact)
+            if preamble.compact:  # 1.1 lists no offsets: the layout rule gives them
+                s = dataclasses.replace(s, offset=expected)
+            elif s.offset != expected:
                 raise HeaderError(
                     f"tensor {entry.name!r}: stream at offset {s.offset}, the canonical layout puts it at "
                     f"{expected} (streams must follow each other with only alignment padding)"
                 )
+            placed.append(s)
             cursor = last_end = s.offset + s.length
-        entries.append(entry)
+        entries.append(dataclasses.replace(entry, streams=tuple(placed)) if preamble.compact else entry)
     if preamble.file_len != last_end:
         raise HeaderError(f"preamble says the file has {preamble.file_len} bytes, the streams end at {last_end}")
     return entries, metadata
 
 
-def _parse_tensor(t: Any, index: int, limits: Limits) -> TensorEntry:
+def _parse_tensor(t: Any, index: int, limits: Limits, compact: bool = False) -> TensorEntry:
     if not isinstance(t, dict):
         raise HeaderError(f"tensor #{index} must be an object")
     name = t.get("name")
@@ -158,6 +169,9 @@ def _parse_tensor(t: Any, index: int, limits: Limits) -> TensorEntry:
         raise HeaderError(f"{where}: 'streams' must be a list")
     if len(streams_raw) > limits.max_streams_per_tensor:
         raise LimitError(f"{where}: {len(streams_raw)} streams; the limit is {limits.max_streams_per_tensor}")
+    if compact:  # lengths, alignments and the tensor CRC were type-checked by compact.expand_tensors
+        streams = tuple(StreamRef(0, s["length"], None, s["align"]) for s in streams_raw)
+        return TensorEntry(name, dtype, tuple(shape), codec, side, streams, stats, t["crc32"])
     streams = []
     for s in streams_raw:
         if not isinstance(s, dict):

@@ -12,6 +12,12 @@ See spec/format.md (normative). Layout::
     32  4  json_len      uint32 LE, bytes of the header JSON (= header_len when not compressed)
     36  4  preamble_crc  uint32 LE, CRC-32 of bytes 0..35
     40  .. stored header, then zero padding to a multiple of ALIGN, then the streams
+
+Format 1.1 (flags bit 1, ``FLAG_COMPACT``; minor >= 1): the streams follow the stored header
+directly, each at the next multiple of its own alignment (64 for streams a reader may memory-map,
+1 otherwise), and the header uses the compact representation of :mod:`.compact`. Flags bit 2
+(``FLAG_HEADER_DICT``, only with bit 0 and bit 1): the header frame was compressed with the
+built-in header dictionary (:mod:`.header_dict`). A 1.0 reader rejects both bits as unknown flags.
 """
 from __future__ import annotations
 
@@ -29,14 +35,31 @@ ALIGN = 64
 
 #: flags bit 0: the header is one zstd frame whose content is the JSON.
 FLAG_HEADER_ZSTD = 1
-KNOWN_FLAGS = FLAG_HEADER_ZSTD
+#: flags bit 1 (format 1.1): streams packed with per-stream alignment, compact header representation.
+FLAG_COMPACT = 2
+#: flags bit 2 (format 1.1): the zstd header frame uses the built-in raw-content dictionary.
+FLAG_HEADER_DICT = 4
+KNOWN_FLAGS = FLAG_HEADER_ZSTD | FLAG_COMPACT | FLAG_HEADER_DICT
+#: Minor version of files that use FLAG_COMPACT.
+COMPACT_MINOR = 1
 
 _PREAMBLE = struct.Struct("<8sHHIIIQI")  # everything before preamble_crc (36 bytes)
 
 
-def align(offset: int) -> int:
-    """``offset`` rounded up to the next multiple of ALIGN."""
-    return (offset + ALIGN - 1) // ALIGN * ALIGN
+def align(offset: int, to: int = ALIGN) -> int:
+    """``offset`` rounded up to the next multiple of ``to`` (ALIGN by default)."""
+    return (offset + to - 1) // to * to
+
+
+def stream_offset(cursor: int, length: int, alignment: int, compact: bool) -> int:
+    """Canonical offset of a stream that follows ``cursor`` (spec/format.md sections 5 and 10).
+
+    1.0: the next multiple of 64, always. 1.1: the next multiple of the stream's alignment (1 or 64);
+    an empty stream sits at the cursor.
+    """
+    if not compact:
+        return align(cursor)
+    return cursor if length == 0 else align(cursor, alignment)
 
 
 def crc32(data) -> int:
@@ -59,20 +82,38 @@ class Preamble:
         return head + struct.pack("<I", crc32(head))
 
     @property
+    def compact(self) -> bool:
+        """Format 1.1 layout and header representation."""
+        return bool(self.flags & FLAG_COMPACT)
+
+    @property
     def data_start(self) -> int:
-        return align(PREAMBLE_SIZE + self.header_len)
+        """Where the stream area begins: right after the header (1.1), at the next 64 bytes (1.0)."""
+        end = PREAMBLE_SIZE + self.header_len
+        return end if self.compact else align(end)
 
 
-def encode_header(json_bytes: bytes, compress_header: bool = True) -> tuple[int, bytes]:
-    """``(flags, stored bytes)``: the JSON zstd-compressed when allowed and smaller."""
+def encode_header(json_bytes: bytes, compress_header: bool = True, compact: bool = False) -> tuple[int, bytes]:
+    """``(flags, stored bytes)``: the JSON zstd-compressed when allowed and smaller.
+
+    With ``compact`` (format 1.1) the frame compressed with the built-in header dictionary is
+    used when it is smaller than the plain frame (ties: the plain frame).
+    """
     from ..codecs.zstd_util import compress  # noqa: PLC0415 - codecs import the container lazily
 
+    flags, stored = (FLAG_COMPACT, json_bytes) if compact else (0, json_bytes)
     if not compress_header:
-        return 0, json_bytes
+        return flags, stored
     packed = compress(json_bytes, 19)
-    if len(packed) < len(json_bytes):
-        return FLAG_HEADER_ZSTD, packed
-    return 0, json_bytes
+    if len(packed) < len(stored):
+        flags, stored = flags | FLAG_HEADER_ZSTD, packed
+    if compact:
+        from .header_dict import compress_with_dict  # noqa: PLC0415
+
+        with_dict = compress_with_dict(json_bytes)
+        if len(with_dict) < len(stored):
+            flags, stored = FLAG_COMPACT | FLAG_HEADER_ZSTD | FLAG_HEADER_DICT, with_dict
+    return flags, stored
 
 
 def decode_header(stored: bytes, pre: Preamble) -> bytes:
@@ -83,17 +124,21 @@ def decode_header(stored: bytes, pre: Preamble) -> bytes:
         return stored
     from ..codecs.zstd_util import decompress_exact  # noqa: PLC0415
     from ..errors import StreamError  # noqa: PLC0415
+    from .header_dict import header_dict  # noqa: PLC0415
 
     try:
-        return decompress_exact(stored, pre.json_len, "compressed header")
+        return decompress_exact(stored, pre.json_len, "compressed header",
+                                dict_data=header_dict() if pre.flags & FLAG_HEADER_DICT else None)
     except StreamError as exc:
         raise HeaderError(str(exc)) from None
 
 
-def build_preamble(json_bytes: bytes, file_len_of, compress_header: bool = True) -> tuple[Preamble, bytes]:
+def build_preamble(json_bytes: bytes, file_len_of, compress_header: bool = True,
+                   compact: bool = False) -> tuple[Preamble, bytes]:
     """Preamble and stored header for ``json_bytes``; ``file_len_of(data_start)`` gives file_len."""
-    flags, stored = encode_header(json_bytes, compress_header)
-    pre = Preamble(FORMAT_MAJOR, FORMAT_MINOR, flags, len(stored), crc32(stored), 0, len(json_bytes))
+    flags, stored = encode_header(json_bytes, compress_header, compact)
+    minor = COMPACT_MINOR if compact else FORMAT_MINOR
+    pre = Preamble(FORMAT_MAJOR, minor, flags, len(stored), crc32(stored), 0, len(json_bytes))
     return dataclasses.replace(pre, file_len=file_len_of(pre.data_start)), stored
 
 
@@ -120,6 +165,11 @@ def parse_preamble(data: bytes) -> Preamble:
         )
     if flags & ~KNOWN_FLAGS:
         raise FormatError(f"unknown preamble flags 0x{flags:08x} (this reader knows 0x{KNOWN_FLAGS:08x})")
+    if flags & FLAG_COMPACT and minor < COMPACT_MINOR:
+        raise FormatError(f"preamble flag 0x{FLAG_COMPACT:x} (compact layout) needs format 1.{COMPACT_MINOR}, "
+                          f"the file says {major}.{minor}")
+    if flags & FLAG_HEADER_DICT and flags & (FLAG_COMPACT | FLAG_HEADER_ZSTD) != FLAG_COMPACT | FLAG_HEADER_ZSTD:
+        raise FormatError("preamble flag 0x4 (header dictionary) needs flags 0x1 and 0x2")
     return Preamble(major, minor, flags, header_len, header_crc, file_len, json_len)
 
 

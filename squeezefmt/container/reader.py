@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import zlib
 from typing import Any, Iterator
 
 import numpy as np
@@ -76,6 +77,7 @@ class SqzFile(LayerAccessMixin):
             raise ChecksumError("header checksum mismatch: the header is corrupt")
         raw = decode_header(stored, pre)
         self._preamble = pre
+        self._header_json = raw
         entries, self._metadata = parse_header(raw, pre, self._limits)
         self._entries = {e.name: e for e in entries}
 
@@ -105,6 +107,15 @@ class SqzFile(LayerAccessMixin):
     def header_size(self) -> int:
         """Bytes the header takes in the file (compressed size when it is compressed)."""
         return self._preamble.header_len
+
+    @property
+    def preamble(self):
+        """The parsed preamble (format version, flags, header and file lengths)."""
+        return self._preamble
+
+    def header_json(self) -> bytes:
+        """The header's JSON text as stored (compact representation for format 1.1)."""
+        return bytes(self._header_json)
 
     def metadata(self) -> dict[str, Any]:
         """The container's metadata object (model config, packing options, user metadata); a copy."""
@@ -142,12 +153,16 @@ class SqzFile(LayerAccessMixin):
         e = self.entry(name)
         if self._source is None:
             raise SqueezeError(f"cannot read tensor {name!r}: the container is closed")
-        out = []
+        out, crc = [], 0
         for i, s in enumerate(e.streams):
             view = self._source.read(s.offset, s.length)
-            if crc32(view) != s.crc32:
+            if e.crc32 is not None:  # format 1.1: one CRC over the tensor's streams
+                crc = zlib.crc32(view, crc)
+            elif crc32(view) != s.crc32:
                 raise ChecksumError(f"tensor {name!r}: stream {i} checksum mismatch (the file is corrupt)")
             out.append(view)
+        if e.crc32 is not None and crc & 0xFFFFFFFF != e.crc32:
+            raise ChecksumError(f"tensor {name!r}: checksum mismatch (the file is corrupt)")
         return out
 
     def tensor(self, name: str) -> np.ndarray:
@@ -167,7 +182,7 @@ class SqzFile(LayerAccessMixin):
         """
         src, pre = self._source, self._preamble
         pad = src.read(PREAMBLE_SIZE + pre.header_len, pre.data_start - PREAMBLE_SIZE - pre.header_len)
-        if any(pad):
+        if len(pad) and any(pad):
             raise FormatError("non-zero padding after the header")
         cursor = pre.data_start
         for e in self._entries.values():

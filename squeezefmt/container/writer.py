@@ -1,23 +1,27 @@
 """Writing a .sqz container from already-encoded tensors.
 
-The writer knows nothing of codecs beyond their header description: callers hand it
-:class:`PendingTensor` records (name, dtype, shape, codec description and its :class:`Encoded`
-output). It lays the streams out canonically (each at the next 64-byte boundary, in header
-order), writes the header deterministically, and either returns bytes, writes to a binary file
+The writer knows nothing of codecs beyond their header description and the alignment each one
+declares for its streams (``Codec.stream_alignment``): callers hand it :class:`PendingTensor` records
+(name, dtype, shape, codec description and its :class:`Encoded` output). It lays the streams out canonically (format 1.0: each at the next 64-byte boundary;
+format 1.1: each at the next multiple of the alignment its codec declares, entropy-coded streams
+back to back), writes the header deterministically, and either returns bytes, writes to a binary file
 object, or atomically replaces a path (temporary file in the same directory + ``os.replace``).
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import stat
 import tempfile
+import zlib
 from typing import Any, Iterable
 
 from ..codecs import Encoded
 from ..errors import SqueezeError
+from .compact import compact_metadata, compact_tensor
 from .header import dumps
-from .layout import PREAMBLE_SIZE, align, build_preamble, crc32
+from .layout import ALIGN, PREAMBLE_SIZE, align, build_preamble, crc32, stream_offset
 
 
 @dataclasses.dataclass
@@ -29,59 +33,133 @@ class PendingTensor:
     encoded: Encoded
 
 
-def _header_object(tensors: list[PendingTensor], metadata: dict[str, Any], data_start: int):
-    records, cursor, end = [], data_start, data_start
+def _stream_aligns(t: PendingTensor, compact: bool) -> list[int]:
+    """Alignment of each stream of ``t``: what its codec declares (1.1), 64 for all (1.0)."""
+    if not compact:
+        return [ALIGN] * len(t.encoded.streams)
+    from ..codecs.registry import stream_alignment  # noqa: PLC0415
+
+    return stream_alignment(t.codec, t.encoded.side, [len(s) for s in t.encoded.streams])
+
+
+def _placed(tensors: list[PendingTensor], aligns: list[list[int]], data_start: int, compact: bool):
+    """``(offset, bytes)`` of every stream in file order, and the end of the last one."""
+    cursor, out = data_start, []
+    for t, al in zip(tensors, aligns):
+        for s, a in zip(t.encoded.streams, al):
+            offset = stream_offset(cursor, len(s), a, compact)
+            out.append((offset, s))
+            cursor = offset + len(s)
+    return out, cursor
+
+
+def _header_v10(tensors: list[PendingTensor], metadata: dict[str, Any], placed, pad: str):
+    records, it = [], iter(placed)
     for t in tensors:
         streams = []
-        for s in t.encoded.streams:
-            offset = align(cursor)
+        for _ in t.encoded.streams:
+            offset, s = next(it)
             streams.append({"offset": offset, "length": len(s), "crc32": crc32(s)})
-            cursor = end = offset + len(s)
         record = {"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "codec": t.codec, "streams": streams}
         if t.encoded.side:
             record["side"] = t.encoded.side
         if t.encoded.stats:
             record["stats"] = t.encoded.stats
         records.append(record)
-    return {"format": "squeezefmt", "tensors": records, "metadata": metadata}, end
+    header = {"format": "squeezefmt", "tensors": records, "metadata": metadata}
+    if pad:
+        header["pad"] = pad
+    return header
 
 
-def build_pieces(tensors: Iterable[PendingTensor], metadata: dict[str, Any]) -> list[bytes]:
-    """The container as a list of byte pieces (preamble+header+padding, then streams with padding)."""
+def _header_v11(tensors: list[PendingTensor], metadata: dict[str, Any], aligns: list[list[int]]):
+    codecs: list[Any] = []
+    index: dict[bytes, int] = {}
+    records = []
+    for t, al in zip(tensors, aligns):
+        key = dumps(t.codec)
+        if key not in index:
+            index[key] = len(codecs)
+            codecs.append(t.codec)
+        crc = 0
+        for s in t.encoded.streams:
+            crc = zlib.crc32(s, crc)
+        record = {"name": t.name, "dtype": t.dtype, "shape": t.shape, "side": t.encoded.side, "stats": t.encoded.stats}
+        records.append(compact_tensor(record, index[key], [len(s) for s in t.encoded.streams], al, crc & 0xFFFFFFFF))
+    return {"format": "squeezefmt", "codecs": codecs, "tensors": records, "metadata": compact_metadata(metadata)}
+
+
+def _pad_text(n: int) -> str:
+    """``n`` deterministic, incompressible hex characters (a SHA-256 chain) to grow a 1.0 header."""
+    out, block = [], b"squeezefmt-pad"
+    while sum(len(o) for o in out) < n:
+        block = hashlib.sha256(block).digest()
+        out.append(block.hex())
+    return "".join(out)[:n]
+
+
+def _settle_v10(tensors: list[PendingTensor], metadata: dict[str, Any], aligns):
+    """Lay out a 1.0 container: a fixed point of (header length -> offsets -> header), header compressed.
+
+    The offsets the header lists depend on where the data starts, which depends on the compressed
+    header's length; that length can *shrink* when the offsets grow, so the plain iteration may flip
+    between two 64-byte boundaries. Then the header gets a ``"pad"`` string of incompressible
+    characters until it fills the larger layout (bounded slack: under one 64-byte block plus the pad's
+    own steps). ``data_start`` and the pad only grow, so this terminates.
+    """
+    data_start, pad_len = align(PREAMBLE_SIZE), 0
+    for _ in range(256):
+        placed, end = _placed(tensors, aligns, data_start, False)
+        json_bytes = dumps(_header_v10(tensors, metadata, placed, _pad_text(pad_len)))
+        pre, stored = build_preamble(json_bytes, lambda _start, n=end: n)
+        if pre.data_start == data_start:
+            return pre, stored, placed
+        if pre.data_start > data_start:
+            data_start = pre.data_start
+        else:  # the header shrank below the layout it describes: grow it into place
+            deficit = data_start - ALIGN + 1 - (PREAMBLE_SIZE + pre.header_len)
+            pad_len += max(16, 2 * deficit)
+    raise SqueezeError("could not settle the container layout")  # pragma: no cover - bounded above
+
+
+def build_pieces(tensors: Iterable[PendingTensor], metadata: dict[str, Any], *,
+                 format_version: tuple[int, int] | None = None) -> list[bytes]:
+    """The container as a list of byte pieces (preamble + header, then streams with their padding).
+
+    ``format_version``: None writes the oldest version that expresses the file, i.e. 1.1 when some
+    stream needs no 64-byte alignment (entropy-coded data laid out back to back) and 1.0 otherwise;
+    ``(1, 0)`` or ``(1, 1)`` force one.
+    """
     tensors = list(tensors)
     names = [t.name for t in tensors]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise SqueezeError(f"tensor name {dup!r} is used twice")
-    # Offsets depend on the stored header's length and vice versa: iterate until the layout is
-    # stable. An uncompressed header only grows as offsets grow, so that iteration settles; a
-    # compressed one can shrink when offsets grow and so flip between two 64-byte boundaries.
-    # When that happens the header is stored uncompressed (compression is a SHOULD in the spec),
-    # which keeps the result deterministic.
-    data_start = align(PREAMBLE_SIZE)
-    compress_header = True
-    for _ in range(64):
-        header, file_len = _header_object(tensors, metadata, data_start)
-        pre, stored = build_preamble(dumps(header), lambda _start, n=file_len: n, compress_header)
-        if pre.data_start == data_start:
-            break
-        if pre.data_start < data_start:
-            compress_header = False
-        data_start = max(pre.data_start, data_start)
-    else:  # pragma: no cover - cannot happen: the uncompressed layout is monotone
-        raise SqueezeError("could not settle the container layout")
+    if format_version not in (None, (1, 0), (1, 1)):
+        raise SqueezeError(f"cannot write format version {format_version!r}: choose (1, 0) or (1, 1)")
+    aligns = [_stream_aligns(t, True) for t in tensors]
+    compact = format_version == (1, 1) or (format_version is None and any(
+        a == 1 and len(s) for t, al in zip(tensors, aligns) for s, a in zip(t.encoded.streams, al)))
+    if compact:
+        json_bytes = dumps(_header_v11(tensors, metadata, aligns))
+
+        def file_len_of(start: int) -> int:
+            return _placed(tensors, aligns, start, True)[1]
+        pre, stored = build_preamble(json_bytes, file_len_of, compact=True)
+        placed, _ = _placed(tensors, aligns, pre.data_start, True)
+    else:
+        aligns = [_stream_aligns(t, False) for t in tensors]
+        pre, stored, placed = _settle_v10(tensors, metadata, aligns)
     if pre.json_len >= 2**32 or pre.header_len >= 2**32:
         raise SqueezeError("header larger than 4 GiB")
     head = pre.pack() + stored
-    pieces = [head + bytes(data_start - len(head))]
-    cursor = data_start
-    for t in tensors:
-        for s in t.encoded.streams:
-            offset = align(cursor)
-            if offset > cursor:
-                pieces.append(bytes(offset - cursor))
-            pieces.append(bytes(s))
-            cursor = offset + len(s)
+    pieces = [head + bytes(pre.data_start - len(head))]
+    cursor = pre.data_start
+    for offset, s in placed:
+        if offset > cursor:
+            pieces.append(bytes(offset - cursor))
+        pieces.append(bytes(s))
+        cursor = offset + len(s)
     return pieces
 
 
@@ -139,9 +217,13 @@ def _atomic_write(pieces: list[bytes], path: str) -> None:
         raise
 
 
-def write_container(tensors: Iterable[PendingTensor], target, metadata: dict[str, Any] | None = None):
-    """Lay out and write a container; returns the bytes when ``target`` is None."""
-    return write_pieces(build_pieces(tensors, metadata or {}), target)
+def write_container(tensors: Iterable[PendingTensor], target, metadata: dict[str, Any] | None = None, *,
+                    format_version: tuple[int, int] | None = None):
+    """Lay out and write a container; returns the bytes when ``target`` is None.
+
+    ``format_version``: see :func:`build_pieces` (default: the oldest version that expresses the file).
+    """
+    return write_pieces(build_pieces(tensors, metadata or {}, format_version=format_version), target)
 
 
 __all__ = ["PendingTensor", "build_pieces", "write_pieces", "write_container"]

@@ -323,6 +323,38 @@ def make_compressible(model, regularizer=None, log_step_init: float = DEFAULT_LO
     return new
 
 
+def round_log_steps(model) -> int:
+    """Round every EPR layer's log-steps to float16, the precision the tutorial stores them in.
+
+    Call it once after training, before ``model.save``: the model then computes exactly what a
+    decoder of the packed file computes, and ``pack`` stores the log-steps as float16 losslessly
+    (the tutorial's ``compress_latent`` makes the same rounding when it compresses the model).
+    Returns how many log-step values changed.
+    """
+    import numpy as np  # noqa: PLC0415
+
+    changed = 0
+    for layer in _all_layers(model):
+        if not isinstance(layer, (EPRDense, EPRConv2D)):
+            continue
+        for part in ("kernel", "bias"):
+            var = getattr(layer, f"{part}_log_step", None)
+            if var is None:
+                continue
+            value = np.asarray(var.numpy(), dtype=np.float32)
+            rounded = value.astype(np.float16).astype(np.float32)
+            changed += int(np.count_nonzero(rounded != value))
+            var.assign(rounded)
+    return changed
+
+
+def _all_layers(model):
+    for layer in getattr(model, "layers", []):
+        yield layer
+        if getattr(layer, "layers", None):
+            yield from _all_layers(layer)
+
+
 def _restore_latents(model, source) -> None:
     """Set EPR layers' latents / log-steps from the ``epr`` streams of a container (see make_compressible)."""
     import numpy as np  # noqa: PLC0415

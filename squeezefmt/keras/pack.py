@@ -35,11 +35,16 @@ def pack_archive(
     source_name: str | None = None,
     tt: TTOptions | None = None,
     tt_report: list[TTChoice] | None = None,
+    canonical_zeros: bool | None = None,
+    epr_float16_steps: bool = False,
 ):
     """Write an already-read Keras archive as a .sqz container.
 
     ``tt``: TT-SVD of the Dense kernels (its choices are appended to ``tt_report`` when given, and
-    recorded under ``"tt"`` in the packing options).
+    recorded under ``"tt"`` in the packing options). ``canonical_zeros``: -0.0 -> +0.0 first (None:
+    the preset's default; see ``squeezefmt.save``). ``epr_float16_steps``: round EPR log-steps to
+    float16 even where that changes them (the tutorial's storage; by default they are float16 only
+    where that is exact, else kept as float32 with a warning).
     """
     options = dict(options or {})
     if tt is not None:
@@ -47,14 +52,14 @@ def pack_archive(
         codecs = {**dict(codecs or {}), **tt_codecs}
         if tt_report is not None:
             tt_report.extend(report)
-    archive = rewrite_epr(archive)                 # EPR-trained layers -> pre-encoded epr latents
+    archive = rewrite_epr(archive, float16_steps=epr_float16_steps)  # EPR-trained layers -> epr latents
     archive = group_tt_layers(archive, codecs)     # t3f/TTDense cores -> one pre-encoded tt tensor per layer
     extra = {"keras": archive.metadata(), "packing": options}
     if archive.source_sha256 or source_name:
         extra["source"] = {"sha256": archive.source_sha256, "file": source_name}
     return save(
         archive.arrays, target, preset=preset, codecs=codecs, metadata=metadata,
-        contexts=archive.contexts(), progress=progress, _extra_metadata=extra,
+        contexts=archive.contexts(), progress=progress, _extra_metadata=extra, canonical_zeros=canonical_zeros,
     )
 
 
@@ -69,18 +74,22 @@ def pack(
     progress=None,
     tt: TTOptions | None = None,
     tt_report: list[TTChoice] | None = None,
+    canonical_zeros: bool | None = None,
+    epr_float16_steps: bool = False,
 ):
     """Convert a Keras .h5 (full model or weights only) into a .sqz container.
 
     Returns the container bytes when ``target`` is None. Optimizer state is left out unless
     ``include_optimizer`` is set. ``tt=TTOptions(max_rank=8)``: TT-SVD of the Dense kernels (lossy;
-    what ``squeezefmt pack --tt-rank`` does).
+    what ``squeezefmt pack --tt-rank`` does). ``canonical_zeros``, ``epr_float16_steps``: see
+    :func:`pack_archive`.
     """
     archive = read_archive(h5_path, include_optimizer=include_optimizer)
     options = {"preset": preset, "include_optimizer": include_optimizer}
     name = os.path.basename(os.fspath(h5_path)) if isinstance(h5_path, (str, os.PathLike)) else None
     return pack_archive(archive, target, preset=preset, codecs=codecs, metadata=metadata, options=options,
-                        progress=progress, source_name=name, tt=tt, tt_report=tt_report)
+                        progress=progress, source_name=name, tt=tt, tt_report=tt_report,
+                        canonical_zeros=canonical_zeros, epr_float16_steps=epr_float16_steps)
 
 
 def pack_tt(h5_path, target=None, *, max_rank=None, tol=None, layers=None, dims=None, d=None,

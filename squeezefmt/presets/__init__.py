@@ -7,7 +7,8 @@ them all: ``lossless`` (``lossless``, ``fast``, ``raw``), ``deep`` (``deep-compr
 when they need them (:func:`names`, :func:`help_texts`), so presets registered later are seen too.
 """
 from .registry import (
-    PRESET_FAMILIES, PRESET_HELP, PRESETS, Preset, TensorContext, get, help_texts, names, register, register_family,
+    PRESET_FAMILIES, PRESET_HELP, PRESETS, Preset, TensorContext, canonical_zeros, get, help_texts, names, register,
+    register_family, set_canonical_zeros,
 )
 from .lossless import SMALL_TENSOR_BYTES  # noqa: E402 - registers lossless, fast, raw
 from .structured import Choice, structured_candidates  # noqa: E402
@@ -17,6 +18,6 @@ from .compact import compact_codec  # noqa: E402 - registers compact and compact
 
 __all__ = [
     "PRESET_FAMILIES", "PRESET_HELP", "PRESETS", "Preset", "TensorContext", "get", "help_texts", "names",
-    "register", "register_family", "SMALL_TENSOR_BYTES", "Choice", "structured_candidates",
-    "compression_policy", "custom_preset", "epr_preset_name", "compact_codec",
+    "register", "register_family", "canonical_zeros", "set_canonical_zeros", "SMALL_TENSOR_BYTES", "Choice",
+    "structured_candidates", "compression_policy", "custom_preset", "epr_preset_name", "compact_codec",
 ]

@@ -67,7 +67,8 @@ def preset_name(scale: float = 1.0) -> str:
         return "compact"
     name = f"compact-x{scale:g}"
     if name not in PRESETS:
-        register(name, f"as compact with every relative step x{scale:g}")(compact_policy(scale))
+        register(name, f"as compact with every relative step x{scale:g}",
+                 canonical_zeros=True)(compact_policy(scale))
     return name
 
 
@@ -84,4 +85,5 @@ register(
     "compact",
     "data-free lossy (post-training, NNCodec-like): kernels RDO-quantized with a step per tensor (relative to "
     "its RMS, coarser for larger kernels) and context-adaptive arithmetic coded; rest lossless",
+    canonical_zeros=True,  # lossy: -0.0 -> +0.0 first (squeezefmt.zeros)
 )(compact_policy())

@@ -83,7 +83,8 @@ def custom_preset(*, prune: float | None = None, cluster: int | None = None, qua
             "per_channel": per_channel or None, "base": None if base == "lossless" else base}
     name = "custom:" + ",".join(f"{k}={v}" for k, v in opts.items() if v is not None)
     if name not in PRESETS:
-        register(name, "kernels: " + ", ".join(f"{k}={v}" for k, v in opts.items() if v is not None))(
+        register(name, "kernels: " + ", ".join(f"{k}={v}" for k, v in opts.items() if v is not None),
+                 canonical_zeros=True)(
             compression_policy(prune=prune, cluster=cluster, conv_cluster=conv, quantize=quantize,
                                per_channel=per_channel, base=base))
     return name
@@ -93,4 +94,5 @@ register(
     "deep-compression",
     "Deep Compression (Han et al.): kernels k-means clustered (5 bits dense, 8 bits conv; exact when they "
     "already have few values), pruned kernels as CSR, Huffman-coded indices; other tensors lossless",
+    canonical_zeros=True,
 )(compression_policy(cluster=5, conv_cluster=8))

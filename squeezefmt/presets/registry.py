@@ -32,15 +32,32 @@ PRESET_HELP: dict[str, str] = {}
 #: Parametric preset families: name prefix -> function that registers the preset for the rest of the
 #: name (e.g. ``"epr-rms"`` + ``"0.02"``) and returns its canonical name.
 PRESET_FAMILIES: dict[str, Callable[[str], str]] = {}
+#: Presets that turn -0.0 into +0.0 before encoding unless told otherwise (``pack --canonical-zeros``,
+#: :mod:`squeezefmt.zeros`): the lossy presets. Lossless presets never do.
+PRESET_CANONICAL_ZEROS: dict[str, bool] = {}
 
 
-def register(name: str, help_text: str):
-    """Decorator registering a preset function under ``name``."""
+def register(name: str, help_text: str, *, canonical_zeros: bool = False):
+    """Decorator registering a preset function under ``name``.
+
+    ``canonical_zeros``: the preset clears the sign of zeros by default (lossy presets).
+    """
     def deco(fn: Preset) -> Preset:
         PRESETS[name] = fn
         PRESET_HELP[name] = help_text
+        PRESET_CANONICAL_ZEROS[name] = bool(canonical_zeros)
         return fn
     return deco
+
+
+def canonical_zeros(name: str) -> bool:
+    """Whether preset ``name`` turns -0.0 into +0.0 by default (see :func:`register`)."""
+    return PRESET_CANONICAL_ZEROS.get(name, False)
+
+
+def set_canonical_zeros(name: str, value: bool = True) -> None:
+    """Change that default for a registered (or later registered) preset."""
+    PRESET_CANONICAL_ZEROS[name] = bool(value)
 
 
 def register_family(prefix: str, resolve: Callable[[str], str]) -> None:

@@ -26,8 +26,9 @@ class Choice(Codec):
     """Several candidate codecs for one tensor: ``encode`` keeps the one that stores smallest.
 
     Not a stream kind (never registered or written): after ``encode`` it describes itself as the
-    winner, so ``encode_tensor`` stores the winner's id. Size = streams padded to the container's
-    alignment + side information + codec description. Ties go to the earlier candidate.
+    winner, so ``encode_tensor`` stores the winner's id. Size = streams (padded to 64 bytes where the
+    codec asks for alignment, as in a format 1.1 container) + side information + codec description.
+    Ties go to the earlier candidate.
     """
 
     codec_id = "choice"
@@ -41,7 +42,7 @@ class Choice(Codec):
         best = None
         for codec in self.candidates:
             enc = codec.encode(array)
-            cost = (sum(_align(len(s)) for s in enc.streams) + len(header_dumps(enc.side))
+            cost = (_stored_bytes(codec, enc) + len(header_dumps(enc.side))
                     + len(header_dumps(codec.describe())))
             if best is None or cost < best[0]:
                 best = (cost, codec, enc)
@@ -50,6 +51,14 @@ class Choice(Codec):
 
     def describe(self) -> dict[str, Any]:
         return self.chosen.describe()
+
+
+def _stored_bytes(codec: Codec, enc: Encoded) -> int:
+    """Bytes the streams take in a 1.1 container: padded where the codec asks for 64-byte alignment."""
+    from ..codecs.registry import stream_alignment  # noqa: PLC0415
+
+    aligns = stream_alignment(codec.describe(), enc.side, [len(s) for s in enc.streams])
+    return sum(_align(len(s)) if a > 1 else len(s) for s, a in zip(enc.streams, aligns))
 
 
 def structured_candidates(array: np.ndarray, values: Codec) -> list[Codec]:

@@ -205,17 +205,17 @@ def codec_broken_cases():
     """Broken files whose header is fine but whose streams lie (CRCs recomputed, so codecs must catch it)."""
     rng = np.random.default_rng(7)
     w = rng.normal(0, 0.05, (32, 16)).astype(np.float32)
-    raw_c = squeezefmt.save({"w": w}, None, codecs={"w": Raw()})
+    raw_c = squeezefmt.save({"w": w}, None, codecs={"w": Raw()}, format_version=(1, 0))
     h, s = split(raw_c)
     yield "StreamError__raw_shape_lies", forge(h, s, mutate=lambda x: x["tensors"][0].update(shape=[32, 17]))
     yield "StreamError__raw_short_stream", forge(h, [s[0][:-4]])
-    z = squeezefmt.save({"w": w}, None, codecs={"w": Zstd(level=3)})
+    z = squeezefmt.save({"w": w}, None, codecs={"w": Zstd(level=3)}, format_version=(1, 0))
     h, s = split(z)
     yield "StreamError__zstd_shape_lies", forge(h, s, mutate=lambda x: x["tensors"][0].update(shape=[32, 1600000]))
     yield "StreamError__zstd_garbage", forge(h, [b"\x00garbage-not-a-zstd-frame" * 4])
     yield "StreamError__zstd_trailing_data", forge(h, [s[0] + b"\x00\x01"])
     yield "StreamError__zstd_truncated_frame", forge(h, [s[0][:-7]])
-    g = squeezefmt.save({"w": w}, None, codecs={"w": ByteGroup(level=3)})
+    g = squeezefmt.save({"w": w}, None, codecs={"w": ByteGroup(level=3)}, format_version=(1, 0))
     h, s = split(g)
     yield "StreamError__bytegroup_bad_side", forge(h, s, mutate=lambda x: x["tensors"][0].update(side={"planes": ["lz4"] * 4}))
     h3 = json.loads(json.dumps(h))
@@ -265,8 +265,8 @@ def main() -> None:
             written.append(os.path.relpath(path, ROOT))
 
     base = None
-    for stem, arrays, codecs, meta in valid_cases():
-        data = squeezefmt.save(bf16_fix(arrays), None, codecs=codecs, metadata=meta)
+    for stem, arrays, codecs, meta in valid_cases():  # format 1.0 files (format 1.1: sqzdev/vectors/v11.py)
+        data = squeezefmt.save(bf16_fix(arrays), None, codecs=codecs, metadata=meta, format_version=(1, 0))
         put(os.path.join(VALID, stem + ".sqz"), data)
         npz = os.path.join(VALID, stem + ".npz")
         if not os.path.exists(npz):
@@ -277,5 +277,9 @@ def main() -> None:
                 base = f.read()
     for name, data in list(broken_cases(base)) + list(codec_broken_cases()):
         put(os.path.join(BROKEN, name + ".sqz"), data)
+    from .v11 import v11_files  # noqa: PLC0415 - format 1.1 vectors, same directories
+
+    for rel, data in v11_files():
+        put(os.path.join(ROOT, rel), data)
     manifest = write_manifest(ROOT)
     print(f"wrote {len(written)} new files; manifest lists {len(manifest)}")

@@ -106,7 +106,7 @@ def broken_cases(kind: str, bases: dict[str, bytes]):
         yield "StreamError__quant_axis_out_of_range", forge(
             h, s, mutate=entry(lambda e: e["codec"]["config"].__setitem__("axis", 4)))
         # two channels, zero points 0 and 3 (symbol shift 3 and 0): symbol 0 in channel 0 means q = -3
-        h2, _ = split(squeezefmt.save({"x": np.zeros((1, 2), np.float32)}, codecs={"x": Quantize(2, True)}))
+        h2, _ = split(squeezefmt.save({"x": np.zeros((1, 2), np.float32)}, codecs={"x": Quantize(2, True)}, format_version=(1, 0)))
         params = np.float32([1, 1]).tobytes() + bytes([0, 3])
         yield "StreamError__quant_index_outside_channel", forge(
             h2, [params + huffman.encode(np.array([0, 6], np.uint8), alphabet_size=7)])
@@ -153,7 +153,7 @@ def broken_cases(kind: str, bases: dict[str, bytes]):
             h, s, mutate=side(lambda d: d["values"]["codec"].__setitem__("id", "lzma9000")))
         one = np.zeros(64, np.int32)
         one[2] = 5
-        hi, si = split(squeezefmt.save({"i": one}, codecs={"i": Sparse(Raw())}))
+        hi, si = split(squeezefmt.save({"i": one}, codecs={"i": Sparse(Raw())}, format_version=(1, 0)))
         assert hi["tensors"][0]["codec"]["id"] == "sparse"
         yield "StreamError__sparse_negative_zeros_in_int_tensor", forge(hi, [structure([1], [2], [0]), si[1]])
 
@@ -164,7 +164,7 @@ def main() -> int:
     for kind, stem, arrays, codecs in valid_cases():
         valid = os.path.join(ROOT, kind, "valid")
         os.makedirs(valid, exist_ok=True)
-        data = squeezefmt.save(arrays, None, codecs=codecs).replace(squeezefmt.__version__.encode(), b"0.1.0")
+        data = squeezefmt.save(arrays, None, codecs=codecs, format_version=(1, 0)).replace(squeezefmt.__version__.encode(), b"0.1.0")
         with squeezefmt.open(data) as f:
             assert any(f.info(n).codec == kind for n in f.keys()), stem
         sqz = os.path.join(valid, stem + ".sqz")

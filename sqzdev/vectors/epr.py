@@ -77,6 +77,11 @@ def valid_cases():
         "large_values": (np.array([2**31 - 1, -(2**31 - 1), 1, -1, 65536], np.int32), np.float16(-20.0), "none", (5,),
                          "float32"),
     }
+    # stream layout version 2: trained log-steps float16 cannot represent, kept exactly as float32
+    cases["v2_epr_float32_steps"] = {
+        "fc/kernel:0": (_power_law(rng, (12, 3)), np.array([-3.1, -4.2, -5.3], np.float32), "none", (12, 3), "float32"),
+        "fc/bias:0": (_power_law(rng, (3,)), np.float32(-4.123456), "none", (3,), "float32"),
+    }
     return cases
 
 
@@ -88,7 +93,7 @@ def build_valid(tensors):
         arrays[name] = item
         expected[name] = item.dense().astype(np.float64)
         expected[f"{name}.q"] = np.asarray(q, np.int32)
-        expected[f"{name}.s"] = np.asarray(s, np.float16)
+        expected[f"{name}.s"] = item.log_steps  # float16 (v1), float32 (v2, not float16-exact)
     return arrays, codecs, expected
 
 
@@ -115,6 +120,10 @@ def broken_cases():
         ("StreamError__epr_step_dims_bool", ok, {"step_dims": True}, "float32", (4,)),
         ("StreamError__epr_rdft_rank2", ok, {"transform": "rdft"}, "float32", (2, 2)),
         ("StreamError__epr_int_dtype", ok, {}, "int32", (4,)),
+        ("StreamError__epr_v2_unknown_step_dtype", ok, {"step_dtype": "float64"}, "float32", (4,)),
+        ("StreamError__epr_v2_truncated_float32_steps", b"\x00\x00\x80", {"step_dtype": "float32"}, "float32", (4,)),
+        ("StreamError__epr_v2_nan_float32_step", np.array([np.nan], "<f4").tobytes() + ok[2:],
+         {"step_dtype": "float32"}, "float32", (4,)),
     ]
 
 
@@ -142,14 +151,14 @@ def main() -> None:
     for stem, tensors in valid_cases().items():
         arrays, codecs, expected = build_valid(tensors)
         _write_new(os.path.join(OUT, "valid", stem + ".sqz"),
-                   squeezefmt.save(arrays, None, codecs=codecs, metadata={"vector": stem}), manifest,
+                   squeezefmt.save(arrays, None, codecs=codecs, metadata={"vector": stem}, format_version=(1, 0)), manifest,
                    f"valid/{stem}.sqz")
         buf = io.BytesIO()
         np.savez(buf, **expected)
         _write_new(os.path.join(OUT, "valid", stem + ".npz"), buf.getvalue(), manifest, f"valid/{stem}.npz")
     for stem, stream, side, dtype, shape in broken_cases():
         data = squeezefmt.save({"x": np.zeros(shape, dtype)}, None, codecs={"x": Forged(stream, side)},
-                               metadata={"vector": stem})
+                               metadata={"vector": stem}, format_version=(1, 0))
         _write_new(os.path.join(OUT, "broken", stem + ".sqz"), data, manifest, f"broken/{stem}.sqz")
     with open(mpath, "w") as fh:
         json.dump(dict(sorted(manifest.items())), fh, indent=1)

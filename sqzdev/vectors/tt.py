@@ -98,7 +98,7 @@ def broken_cases(base: bytes):
     # ranks within every bond bound, but cores larger than the matrix: 4x4 as [2,2] x [2,2] at rank 4
     # (16 + 16 core elements for 16 matrix elements)
     small = TTMatrix((np.ones((1, 2, 2, 2), np.float32), np.ones((2, 2, 2, 1), np.float32)))
-    h2, _ = split(squeezefmt.save({"m": TTCores(small)}, codecs={"m": TT(inner=Raw())}))
+    h2, _ = split(squeezefmt.save({"m": TTCores(small)}, codecs={"m": TT(inner=Raw())}, format_version=(1, 0)))
     yield "StreamError__cores_larger_than_matrix", forge(h2, [bytes(16 * 4), bytes(16 * 4)],
                                                          mutate=side(lambda s: s.__setitem__("ranks", [1, 4, 1])))
 
@@ -109,7 +109,7 @@ def main() -> int:
     added = []
     base = None
     for stem, arrays, codecs in valid_cases():
-        data = squeezefmt.save(arrays, None, codecs=codecs)
+        data = squeezefmt.save(arrays, None, codecs=codecs, format_version=(1, 0))
         data = data.replace(squeezefmt.__version__.encode(), b"0.1.0")
         if stem == "tt_cores_raw":
             base = data

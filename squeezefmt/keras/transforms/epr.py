@@ -5,8 +5,12 @@ float ``w_log_step`` (the TFC tutorial's names, also used by :mod:`squeezefmt.ke
 model computes is ``round(latent / exp(log_step)) * exp(log_step)`` (then the inverse RDFT for conv
 kernels), so the float latents need not be kept: :func:`rewrite_epr` computes the integer latents
 exactly as tfc's ``PowerLawEntropyModel.compress(latent / tf.exp(log_step))`` does and puts them in
-the archive as :class:`~squeezefmt.codecs.epr.EPRLatents` items (pre-encoded tensors), with the
-log-steps rounded to float16 as the tutorial stores them. Nothing is quantized a second time.
+the archive as :class:`~squeezefmt.codecs.epr.EPRLatents` items (pre-encoded tensors). Log-steps are
+stored as float16, the tutorial's storage type, when the trained values are float16-representable
+exactly; otherwise they are kept exact (float32, ``epr`` stream layout version 2) and an
+:class:`EPRStepsWarning` names the tensors (``float16_steps=True``, CLI ``--epr-float16-steps``,
+rounds them as the tutorial's ``compress_latent`` does; :func:`squeezefmt.keras.epr.round_log_steps`
+does it on the model before saving). Nothing is quantized a second time.
 
 Two cases:
 
@@ -19,13 +23,14 @@ Two cases:
 - **Other layers with the tutorial's weight names** (the tutorial's own ``CompressibleDense`` /
   ``CompressibleConv2D``, weights-only files): the weights keep their names and shapes. The latent
   tensor is stored as an ``epr`` stream (decoding to ``q * exp(log_step)``, which the layer
-  quantizes back to exactly ``q``), the log-step tensor holds its float16-rounded value; load
+  quantizes back to exactly ``q``), the log-step tensor holds the value the stream uses; load
   them into the same layer classes (``load_weights``, or ``load`` with ``custom_objects``).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from typing import Any
 
 import numpy as np
@@ -79,18 +84,32 @@ class _Rewrite:
     replaced: dict[str, tuple[str, EPRLatents]] = dataclasses.field(default_factory=dict)  # latent -> (new, item)
     dropped: set[str] = dataclasses.field(default_factory=set)
     config_changed: bool = False
+    exact: bool = True                         # keep log-steps float16 cannot represent as float32
+    wide: list[str] = dataclasses.field(default_factory=list)  # tensors whose log-steps stay float32
 
 
-def rewrite_epr(archive: KerasArchive) -> KerasArchive:
+class EPRStepsWarning(UserWarning):
+    """EPR log-steps were kept as float32 because float16 cannot represent them exactly."""
+
+
+def rewrite_epr(archive: KerasArchive, float16_steps: bool = False) -> KerasArchive:
     """Replace the EPR weight pairs of ``archive`` by pre-encoded ``epr`` tensors (see the module doc).
 
-    Archives without EPR weights are returned unchanged.
+    Archives without EPR weights are returned unchanged. ``float16_steps``: round every log-step to
+    float16 (the tutorial's storage) instead of keeping the ones float16 cannot represent exactly.
     """
     if not has_epr_weights(archive):
         return archive
     cfg = parse_config(archive.model_config) if archive.kind == "model" and archive.model_config else None
-    state = _Rewrite(arrays=dict(archive.arrays), configs=layer_entries(cfg) if cfg is not None else {})
+    state = _Rewrite(arrays=dict(archive.arrays), configs=layer_entries(cfg) if cfg is not None else {},
+                     exact=not float16_steps)
     layers = [_rewrite_layer(layer, state) for layer in archive.layers]
+    if state.wide:
+        wide = sorted(state.wide)
+        warnings.warn(f"EPR log-steps of {len(wide)} tensor(s) are not float16-representable and are stored "
+                      f"exactly as float32 ({', '.join(wide[:4])}{', ...' if len(wide) > 4 else ''}); "
+                      "round them to float16 as the tutorial does with --epr-float16-steps "
+                      "(or squeezefmt.keras.epr.round_log_steps before saving)", EPRStepsWarning, stacklevel=3)
     arrays = _arrays_in_order(state)
     optimizer = archive.optimizer
     if state.replaced and optimizer:
@@ -148,17 +167,17 @@ def _plain_part(layer_name: str, prefix: str, part: str, lat_w: dict, step_w: di
     latent, log_step = state.arrays[lat_w["tensor"]], state.arrays[step_w["tensor"]]
     shape, transform = _plain_shape(plain, part, latent, entry["config"], lat_w["tensor"])
     new_wname = f"{prefix + '/' if prefix else ''}{part}{_split(lat_w['name'])[2]}"
-    item = _latents(latent, log_step, transform, shape, lat_w["tensor"])
+    item = _latents(latent, log_step, transform, shape, lat_w["tensor"], state)
     state.replaced[lat_w["tensor"]] = (f"{layer_name}/{new_wname}", item)
     state.dropped.add(step_w["tensor"])
     return {lat_w["tensor"]: new_wname, step_w["tensor"]: None}
 
 
 def _keep_part(lat_w: dict, step_w: dict, state: _Rewrite) -> None:
-    """Another layer's EPR pair: the latent as an ``epr`` tensor, the log-step as its float16 value."""
+    """Another layer's EPR pair: the latent as an ``epr`` tensor, the log-step as the value it uses."""
     latent, log_step = state.arrays[lat_w["tensor"]], state.arrays[step_w["tensor"]]
     try:
-        item = _latents(latent, log_step, "none", np.shape(latent), lat_w["tensor"])
+        item = _latents(latent, log_step, "none", np.shape(latent), lat_w["tensor"], state)
     except KerasFormatError:
         return  # not shaped like EPR weights: store them as ordinary tensors
     state.arrays[lat_w["tensor"]] = item
@@ -191,7 +210,8 @@ def _arrays_in_order(state: _Rewrite) -> dict[str, Any]:
     return out
 
 
-def _latents(latent: np.ndarray, log_step: np.ndarray, transform: str, shape, what: str) -> EPRLatents:
+def _latents(latent: np.ndarray, log_step: np.ndarray, transform: str, shape, what: str,
+             state: _Rewrite) -> EPRLatents:
     latent, log_step = np.asarray(latent), np.asarray(log_step)
     if latent.dtype.kind != "f" or log_step.dtype.kind != "f":
         raise KerasFormatError(f"EPR weight {what!r}: latent and log-step must be float arrays")
@@ -200,10 +220,13 @@ def _latents(latent: np.ndarray, log_step: np.ndarray, transform: str, shape, wh
         raise KerasFormatError(f"EPR weight {what!r}: log-step shape {log_step.shape} does not broadcast over "
                                f"the latent shape {latent.shape} as a suffix")
     try:
-        q, log16 = quantize_latent(latent, log_step)
-        return EPRLatents(q, log16, transform, shape=shape, dtype=dtype_name(latent.dtype))
+        q, steps = quantize_latent(latent, log_step, exact=state.exact)
+        item = EPRLatents(q, steps, transform, shape=shape, dtype=dtype_name(latent.dtype))
     except CodecError as exc:
         raise KerasFormatError(f"EPR weight {what!r}: {exc}") from None
+    if item.wide_steps:
+        state.wide.append(what)
+    return item
 
 
 def _plain_shape(plain: str, part: str, latent: np.ndarray, config: dict, what: str):
