@@ -41,14 +41,19 @@ def split_planes(storage: np.ndarray, rotate: bool) -> list[np.ndarray]:
     return [np.ascontiguousarray(as_bytes[:, i]) for i in range(width)]
 
 
-def join_planes(planes: list, width: int, count: int, rotate: bool) -> np.ndarray:
-    """Inverse of :func:`split_planes`: interleave ``width`` planes of ``count`` bytes.
+def join_planes(planes: list, width: int, count: int, rotate: bool, out: np.ndarray | None = None) -> np.ndarray:
+    """Inverse of :func:`split_planes`: interleave ``width`` planes of ``count`` bytes (into ``out``).
 
     Uses the C extension when it is built, else :func:`join_planes_reference`.
     """
     if _bytegroupc is None:
-        return join_planes_reference(planes, width, count, rotate)
-    out = empty_aligned(count, _UINT[width])
+        joined = join_planes_reference(planes, width, count, rotate)
+        if out is None:
+            return joined
+        out[...] = joined
+        return out
+    if out is None:
+        out = empty_aligned(count, _UINT[width])
     _bytegroupc.join(planes, out, rotate)
     return out
 
@@ -94,15 +99,33 @@ class ByteGroup(Zstd):
         if not isinstance(modes, list) or len(modes) != width or any(m not in ("zstd", "raw") for m in modes):
             raise StreamError(f"bytegroup: side 'planes' must list {width} of 'zstd'/'raw', got {modes!r}")
         count = spec.size
-        planes = []
+        sources = []
         for i, (mode, stream) in enumerate(zip(modes, streams)):
             if mode == "raw":
                 if len(stream) != count:
                     raise StreamError(f"bytegroup: raw plane {i} has {len(stream)} bytes, expected {count}")
-                planes.append(stream)
+                sources.append(memoryview(stream).cast("B"))
             else:
-                planes.append(zstd_util.decompress_exact(stream, count, f"bytegroup plane {i}"))
-        u = join_planes(planes, width, count, rotate=spec.dtype in FLOAT_NAMES)
+                sources.append(zstd_util.ChunkReader(stream, count, f"bytegroup plane {i}"))
+        u = empty_aligned(count, _UINT[width])
+        rotate = spec.dtype in FLOAT_NAMES
+        # Plane by plane into the output, a chunk of elements at a time: the scratch is `width`
+        # chunks, whatever the tensor's size, and nothing past the decoded prefix is touched.
+        scratch = [bytearray(min(count, zstd_util.CHUNK)) for _ in sources]
+        for start in range(0, count, zstd_util.CHUNK):
+            n = min(zstd_util.CHUNK, count - start)
+            planes = []
+            for src, buf in zip(sources, scratch):
+                if isinstance(src, memoryview):
+                    planes.append(src[start:start + n])
+                else:
+                    part = memoryview(buf)[:n]
+                    src.read_into(part)
+                    planes.append(part)
+            join_planes(planes, width, n, rotate, out=u[start:start + n])
+        for src in sources:
+            if not isinstance(src, memoryview):
+                src.finish()
         return from_storage(u.view(_storage_dtype(spec.dtype)).reshape(spec.shape), spec.dtype)
 
 

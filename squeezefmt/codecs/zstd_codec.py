@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..buffers import aligned_copy
-from ..dtypes import as_storage, from_storage, itemsize, numpy_dtype
+from ..buffers import empty_aligned
+from ..dtypes import as_storage, from_storage, numpy_dtype
 from . import zstd_util
 from .base import Codec, Encoded, TensorSpec, expect_streams
 from .registry import register
@@ -27,6 +27,6 @@ class Zstd(Codec):
 
     def decode(self, streams, side, spec: TensorSpec) -> np.ndarray:
         expect_streams(streams, 1, self.codec_id)
-        data = zstd_util.decompress_exact(streams[0], spec.size * itemsize(spec.dtype), "zstd")
-        flat = aligned_copy(np.frombuffer(data, dtype=numpy_dtype(spec.dtype, storage=True)))  # writable
-        return from_storage(flat.reshape(spec.shape), spec.dtype)
+        out = empty_aligned(spec.shape, numpy_dtype(spec.dtype, storage=True))
+        zstd_util.decompress_into(streams[0], out.reshape(-1).view(np.uint8), "zstd")  # straight into out
+        return from_storage(out, spec.dtype)
