@@ -13,10 +13,13 @@ Decoders allocate their final arrays here. Two reasons:
 """
 from __future__ import annotations
 
+import math
 import mmap
 from typing import Sequence
 
 import numpy as np
+
+from .errors import DecodeMemoryError
 
 ALIGN = 64
 #: Arrays at least this large get their own anonymous memory map.
@@ -24,14 +27,23 @@ MMAP_MIN_BYTES = 1 << 18
 
 
 def empty_aligned(shape: Sequence[int] | int, dtype) -> np.ndarray:
-    """An uninitialised, writeable, C-contiguous, ``ALIGN``-aligned array."""
+    """An uninitialised, writeable, C-contiguous, ``ALIGN``-aligned array.
+
+    When the memory cannot be had (``mmap`` fails with ENOMEM, numpy raises MemoryError) it raises
+    :class:`~squeezefmt.errors.DecodeMemoryError` (a LimitError and a MemoryError) with the size;
+    the reader adds the tensor name.
+    """
     dtype = np.dtype(dtype)
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if nbytes >= MMAP_MIN_BYTES:
-        buf = mmap.mmap(-1, nbytes)  # page aligned, zero filled, unmapped when the array dies
-        return np.frombuffer(buf, dtype=dtype).reshape(shape)
-    raw = np.empty(nbytes + ALIGN, dtype=np.uint8)
+    nbytes = math.prod(shape) * dtype.itemsize
+    try:
+        if nbytes >= MMAP_MIN_BYTES:
+            buf = mmap.mmap(-1, nbytes)  # page aligned, zero filled, unmapped when the array dies
+            return np.frombuffer(buf, dtype=dtype).reshape(shape)
+        raw = np.empty(nbytes + ALIGN, dtype=np.uint8)
+    except (OSError, MemoryError, OverflowError) as exc:  # ENOMEM from mmap, or numpy's own
+        raise DecodeMemoryError(f"cannot allocate {nbytes} bytes for the decoded tensor "
+                                f"({getattr(exc, 'strerror', None) or exc})") from None
     start = (-raw.ctypes.data) % ALIGN
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 

@@ -170,18 +170,60 @@ def parse_side(side: Any, spec: TensorSpec) -> tuple[str, int, tuple[int, ...], 
     return transform, step_dims, lshape, step_shape(lshape, step_dims)
 
 
-def read_latents(stream, side: Any, spec: TensorSpec) -> tuple[np.ndarray, np.ndarray, str]:
-    """``(q, log_steps, transform)`` of one ``epr`` stream: int32 latents and float16 log-steps."""
-    transform, _, lshape, sshape = parse_side(side, spec)
-    view = memoryview(stream).cast("B") if not isinstance(stream, (bytes, bytearray)) else memoryview(stream)
+def _read_steps(view: memoryview, sshape: tuple[int, ...]) -> np.ndarray:
     nsteps = math.prod(sshape)
     if len(view) < 2 * nsteps:
         raise StreamError(f"epr: stream has {len(view)} bytes, the {nsteps} float16 log-steps alone need {2 * nsteps}")
     log_steps = np.frombuffer(view[: 2 * nsteps], dtype="<f2").astype(np.float16).reshape(sshape)
     if not np.all(np.isfinite(log_steps)) or (log_steps.size and float(np.max(log_steps)) > MAX_LOG_STEP):
         raise StreamError(f"epr: log-steps must be finite and at most {MAX_LOG_STEP}")
-    q = _gamma().decode(view[2 * nsteps:], math.prod(lshape)).reshape(lshape)
+    return log_steps
+
+
+def _byte_view(stream) -> memoryview:
+    return memoryview(stream).cast("B") if not isinstance(stream, (bytes, bytearray)) else memoryview(stream)
+
+
+def read_latents(stream, side: Any, spec: TensorSpec) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(q, log_steps, transform)`` of one ``epr`` stream: int32 latents and float16 log-steps."""
+    transform, _, lshape, sshape = parse_side(side, spec)
+    view = _byte_view(stream)
+    log_steps = _read_steps(view, sshape)
+    q = _gamma().decode(view[2 * log_steps.size:], math.prod(lshape)).reshape(lshape)
     return q, log_steps, transform
+
+
+#: Elements converted per step by :func:`decode_stream` (its float32 scratch).
+DECODE_CHUNK = 1 << 16
+
+
+def decode_stream(stream, side: Any, spec: TensorSpec) -> np.ndarray:
+    """Decode one ``epr`` stream into the tensor ``spec`` declares.
+
+    Float32 and float64 tensors without a transform (the common case) are decoded in place: the
+    integer latents go straight into the output buffer (float64: its upper half), which the
+    dequantization then overwrites chunk by chunk, so no latent-sized scratch is needed and only
+    what the stream actually decodes is touched. Same arithmetic as :func:`dequantize`.
+    """
+    transform, _, lshape, sshape = parse_side(side, spec)
+    if transform != "none" or spec.dtype not in ("float32", "float64"):
+        q, log_steps, transform = read_latents(stream, side, spec)
+        return dequantize(q, log_steps, transform, spec.shape, spec.dtype)
+    view = _byte_view(stream)
+    log_steps = _read_steps(view, sshape)
+    n, nsteps = math.prod(lshape), log_steps.size
+    out = empty_aligned(lshape, numpy_dtype(spec.dtype))
+    flat = out.reshape(-1)
+    words = flat.view(np.int32)
+    q = words[words.size - n:]
+    _gamma().decode(view[2 * nsteps:], n, out=q)
+    steps = np.exp(log_steps.astype(np.float32)).reshape(-1)
+    for a in range(0, n, DECODE_CHUNK):
+        b = min(n, a + DECODE_CHUNK)
+        part = q[a:b].astype(np.float32)  # read before the (overlapping) write below
+        part *= steps[0] if nsteps == 1 else steps[np.arange(a, b) % nsteps]
+        flat[a:b] = part
+    return out.reshape(spec.shape)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -322,8 +364,7 @@ class EPR(Codec):
 
     def decode(self, streams, side, spec: TensorSpec) -> np.ndarray:
         expect_streams(streams, 1, self.codec_id)
-        q, log_steps, transform = read_latents(streams[0], side, spec)
-        return dequantize(q, log_steps, transform, spec.shape, spec.dtype)
+        return decode_stream(streams[0], side, spec)
 
 
 class EPRLatents(EPR):

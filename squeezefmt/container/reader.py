@@ -9,7 +9,7 @@ import numpy as np
 
 from ..codecs import TensorSpec, get_codec
 from ..codecs.registry import check_decoded
-from ..errors import ChecksumError, FormatError, LimitError, SqueezeError, TruncatedError
+from ..errors import ChecksumError, DecodeMemoryError, FormatError, LimitError, SqueezeError, TruncatedError
 from .header import TensorEntry, parse_header
 from .jsonbound import header_json
 from .layout import PREAMBLE_SIZE, crc32, parse_preamble
@@ -160,7 +160,9 @@ class SqzFile(LayerAccessMixin):
             out = codec.decode(streams, e.side, spec)
         except SqueezeError as exc:
             raise type(exc)(f"tensor {name!r}: {exc}") from None
-        except (ValueError, TypeError, IndexError, OverflowError, MemoryError) as exc:  # defensive: never leak
+        except MemoryError as exc:  # an allocation inside a codec (empty_aligned raises DecodeMemoryError)
+            raise DecodeMemoryError(f"tensor {name!r}: out of memory decoding {e.nbytes} bytes ({exc})") from None
+        except (ValueError, TypeError, IndexError, OverflowError) as exc:  # defensive: never leak
             raise FormatError(f"tensor {name!r}: codec {codec.codec_id!r} failed on corrupt data: {exc}") from exc
         check_decoded(out, spec, codec.codec_id)
         return out
