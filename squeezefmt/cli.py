@@ -5,6 +5,7 @@ clear line on stderr with a non-zero exit status (1 for bad input, 2 for usage e
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -13,6 +14,7 @@ import click
 
 from . import __version__
 from .api import open as open_sqz
+from .container.limits import DEFAULT_LIMITS, Limits, parse_size
 from .errors import SqueezeError
 from .planner import PRESET_HELP, PRESETS
 
@@ -20,6 +22,41 @@ from .planner import PRESET_HELP, PRESETS
 def _fail(exc: Exception) -> None:
     click.echo(f"squeezefmt: error: {exc}", err=True)
     sys.exit(1)
+
+
+def _parse_size(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+_max_decoded = click.option(
+    "--max-decoded-bytes", callback=_parse_size, default=None, metavar="SIZE",
+    help="Refuse containers whose tensors decode to more than SIZE bytes in total (e.g. 512M, 8G; "
+         "default 4G, spec/format.md section 8).")
+
+
+def _limits(max_decoded_bytes) -> Limits:
+    if max_decoded_bytes is None:
+        return DEFAULT_LIMITS
+    return dataclasses.replace(DEFAULT_LIMITS, max_decoded_bytes=max_decoded_bytes,
+                               max_tensor_bytes=max(DEFAULT_LIMITS.max_tensor_bytes, max_decoded_bytes))
+
+
+def _usage_conflicts(**given) -> None:
+    """Options that cannot go together are usage errors (exit 2), like unknown options."""
+    pairs = [("cluster", "quantize"), ("epr_max_rel_rms", "epr_bits"), ("epr_max_rel_rms", "cluster"),
+             ("epr_max_rel_rms", "quantize"), ("epr_bits", "cluster"), ("epr_bits", "quantize")]
+    for a, b in pairs:
+        if given.get(a) is not None and given.get(b) is not None:
+            raise click.UsageError(f"--{a.replace('_', '-')} and --{b.replace('_', '-')} cannot be combined")
+    if given.get("per_channel") and given.get("quantize") is None:
+        raise click.UsageError("--per-channel needs --quantize")
+    if (given.get("tt_layers") or given.get("tt_dims")) and given.get("tt_rank") is None and given.get("tt_tol") is None:
+        raise click.UsageError("--tt-layers/--tt-dims need --tt-rank or --tt-tol")
 
 
 class _Progress:
@@ -83,6 +120,8 @@ def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per
     from .keras.h5 import read_h5
     from .keras.pack import pack_archive
 
+    _usage_conflicts(cluster=cluster, quantize=quantize, per_channel=per_channel, epr_max_rel_rms=epr_max_rel_rms,
+                     epr_bits=epr_bits, tt_rank=tt_rank, tt_tol=tt_tol, tt_layers=tt_layers, tt_dims=tt_dims)
     try:
         if epr_max_rel_rms is not None or epr_bits is not None:  # EPR-trained layers need no option
             from .epr import preset_name
@@ -101,6 +140,9 @@ def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per
                 archive, max_rank=tt_rank, tol=tt_tol, preset=preset, dims=[parse_dims(t) for t in tt_dims],
                 layers=[n.strip() for n in tt_layers.split(",") if n.strip()] if tt_layers else None)
             options["tt"] = {"max_rank": tt_rank, "tol": tt_tol, "tensors": sorted(tt_codecs)}
+            if not tt_report:
+                click.echo("squeezefmt: warning: --tt-rank/--tt-tol did nothing: the model has no Dense kernels "
+                           "(2-D layer kernels) to decompose", err=True)
         elif tt_layers or tt_dims:
             raise SqueezeError("--tt-layers/--tt-dims need --tt-rank or --tt-tol")
         with _Progress(len(archive.arrays), "packing", quiet) as bar:
@@ -113,7 +155,11 @@ def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per
             click.echo(f"tt {c.layer}: {c.shape[0]}x{c.shape[1]} as {c.input_dims}x{c.output_dims} ranks {c.ranks}, "
                        f"{c.params} params, rel. error {c.rel_error:.4f}" + ("" if c.used else f" - kept dense: {c.reason}"))
         before, after = os.path.getsize(model), os.path.getsize(output)
-        click.echo(f"{model}: {before} bytes -> {output}: {after} bytes ({before / max(after, 1):.2f}x)")
+        raw = sum(a.nbytes for a in archive.arrays.values())
+        click.echo(f"{model}: {before} bytes -> {output}: {after} bytes ({before / max(after, 1):.2f}x the .h5 file, "
+                   "which also holds HDF5 overhead" + ("" if include_optimizer else " and any optimizer state") +
+                   f"; {raw / max(after, 1):.2f}x the {raw} bytes of packed tensors, the ratio `squeezefmt info` "
+                   "shows)")
 
 
 @main.command()
@@ -132,9 +178,13 @@ def unpack(container, output, quiet):
         click.echo(f"wrote {output} ({os.path.getsize(output)} bytes)")
 
 
-def info_dict(path) -> dict:
-    """What ``squeezefmt info --json`` prints: per-tensor and total sizes from the header."""
-    with open_sqz(path) as f:
+def info_dict(path, limits: Limits = DEFAULT_LIMITS) -> dict:
+    """What ``squeezefmt info --json`` prints: per-tensor and total sizes from the header.
+
+    ``totals.ratio`` is the raw bytes of the stored tensors over the container's file size (the pack
+    summary also shows the .h5 file size over it, which counts HDF5 overhead and optimizer state).
+    """
+    with open_sqz(path, limits=limits) as f:
         rows = []
         for name in f.keys():
             i = f.info(name)
@@ -159,10 +209,11 @@ def info_dict(path) -> dict:
 @main.command()
 @click.argument("container", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def info(container, as_json):
-    """Show per-tensor codec, shape, sizes and ratio of CONTAINER."""
+@_max_decoded
+def info(container, as_json, max_decoded_bytes=None):
+    """Show per-tensor codec, shape, sizes and ratio of CONTAINER (ratio: raw tensor bytes / stored)."""
     try:
-        d = info_dict(container)
+        d = info_dict(container, _limits(max_decoded_bytes))
     except (SqueezeError, OSError) as exc:
         _fail(exc)
     if as_json:
@@ -179,16 +230,17 @@ def info(container, as_json):
                    f"{r['stored_bytes']:>10} {r['side_bytes']:>6} {ratio:>7}")
     t = d["totals"]
     click.echo(f"{'total':<{width}}  {t['tensors']} tensors{'':<29} {t['raw_bytes']:>10} {t['stored_bytes']:>10} "
-               f"{t['side_bytes']:>6} {t['ratio'] or 0:>6.2f}x (file)")
+               f"{t['side_bytes']:>6} {t['ratio'] or 0:>6.2f}x (raw tensors / file)")
 
 
 @main.command()
 @click.argument("container", type=click.Path(exists=True, dir_okay=False))
 @click.option("--quiet", "-q", is_flag=True)
-def verify(container, quiet):
+@_max_decoded
+def verify(container, quiet, max_decoded_bytes=None):
     """Check every checksum and decode every tensor of CONTAINER (exit 0 when intact)."""
     try:
-        with open_sqz(container) as f:
+        with open_sqz(container, limits=_limits(max_decoded_bytes)) as f:
             with _Progress(len(f), "verifying", quiet) as bar:
                 checked = f.verify(progress=bar.step)
     except (SqueezeError, OSError) as exc:

@@ -203,10 +203,12 @@ def decode_stream(stream, side: Any, spec: TensorSpec) -> np.ndarray:
     Float32 and float64 tensors without a transform (the common case) are decoded in place: the
     integer latents go straight into the output buffer (float64: its upper half), which the
     dequantization then overwrites chunk by chunk, so no latent-sized scratch is needed and only
-    what the stream actually decodes is touched. Same arithmetic as :func:`dequantize`.
+    what the stream actually decodes is touched. 16-bit floats need an int32 latent buffer (twice
+    the output); ``rdft`` tensors (conv kernels) go through :func:`dequantize`. Same arithmetic as
+    :func:`dequantize` in every case.
     """
     transform, _, lshape, sshape = parse_side(side, spec)
-    if transform != "none" or spec.dtype not in ("float32", "float64"):
+    if transform != "none":
         q, log_steps, transform = read_latents(stream, side, spec)
         return dequantize(q, log_steps, transform, spec.shape, spec.dtype)
     view = _byte_view(stream)
@@ -214,16 +216,27 @@ def decode_stream(stream, side: Any, spec: TensorSpec) -> np.ndarray:
     n, nsteps = math.prod(lshape), log_steps.size
     out = empty_aligned(lshape, numpy_dtype(spec.dtype))
     flat = out.reshape(-1)
-    words = flat.view(np.int32)
-    q = words[words.size - n:]
+    if spec.dtype in ("float32", "float64"):
+        words = flat.view(np.int32)
+        q = words[words.size - n:]
+    else:  # 16-bit floats: the int32 latents do not fit in the output; they need their own buffer
+        q = empty_aligned(n, np.int32)
     _gamma().decode(view[2 * nsteps:], n, out=q)
     steps = np.exp(log_steps.astype(np.float32)).reshape(-1)
     for a in range(0, n, DECODE_CHUNK):
         b = min(n, a + DECODE_CHUNK)
         part = q[a:b].astype(np.float32)  # read before the (overlapping) write below
         part *= steps[0] if nsteps == 1 else steps[np.arange(a, b) % nsteps]
-        flat[a:b] = part
+        flat[a:b] = part if spec.dtype in ("float32", "float64") else _cast16(part, spec.dtype)
     return out.reshape(spec.shape)
+
+
+def _cast16(values: np.ndarray, dtype: str) -> np.ndarray:
+    """float32 ``values`` as float16 or bfloat16 storage, exactly as :func:`dequantize` casts them."""
+    if dtype == "bfloat16":
+        u = values.view(np.uint32).astype(np.uint64)
+        return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16).view(numpy_dtype("bfloat16"))
+    return values.astype(np.float16)
 
 
 # ------------------------------------------------------------------------------------------------

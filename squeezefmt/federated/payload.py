@@ -108,7 +108,7 @@ def content_hash(model: Any) -> str:
         h.update(struct.pack("<I", len(nb)) + nb + struct.pack("<I", len(dt)) + dt)
         h.update(struct.pack("<I", a.ndim) + b"".join(struct.pack("<Q", int(d)) for d in a.shape))
         h.update(struct.pack("<Q", data.nbytes))
-        h.update(memoryview(data).cast("B"))
+        h.update(memoryview(data.reshape(-1)).cast("B"))  # flat: cast refuses zero-size multi-dim views
     return h.hexdigest()
 
 
@@ -257,20 +257,8 @@ class EncodedTensors:
         return {t.name: dict(t.encoded.stats) for t in self.pending if t.encoded.stats}
 
     def write(self, info: PayloadInfo, target=None):
-        fed = info.to_metadata()
-        for pad in range(16):
-            if pad:
-                # The container writer iterates header size <-> stream offsets to a fixed point; with a
-                # zstd-compressed header that iteration can oscillate (a 1-byte size change moves the
-                # 64-byte-aligned data start back and forth). An ignored "pad" string breaks the cycle.
-                fed["pad"] = "." * pad
-            meta = {"writer": f"squeezefmt {__version__}", "preset": self.preset, METADATA_KEY: fed}
-            try:
-                return write_container(self.pending, target, meta)
-            except SqueezeError as exc:
-                if "could not settle" not in str(exc):
-                    raise
-        raise SqueezeError("could not lay out the payload container")
+        meta = {"writer": f"squeezefmt {__version__}", "preset": self.preset, METADATA_KEY: info.to_metadata()}
+        return write_container(self.pending, target, meta)
 
 
 def encode_tensors(arrays: Mapping[str, np.ndarray], *, choose: CodecChooser | None = None,

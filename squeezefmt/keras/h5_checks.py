@@ -16,6 +16,11 @@ import numpy as np
 from ..container.limits import DEFAULT_LIMITS
 from ..errors import KerasFormatError, SqueezeError
 
+#: A weight may declare at most this many times the bytes the file stores for it (Keras writes weights
+#: uncompressed; a dataset that was never written has storage 0 and reads back as fill values).
+MAX_H5_EXPANSION = 1024
+#: Datasets this small are read whatever their storage (HDF5 may keep them in the object header).
+_FILL_SLACK = 1 << 16
 #: numpy kinds a weight may have: bool, signed, unsigned, float.
 _WEIGHT_KINDS = "biuf"
 
@@ -43,6 +48,10 @@ def read_weight(group, name: str, where: str, budget: list[int] | None = None) -
     if nbytes > DEFAULT_LIMITS.max_tensor_bytes:
         raise KerasFormatError(f"weight {where!r} declares shape {obj.shape} ({nbytes} bytes); "
                                f"the limit is {DEFAULT_LIMITS.max_tensor_bytes} bytes")
+    stored = _storage_size(obj)
+    if nbytes > _FILL_SLACK and stored * MAX_H5_EXPANSION < nbytes:
+        raise KerasFormatError(f"weight {where!r} declares {nbytes} bytes but the .h5 stores only {stored} "
+                               f"(more than {MAX_H5_EXPANSION}x: never-written or fill-value data)")
     if budget is not None:
         budget[0] -= nbytes
         if budget[0] < 0:
@@ -54,6 +63,13 @@ def read_weight(group, name: str, where: str, budget: list[int] | None = None) -
         raise KerasFormatError(f"weight {where!r}: the .h5 data cannot be read ({exc})") from None
     except MemoryError:
         raise KerasFormatError(f"weight {where!r}: not enough memory for its {nbytes} bytes") from None
+
+
+def _storage_size(dataset) -> int:
+    try:
+        return int(dataset.id.get_storage_size())
+    except (AttributeError, OSError, RuntimeError, ValueError):
+        return 0
 
 
 def new_budget() -> list[int]:
