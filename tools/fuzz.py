@@ -92,6 +92,8 @@ def split_container(data: bytes):
     """``(header object, stream bytes)`` of a container whose header parses, else None."""
     try:
         pre = parse_preamble(data[:PREAMBLE_SIZE])
+        if pre.json_len > FUZZ_LIMITS.max_header_bytes or pre.header_len > len(data):
+            return None
         header = json.loads(bytes(decode_header(data[PREAMBLE_SIZE:PREAMBLE_SIZE + pre.header_len], pre)))
         streams = []
         for t in header["tensors"]:
@@ -291,9 +293,13 @@ class Mutator:
 # targets
 
 
+#: The limits the targets open containers with (run_one sets it; replay also uses the defaults).
+_LIMITS = FUZZ_LIMITS
+
+
 def _declared_container(data: bytes) -> int:
     try:
-        with squeezefmt.open(data, limits=FUZZ_LIMITS) as f:
+        with squeezefmt.open(data, limits=_LIMITS) as f:
             return sum(f.entry(n).nbytes for n in f.keys())
     except errors.SqueezeError:
         return 0
@@ -301,7 +307,7 @@ def _declared_container(data: bytes) -> int:
 
 def target_container(data: bytes) -> int:
     """Open, verify, decode every tensor; returns the declared decoded bytes."""
-    with squeezefmt.open(data, limits=FUZZ_LIMITS) as f:
+    with squeezefmt.open(data, limits=_LIMITS) as f:
         declared = sum(f.entry(n).nbytes for n in f.keys())
         f.verify()
         for name in f.keys():
@@ -323,7 +329,7 @@ def target_federated(data: bytes) -> int:
     declared = _declared_container(data)
     for base in (None, _FED_BASE):
         try:
-            decode_model(data, base, limits=FUZZ_LIMITS)
+            decode_model(data, base, limits=_LIMITS)
         except errors.SqueezeError:
             pass
     return declared
@@ -440,8 +446,11 @@ class Finding(Exception):
     pass
 
 
-def run_one(target: str, data: bytes, *, timeout: float = 1.0, check_memory: bool = True) -> dict:
+def run_one(target: str, data: bytes, *, timeout: float = 1.0, check_memory: bool = True,
+            limits: Limits = FUZZ_LIMITS) -> dict:
     """Run ``data`` through ``target``; returns ``{"ok", "kind", "detail", "seconds", "extra_mib"}``."""
+    global _LIMITS
+    _LIMITS = limits
     fn = TARGETS[target]
     measure = check_memory and len(data) < SMALL_INPUT and _reset_peak()
     base = _status_kb("VmRSS:") if measure else 0
@@ -524,8 +533,11 @@ def fuzz_random(seconds: float, *, targets=("container", "federated", "h5"), see
     return stats
 
 
-def replay(paths: list[str]) -> list[dict]:
-    """Re-run saved inputs (``<dir>/<target>/*.bin``); returns the failing ones."""
+def replay(paths: list[str], timeout: float = 5.0) -> list[dict]:
+    """Re-run saved inputs (``<dir>/<target>/*.bin`` or ``*.sqz``), with the fuzzer's limits and with
+    the default ones; returns the failing runs."""
+    from squeezefmt.container.limits import DEFAULT_LIMITS
+
     bad = []
     for root in paths:
         for target in sorted(os.listdir(root)):
@@ -533,9 +545,12 @@ def replay(paths: list[str]) -> list[dict]:
             if target not in TARGETS or not os.path.isdir(tdir):
                 continue
             for fn in sorted(os.listdir(tdir)):
-                if fn.endswith(".bin"):
-                    with open(os.path.join(tdir, fn), "rb") as fh:
-                        result = run_one(target, fh.read(), timeout=5.0)
+                if not fn.endswith((".bin", ".sqz")):
+                    continue
+                with open(os.path.join(tdir, fn), "rb") as fh:
+                    data = fh.read()
+                for limits in (FUZZ_LIMITS, DEFAULT_LIMITS):
+                    result = run_one(target, data, timeout=timeout, limits=limits)
                     if not result["ok"]:
                         bad.append({"file": os.path.join(tdir, fn), **result})
     return bad

@@ -111,6 +111,7 @@ def decompress_into(data, out, what: str) -> None:
 
 def decompress_exact(data, expected_size: int, what: str) -> bytes:
     """Decompress one zstd frame that must expand to exactly ``expected_size`` bytes."""
+    check_frame(data, expected_size, what)  # before allocating what the frame claims
     out = bytearray(expected_size)
     decompress_into(data, out, what)
     return out
