@@ -30,6 +30,7 @@ The test suite runs the pure driver for a few seconds and replays ``tests/fuzz_c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import json
@@ -46,10 +47,23 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, ROOT)
 
-import squeezefmt  # noqa: E402
-from squeezefmt import errors  # noqa: E402
-from squeezefmt.container.layout import PREAMBLE_SIZE, crc32, decode_header, parse_preamble  # noqa: E402
-from squeezefmt.container.limits import Limits  # noqa: E402
+def _coverage():
+    """Under ``fuzz.py atheris``, squeezefmt is imported with atheris's coverage instrumentation."""
+    if __name__ == "__main__" and sys.argv[1:2] == ["atheris"]:
+        import atheris
+
+        return atheris.instrument_imports(include=["squeezefmt"])
+    return contextlib.nullcontext()
+
+
+with _coverage():
+    import squeezefmt  # noqa: E402
+    import squeezefmt.codecs  # noqa: E402,F401
+    import squeezefmt.federated.payload  # noqa: E402,F401
+    import squeezefmt.keras.h5  # noqa: E402,F401
+    from squeezefmt import errors  # noqa: E402
+    from squeezefmt.container.layout import PREAMBLE_SIZE, decode_header, parse_preamble  # noqa: E402
+    from squeezefmt.container.limits import Limits  # noqa: E402
 
 from make_vectors import forge  # noqa: E402
 
@@ -558,12 +572,6 @@ def replay(paths: list[str], timeout: float = 5.0) -> list[dict]:
 
 def run_atheris(target: str, argv: list[str]) -> None:
     import atheris
-
-    import squeezefmt.codecs  # noqa: F401
-    import squeezefmt.federated.payload  # noqa: F401
-    if target == "h5":
-        import squeezefmt.keras.h5  # noqa: F401
-    atheris.instrument_all()  # every loaded Python function (squeezefmt was imported before atheris)
 
     def test_one(data: bytes) -> None:
         result = run_one(target, data, timeout=1.0)
