@@ -15,8 +15,8 @@ import sys
 import numpy as np
 import pytest
 
-import fuzz
 import squeezefmt
+from sqzdev import fuzzing as fuzz
 from squeezefmt import errors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,7 +78,7 @@ def test_run_one_classifies_exceptions_memory_and_catch_all(monkeypatch):
     monkeypatch.setitem(fuzz.TARGETS, "catchall", catch_all)
     assert fuzz.run_one("internal", b"x")["kind"] == "KeyError"
     assert fuzz.run_one("catchall", b"x")["kind"] == "catch-all"
-    if fuzz._reset_peak():
+    if fuzz.reset_peak():
         assert fuzz.run_one("hog", b"x")["kind"] == "memory"
     assert fuzz.run_one("container", b"not a container")["ok"]
 

@@ -30,7 +30,8 @@ from squeezefmt.container.jsonbound import loads_bounded
 from squeezefmt.container.layout import PREAMBLE_SIZE, align, encode_header
 from squeezefmt.container.limits import DEFAULT_LIMITS, Limits
 
-from make_vectors import assemble, forge, split
+from sqzdev.fuzzing import reset_peak, status_kb
+from sqzdev.vectors.core import assemble, forge, split
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -194,22 +195,20 @@ def test_uncompressed_header_is_counted_too():
 
 def _peak_growth(fn) -> int:
     """Bytes the peak resident set grew while ``fn()`` ran (Linux), or -1 when it cannot be measured."""
-    import fuzz
-
-    if not fuzz._reset_peak():
+    if not reset_peak():
         return -1
-    base = fuzz._status_kb("VmRSS:")
+    base = status_kb("VmRSS:")
     try:
         fn()
     except errors.SqueezeError:
         pass
-    return (fuzz._status_kb("VmHWM:") - base) * 1024
+    return (status_kb("VmHWM:") - base) * 1024
 
 
 def lying_epr(dtype=np.float32, elements=1 << 28) -> bytes:
     """A few hundred bytes: an epr tensor declaring ``elements`` values whose stream is invalid."""
     q = np.array([5, -3] + [0] * 30, np.int32)
-    blob = squeezefmt.save({"w": np.zeros(q.size, dtype)}, codecs={"w": EPRLatents(q, np.float16(0.0))})
+    blob = squeezefmt.save({"w": EPRLatents(q, np.float16(0.0), dtype=np.dtype(dtype).name)})
     header, streams = split(blob)
     header["tensors"][0]["shape"] = [elements]
     streams[0] = streams[0][:-1] + b"\xff\xff\xff\xff"  # garbage after a few values
@@ -233,8 +232,7 @@ def test_in_place_epr_decode_equals_the_reference_formula(dtype, step_dims):
     q = rng.integers(-40, 40, size=(70, 3, 5)).astype(np.int32)
     q[rng.random(q.shape) < 0.6] = 0
     steps = rng.uniform(-6, 1, size=q.shape[3 - step_dims:]).astype(np.float16)
-    codec = EPRLatents(q, steps)
-    enc = codec.encode(np.zeros(q.shape, np.float32))
+    _, enc = EPRLatents(q, steps).encode()
     spec = TensorSpec(dtype, q.shape)
     got = decode_stream(enc.streams[0], enc.side, spec)
     q2, s2, t = read_latents(enc.streams[0], enc.side, spec)
@@ -324,8 +322,7 @@ def test_zero_element_shapes_with_huge_dims_are_refused(codec, shape, error):
 
 
 def test_epr_zero_element_shape_with_huge_dim():
-    blob = squeezefmt.save({"w": np.zeros((0, 3), np.float32)},
-                           codecs={"w": EPRLatents(np.zeros((0, 3), np.int32), np.float16(0))})
+    blob = squeezefmt.save({"w": EPRLatents(np.zeros((0, 3), np.int32), np.float16(0))})
     for shape, error in (([0, 2**70], errors.HeaderError), ([0, 2**62], errors.LimitError)):
         with pytest.raises(error):
             open_all(retarget(blob, shape=shape))

@@ -16,7 +16,6 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
@@ -27,8 +26,8 @@ from squeezefmt.codecs.epr import EPRLatents  # noqa: E402
 from squeezefmt.codecs.zstd_codec import Zstd  # noqa: E402
 from squeezefmt.container.layout import PREAMBLE_SIZE, align, encode_header  # noqa: E402
 
-import fuzz  # noqa: E402
-from make_vectors import assemble, forge, split  # noqa: E402
+from sqzdev.fuzzing import reset_peak, status_kb  # noqa: E402
+from sqzdev.vectors.core import assemble, forge, split  # noqa: E402
 
 
 def header_file(raw: bytes) -> bytes:
@@ -47,7 +46,7 @@ def cases():
     yield 'header ["","",...] 63 MiB', bomb_json(b'"",' * (21 << 20))
     yield "header 4400-digit integer", b'{"format":"squeezefmt","metadata":{"n":' + b"7" * 4400 + b'},"tensors":[]}'
     q = np.array([5, -3] + [0] * 30, np.int32)
-    blob = squeezefmt.save({"w": np.zeros(q.size, np.float32)}, codecs={"w": EPRLatents(q, np.float16(0.0))})
+    blob = squeezefmt.save({"w": EPRLatents(q, np.float16(0.0))})
     header, streams = split(blob)
     header["tensors"][0]["shape"] = [1 << 28]
     streams[0] = streams[0][:-1] + b"\xff\xff\xff\xff"
@@ -59,8 +58,8 @@ def cases():
 
 
 def measure(fn):
-    fuzz._reset_peak()
-    base = fuzz._status_kb("VmRSS:")
+    reset_peak()
+    base = status_kb("VmRSS:")
     t0 = time.perf_counter()
     try:
         fn()
@@ -69,7 +68,7 @@ def measure(fn):
         outcome = type(exc).__name__
     except Exception as exc:  # noqa: BLE001 - the baseline may fail any way
         outcome = type(exc).__name__
-    return time.perf_counter() - t0, (fuzz._status_kb("VmHWM:") - base) / 1024, outcome
+    return time.perf_counter() - t0, (status_kb("VmHWM:") - base) / 1024, outcome
 
 
 def main() -> int:

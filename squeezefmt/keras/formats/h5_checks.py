@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from ..container.limits import DEFAULT_LIMITS
-from ..errors import KerasFormatError, SqueezeError
+from ...container.limits import DEFAULT_LIMITS
+from ...errors import KerasFormatError, SqueezeError
 
 #: A weight may declare at most this many times the bytes the file stores for it (Keras writes weights
 #: uncompressed; a dataset that was never written has storage 0 and reads back as fill values).
