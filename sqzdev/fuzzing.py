@@ -34,7 +34,7 @@ INTERESTING_INTS = [0, 1, 2, 3, 7, 8, 15, 16, 31, 32, 63, 64, 255, 256, 4095, 40
                     -1, -2, -(2**31), -(2**63), -(2**63) - 1, 10**4400]
 DTYPES = ["float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint64", "uint32",
           "uint16", "uint8", "bool", "complex64", "", None, 3]
-CODEC_IDS = ["raw", "zstd", "bytegroup", "quant", "cluster", "sparse", "epr", "tt", "nope", "", None, 7]
+CODEC_IDS = ["raw", "zstd", "bytegroup", "quant", "cluster", "sparse", "epr", "tt", "cabac", "nope", "", None, 7]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -121,13 +121,13 @@ def test_header_bomb_is_refused_after_decompressing_only_a_little(monkeypatch):
     from squeezefmt.codecs import zstd_util
 
     reads = []
-    real = zstd_util.ChunkReader.read_into
+    real = zstd_util.FrameReader.readinto
 
     def counting(self, out):
         reads.append(len(out))
         return real(self, out)
 
-    monkeypatch.setattr(zstd_util.ChunkReader, "read_into", counting)
+    monkeypatch.setattr(zstd_util.FrameReader, "readinto", counting)
     data = with_metadata(b'{"x":[' + (b"[]," * (20 << 20))[:-1] + b"]}")
     with pytest.raises(errors.LimitError):
         squeezefmt.open(data)
@@ -269,16 +269,17 @@ def test_zstd_and_bytegroup_decode_into_the_output_and_check_the_frame():
             with pytest.raises(errors.StreamError):
                 open_all(forge(header, [bad] + streams[1:]))
     frame = zstd_util.compress(b"abc" * 1000, 3)
-    assert zstd_util.frame_length(frame, "t") == len(frame)
+    assert zstd_util.frame_extent(frame, "t")[0] == len(frame)
     with pytest.raises(errors.StreamError, match="trailing"):
-        zstd_util.check_frame(frame + b"\x50\x2a\x4d\x18\x00\x00\x00\x00", 3000, "t")  # + skippable frame
+        zstd_util.FrameReader(frame + b"\x50\x2a\x4d\x18\x00\x00\x00\x00", 3000, "t")  # + skippable frame
 
 
 # -- 4. out of memory --------------------------------------------------------------------------------
 
 def test_out_of_memory_is_a_decode_memory_error_naming_the_tensor(tmp_path):
-    blob = small_container(Zstd(3), np.zeros(16, np.float32), name="big/kernel")
-    data = retarget(blob, shape=[1 << 29])  # 2 GiB declared; the frame does not matter
+    header, streams = split(lying_epr(elements=1 << 29))  # 2 GiB declared: the output is allocated first
+    header["tensors"][0]["name"] = "big/kernel"
+    data = forge(header, streams)
     path = tmp_path / "oom.sqz"
     path.write_bytes(data)
     script = textwrap.dedent(f"""

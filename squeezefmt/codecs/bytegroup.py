@@ -41,19 +41,14 @@ def split_planes(storage: np.ndarray, rotate: bool) -> list[np.ndarray]:
     return [np.ascontiguousarray(as_bytes[:, i]) for i in range(width)]
 
 
-def join_planes(planes: list, width: int, count: int, rotate: bool, out: np.ndarray | None = None) -> np.ndarray:
-    """Inverse of :func:`split_planes`: interleave ``width`` planes of ``count`` bytes (into ``out``).
+def join_planes(planes: list, width: int, count: int, rotate: bool) -> np.ndarray:
+    """Inverse of :func:`split_planes`: interleave ``width`` planes of ``count`` bytes.
 
     Uses the C extension when it is built, else :func:`join_planes_reference`.
     """
     if _bytegroupc is None:
-        joined = join_planes_reference(planes, width, count, rotate)
-        if out is None:
-            return joined
-        out[...] = joined
-        return out
-    if out is None:
-        out = empty_aligned(count, _UINT[width])
+        return join_planes_reference(planes, width, count, rotate)
+    out = empty_aligned(count, _UINT[width])
     _bytegroupc.join(planes, out, rotate)
     return out
 
@@ -104,29 +99,45 @@ class ByteGroup(Zstd):
             if mode == "raw":
                 if len(stream) != count:
                     raise StreamError(f"bytegroup: raw plane {i} has {len(stream)} bytes, expected {count}")
-                sources.append(memoryview(stream).cast("B"))
+                sources.append(memoryview(stream).cast("B"))  # joined straight from the (mapped) file
             else:
-                sources.append(zstd_util.ChunkReader(stream, count, f"bytegroup plane {i}"))
-        u = empty_aligned(count, _UINT[width])
-        rotate = spec.dtype in FLOAT_NAMES
-        # Plane by plane into the output, a chunk of elements at a time: the scratch is `width`
-        # chunks, whatever the tensor's size, and nothing past the decoded prefix is touched.
-        scratch = [bytearray(min(count, zstd_util.CHUNK)) for _ in sources]
-        for start in range(0, count, zstd_util.CHUNK):
-            n = min(zstd_util.CHUNK, count - start)
-            planes = []
-            for src, buf in zip(sources, scratch):
-                if isinstance(src, memoryview):
-                    planes.append(src[start:start + n])
-                else:
-                    part = memoryview(buf)[:n]
-                    src.read_into(part)
-                    planes.append(part)
-            join_planes(planes, width, n, rotate, out=u[start:start + n])
-        for src in sources:
-            if not isinstance(src, memoryview):
-                src.finish()
+                sources.append(zstd_util.FrameReader(stream, count, f"bytegroup plane {i}"))
+        u = empty_aligned(count, _UINT[width], populate=True)  # every stream checked to fill it
+        join_streams(sources, u, rotate=spec.dtype in FLOAT_NAMES)
         return from_storage(u.view(_storage_dtype(spec.dtype)).reshape(spec.shape), spec.dtype)
+
+
+#: Elements joined per step: zstd planes are decompressed into scratch of this many bytes per plane.
+JOIN_BLOCK = 1 << 17
+
+
+def join_streams(sources: list, out: np.ndarray, rotate: bool) -> None:
+    """Join planes into ``out`` block by block: a raw plane is a view of the stream, a zstd plane a
+    :class:`~squeezefmt.codecs.zstd_util.FrameReader` decompressed into a small reused buffer."""
+    count = out.size
+    scratch = [bytearray(min(count, JOIN_BLOCK)) if not isinstance(s, memoryview) else None for s in sources]
+    for start in range(0, count, JOIN_BLOCK):
+        end = min(count, start + JOIN_BLOCK)
+        parts = []
+        for src, buf in zip(sources, scratch):
+            if buf is None:
+                parts.append(src[start:end])
+            else:
+                part = memoryview(buf)[:end - start]
+                src.readinto(part)
+                parts.append(part)
+        join_planes_into(parts, out[start:end], rotate)
+    for src in sources:
+        if not isinstance(src, memoryview):
+            src.finish()
+
+
+def join_planes_into(planes: list, out: np.ndarray, rotate: bool) -> None:
+    """:func:`join_planes` into the contiguous unsigned array ``out`` (C loop when built)."""
+    if _bytegroupc is not None:
+        _bytegroupc.join(planes, out, rotate)
+    else:
+        out[...] = join_planes_reference(planes, out.dtype.itemsize, out.size, rotate)
 
 
 def _storage_dtype(name: str) -> np.dtype:

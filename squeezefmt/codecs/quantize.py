@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..buffers import empty_aligned, gather
+from ..buffers import _decodec, empty_aligned, gather
 from ..dtypes import FLOAT_NAMES, dtype_name, numpy_dtype
-from ..entropy import huffman
 from ..errors import CodecError, StreamError
 from .base import Codec, Encoded, TensorSpec, expect_streams, lossy_stats
+from .index_coding import check_coder, decode_indices, encode_indices
 from .registry import register
 
 ALLOWED_BITS = tuple(range(1, 9)) + (16,)
@@ -122,6 +122,22 @@ def cast_float(values: np.ndarray, out_name: str) -> np.ndarray:
     return np.asarray(values).astype(target)
 
 
+def dequantize_channels_reference(sym, out, shift, zp, step, ax: int, qmax: int, out_name: str) -> None:
+    """Per-channel ``out = dequantize(sym - shift)`` (numpy reference of the C ``dequant`` loop).
+
+    Works in slices of the leading axis, so the int64/float temporaries of the formula stay small
+    instead of 2-3 times the tensor (lazy inference's peak memory sees them).
+    """
+    rows = max(1, DECODE_CHUNK_ELEMENTS // max(1, sym[0].size))
+    for r0 in range(0, sym.shape[0], rows):
+        part = slice(r0, r0 + rows)
+        params = (shift[part], zp[part], step[part]) if ax == 0 else (shift, zp, step)
+        q = sym[part].astype(np.int64) - params[0]
+        if int(q.min()) < 0 or int(q.max()) > qmax:
+            raise StreamError(f"quant: a decoded index lies outside its channel's 0..{qmax} range")
+        out[part] = dequantize(q, params[1], params[2], out_name)
+
+
 @register
 class Quantize(Codec):
     """Uniform scalar quantization, ``bits`` in 1..8 (or 16), per tensor or per channel along ``axis``."""
@@ -130,7 +146,7 @@ class Quantize(Codec):
     version = 1
     lossless = False
 
-    def __init__(self, bits: int = 8, per_channel: bool = False, axis: int = -1):
+    def __init__(self, bits: int = 8, per_channel: bool = False, axis: int = -1, coder: str = "huffman"):
         self.bits = _check_bits(bits)
         if not isinstance(per_channel, bool):
             raise StreamError(f"quant: per_channel must be a boolean, got {per_channel!r}")
@@ -138,9 +154,13 @@ class Quantize(Codec):
             raise StreamError(f"quant: axis must be an integer, got {axis!r}")
         self.per_channel = per_channel
         self.axis = axis
+        self.coder = check_coder(coder, "quant")   # index coder (codecs/index_coding.py)
 
     def get_config(self):
-        return {"bits": self.bits, "per_channel": self.per_channel, "axis": self.axis}
+        cfg = {"bits": self.bits, "per_channel": self.per_channel, "axis": self.axis}
+        if self.coder != "huffman":      # absent for Huffman: files from before the option are unchanged
+            cfg["coder"] = self.coder
+        return cfg
 
     # -- the stream -------------------------------------------------------------------------
 
@@ -190,9 +210,9 @@ class Quantize(Codec):
         bshape = _broadcast_shape(array.ndim, ax, channels)
         symbols = (q + shift.reshape(bshape)).reshape(-1)
         alphabet = (1 << self.bits) + int(shift.max())
-        payload = huffman.encode(symbols, alphabet_size=alphabet)
+        payload, side = encode_indices(symbols, alphabet, self.coder)
         decoded = dequantize(q, zp.reshape(bshape), step.reshape(bshape), name)
-        return Encoded(streams=[params + payload], stats=lossy_stats(array, decoded))
+        return Encoded(streams=[params + payload], side=side, stats=lossy_stats(array, decoded))
 
     def decode(self, streams, side, spec: TensorSpec) -> np.ndarray:
         expect_streams(streams, 1, self.codec_id)
@@ -219,11 +239,13 @@ class Quantize(Codec):
             raise StreamError(f"quant: a zero point exceeds {qmax}")
         shift = self._symbol_shift(zp)
         alphabet = (1 << self.bits) + int(shift.max())
-        sym = huffman.decode(data[head:], n, dtype=np.uint8 if alphabet <= 256 else np.uint16)
+        if not isinstance(side, dict) or set(side) - {"coder", "center"}:
+            raise StreamError(f"quant: unknown side information {side!r}")
+        sym = decode_indices(data[head:], n, alphabet, side, np.uint8 if alphabet <= 256 else np.uint16)
         bshape = _broadcast_shape(len(spec.shape), ax, channels)
         sym = sym.reshape(spec.shape if spec.shape else (1,))
         shift, zp, step = shift.reshape(bshape or (1,)), zp.reshape(bshape or (1,)), step.reshape(bshape or (1,))
-        out = empty_aligned(sym.shape, numpy_dtype(spec.dtype))
+        out = empty_aligned(sym.shape, numpy_dtype(spec.dtype), populate=True)  # every element written below
         if channels == 1:
             # One table entry per symbol, computed with the formula below (so the values are the same
             # bits); decoding is then one gather.
@@ -232,14 +254,13 @@ class Quantize(Codec):
             table = dequantize(np.arange(qmax + 1, dtype=np.int64), zp.reshape(()), step.reshape(()), spec.dtype)
             gather(table, sym, out)
             return out.reshape(spec.shape)
-        # Per channel: dequantize in slices of the leading axis, so the int64/float temporaries of the
-        # formula stay small instead of 2-3 times the tensor (lazy inference's peak memory sees them).
-        rows = max(1, DECODE_CHUNK_ELEMENTS // max(1, sym[0].size))
-        for r0 in range(0, sym.shape[0], rows):
-            part = slice(r0, r0 + rows)
-            params = (shift[part], zp[part], step[part]) if ax == 0 else (shift, zp, step)
-            q = sym[part].astype(np.int64) - params[0]
-            if int(q.min()) < 0 or int(q.max()) > qmax:
+        if _decodec is not None and out.dtype == np.float32:
+            inner = int(np.prod(spec.shape[ax + 1:], dtype=np.int64))
+            as32 = [np.ascontiguousarray(v.reshape(-1), dtype=np.int32) for v in (shift, zp)]
+            bad = _decodec.dequant(sym.reshape(-1), out.reshape(-1), as32[0], as32[1],
+                                   np.ascontiguousarray(step.reshape(-1), dtype=np.float32), inner, qmax)
+            if bad:
                 raise StreamError(f"quant: a decoded index lies outside its channel's 0..{qmax} range")
-            out[part] = dequantize(q, params[1], params[2], spec.dtype)
+        else:
+            dequantize_channels_reference(sym, out, shift, zp, step, ax, qmax, spec.dtype)
         return out.reshape(spec.shape)

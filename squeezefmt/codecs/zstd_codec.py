@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..buffers import empty_aligned
-from ..dtypes import as_storage, from_storage, numpy_dtype
+from ..dtypes import as_storage, from_storage, itemsize, numpy_dtype
 import squeezefmt.codecs.zstd_util as zstd_util
 from .base import Codec, Encoded, TensorSpec, expect_streams
 from .registry import register
@@ -27,6 +27,9 @@ class Zstd(Codec):
 
     def decode(self, streams, side, spec: TensorSpec) -> np.ndarray:
         expect_streams(streams, 1, self.codec_id)
-        out = empty_aligned(spec.shape, numpy_dtype(spec.dtype, storage=True))
-        zstd_util.decompress_into(streams[0], out.reshape(-1).view(np.uint8), "zstd")  # straight into out
-        return from_storage(out, spec.dtype)
+        storage = numpy_dtype(spec.dtype, storage=True)
+        reader = zstd_util.FrameReader(streams[0], spec.size * storage.itemsize, "zstd")  # checked before writing
+        flat = empty_aligned(spec.size, storage, populate=True)
+        reader.readinto(flat)  # straight into the output: no intermediate bytes, no copy
+        reader.finish()
+        return from_storage(flat.reshape(spec.shape), spec.dtype)

@@ -1,22 +1,23 @@
 """Bounded zstd helpers shared by the codecs.
 
-Decompression always goes through :func:`check_frame` first: the stream must be exactly one zstd
-frame (its length computed from the block headers, without decompressing) that declares its
-content size, and that size must be the one the header implies. :func:`decompress_into` then
-decompresses straight into the caller's output buffer in steps, so a lying or corrupt frame makes
-the reader touch no more memory than it has actually decoded, and never more than the declared
-tensor; :class:`ChunkReader` hands out the content in pieces of bounded size.
+``decompress_exact`` is the only way codecs decompress: it checks that the stream is exactly one
+zstd frame that declares its content size, that the size is the one the header implies, and that
+nothing follows the frame, before and after decompressing. A lying frame therefore cannot make
+the reader allocate more than the declared tensor.
 """
 from __future__ import annotations
+
+import struct
 
 import zstandard
 
 from ..errors import StreamError
 
 MAX_LEVEL = 22
-#: Bytes decompressed per step (bounds the scratch of chunked decoders).
-CHUNK = 1 << 20
 _MAGIC = 0xFD2FB528
+_BLOCK_MAX = 1 << 17
+#: Compressed bytes handed to zstd per read when decompressing into a caller's buffer.
+READ_SIZE = 1 << 17
 
 
 def compress(data, level: int) -> bytes:
@@ -25,35 +26,8 @@ def compress(data, level: int) -> bytes:
     return cctx.compress(data)
 
 
-def frame_length(data, what: str) -> int:
-    """Length in bytes of the zstd frame at the start of ``data``, from its block headers (RFC 8878)."""
-    mv = memoryview(data).cast("B")
-    n = len(mv)
-    if n < 5 or int.from_bytes(mv[:4], "little") != _MAGIC:
-        raise StreamError(f"{what}: not a zstd frame")
-    fhd = mv[4]
-    fcs_flag, single, checksum, dict_flag = fhd >> 6, (fhd >> 5) & 1, (fhd >> 2) & 1, fhd & 3
-    if fhd & 0x08:
-        raise StreamError(f"{what}: zstd frame header sets a reserved bit")
-    pos = 5 + (0 if single else 1) + (0, 1, 2, 4)[dict_flag] + ((1 if single else 0), 2, 4, 8)[fcs_flag]
-    while True:
-        if pos + 3 > n:
-            raise StreamError(f"{what}: zstd frame is truncated")
-        header = int.from_bytes(mv[pos:pos + 3], "little")
-        last, btype, size = header & 1, (header >> 1) & 3, header >> 3
-        if btype == 3:
-            raise StreamError(f"{what}: corrupt zstd frame (reserved block type)")
-        pos += 3 + (1 if btype == 1 else size)
-        if last:
-            break
-    pos += 4 * checksum
-    if pos > n:
-        raise StreamError(f"{what}: zstd frame is truncated")
-    return pos
-
-
-def check_frame(data, expected_size: int, what: str) -> None:
-    """``data`` is exactly one zstd frame declaring ``expected_size`` content bytes, else StreamError."""
+def decompress_exact(data, expected_size: int, what: str) -> bytes:
+    """Decompress one zstd frame that must expand to exactly ``expected_size`` bytes."""
     try:
         params = zstandard.get_frame_parameters(data)
     except zstandard.ZstdError as exc:
@@ -62,59 +36,110 @@ def check_frame(data, expected_size: int, what: str) -> None:
         raise StreamError(
             f"{what}: zstd frame declares {params.content_size} bytes, the header implies {expected_size}"
         )
-    if params.dict_id:
-        raise StreamError(f"{what}: zstd frame needs a dictionary")
-    end = frame_length(data, what)
-    if end != len(data):
-        raise StreamError(f"{what}: {len(data) - end} bytes of trailing data after the zstd frame")
+    dobj = zstandard.ZstdDecompressor().decompressobj()
+    try:
+        out = dobj.decompress(data)
+    except zstandard.ZstdError as exc:
+        raise StreamError(f"{what}: corrupt zstd frame ({exc})") from None
+    if not dobj.eof:
+        raise StreamError(f"{what}: zstd frame is truncated")
+    if dobj.unused_data:
+        raise StreamError(f"{what}: {len(dobj.unused_data)} bytes of trailing data after the zstd frame")
+    if len(out) != expected_size:
+        raise StreamError(f"{what}: zstd frame expanded to {len(out)} bytes, expected {expected_size}")
+    return out
 
 
-class ChunkReader:
-    """The content of one checked zstd frame, read in pieces (``read_into``); StreamError on corruption."""
+def frame_extent(data, what: str) -> tuple[int, int]:
+    """(compressed length, upper bound of the decompressed size) of the zstd frame at the start of ``data``.
+
+    Walks the frame header and block headers (RFC 8878 section 3.1.1) without decompressing, so a
+    frame that is truncated, followed by other bytes, or too short for the size it declares is
+    rejected before any output is written.
+    """
+    mv = memoryview(data).cast("B")
+    n = len(mv)
+    if n < 6 or struct.unpack_from("<I", mv, 0)[0] != _MAGIC:
+        raise StreamError(f"{what}: not a zstd frame")
+    fhd = mv[4]
+    fcs_flag, single, checksum, dict_flag = fhd >> 6, (fhd >> 5) & 1, (fhd >> 2) & 1, fhd & 3
+    if fhd & 0x08:
+        raise StreamError(f"{what}: zstd frame header has its reserved bit set")
+    pos = 5 + (0 if single else 1) + (0, 1, 2, 4)[dict_flag] + ((1 if single else 0), 2, 4, 8)[fcs_flag]
+    bound = 0
+    while True:
+        if pos + 3 > n:
+            raise StreamError(f"{what}: zstd frame is truncated")
+        header = mv[pos] | (mv[pos + 1] << 8) | (mv[pos + 2] << 16)
+        last, kind, size = header & 1, (header >> 1) & 3, header >> 3
+        pos += 3
+        if kind == 3 or size > _BLOCK_MAX:
+            raise StreamError(f"{what}: corrupt zstd block header")
+        pos += 1 if kind == 1 else size
+        bound += _BLOCK_MAX if kind == 2 else size
+        if last:
+            break
+    pos += 4 * checksum
+    if pos > n:
+        raise StreamError(f"{what}: zstd frame is truncated")
+    return pos, bound
+
+
+class FrameReader:
+    """Decompress one zstd frame of exactly ``expected_size`` bytes into caller buffers, piece by piece.
+
+    The frame is checked first (content size declared and equal to ``expected_size``, no trailing
+    bytes, blocks that can hold that much); :meth:`readinto` then fills a buffer completely and
+    :meth:`finish` checks that the frame ended exactly there.
+    """
 
     def __init__(self, data, expected_size: int, what: str):
-        check_frame(data, expected_size, what)
-        self._reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=False)
-        self._left = expected_size
-        self._what = what
-
-    def read_into(self, out) -> None:
-        """Fill the writable byte buffer ``out`` completely with the next ``len(out)`` content bytes."""
-        view = memoryview(out).cast("B")
-        pos, n = 0, len(view)
+        self.what, self.expected = what, expected_size
+        length, bound = frame_extent(data, what)
         try:
-            while pos < n:
-                got = self._reader.readinto(view[pos:min(n, pos + CHUNK)])
-                if got <= 0:
-                    raise StreamError(f"{self._what}: zstd frame ended after {pos} of {n} bytes")
+            params = zstandard.get_frame_parameters(data)
+        except zstandard.ZstdError as exc:
+            raise StreamError(f"{what}: not a zstd frame ({exc})") from None
+        if params.content_size != expected_size:
+            raise StreamError(
+                f"{what}: zstd frame declares {params.content_size} bytes, the header implies {expected_size}")
+        if length != len(data):
+            raise StreamError(f"{what}: {len(data) - length} bytes of trailing data after the zstd frame")
+        if bound < expected_size:
+            raise StreamError(f"{what}: zstd frame is too short for the {expected_size} bytes it declares")
+        self._reader = zstandard.ZstdDecompressor().stream_reader(data, read_size=READ_SIZE, read_across_frames=False)
+        self.done = 0
+
+    def readinto(self, buf) -> None:
+        """Fill the writable buffer ``buf`` with the next ``len(buf)`` decompressed bytes."""
+        view = memoryview(buf).cast("B")
+        pos = 0
+        try:
+            while pos < len(view):
+                got = self._reader.readinto(view[pos:])
+                if not got:
+                    raise StreamError(f"{self.what}: zstd frame is truncated")
                 pos += got
         except zstandard.ZstdError as exc:
-            raise StreamError(f"{self._what}: corrupt zstd frame ({exc})") from None
-        self._left -= n
+            raise StreamError(f"{self.what}: corrupt zstd frame ({exc})") from None
+        self.done += pos
 
     def finish(self) -> None:
-        """Check that the frame holds nothing beyond what was read."""
         try:
             extra = self._reader.read(1)
         except zstandard.ZstdError as exc:
-            raise StreamError(f"{self._what}: corrupt zstd frame ({exc})") from None
-        if self._left or extra:
-            raise StreamError(f"{self._what}: zstd frame size differs from the declared size")
+            raise StreamError(f"{self.what}: corrupt zstd frame ({exc})") from None
+        if extra or self.done != self.expected:
+            raise StreamError(f"{self.what}: zstd frame does not expand to exactly {self.expected} bytes")
+        self._reader.close()
 
 
 def decompress_into(data, out, what: str) -> None:
-    """Decompress one zstd frame that must expand to exactly ``len(out)`` bytes into ``out``."""
-    reader = ChunkReader(data, memoryview(out).nbytes, what)
-    reader.read_into(out)
+    """Decompress one zstd frame into the writable buffer ``out``, which it must fill exactly."""
+    view = memoryview(out).cast("B")
+    reader = FrameReader(data, len(view), what)
+    reader.readinto(view)
     reader.finish()
-
-
-def decompress_exact(data, expected_size: int, what: str) -> bytes:
-    """Decompress one zstd frame that must expand to exactly ``expected_size`` bytes."""
-    check_frame(data, expected_size, what)  # before allocating what the frame claims
-    out = bytearray(expected_size)
-    decompress_into(data, out, what)
-    return out
 
 
 def check_level(level) -> int:

@@ -17,6 +17,8 @@ from typing import Any
 from ..errors import HeaderError, LimitError
 from .limits import INT_MAX, INT_MIN, Limits
 
+#: Bytes of a compressed header decompressed (and counted) per step.
+_CHUNK = 1 << 20
 #: Longest integer literal that can be in range ("-9223372036854775808", 20 digits for 2**64 - 1).
 _MAX_INT_CHARS = 20
 #: Longest number literal with a fraction or exponent accepted (a double needs at most 17 digits
@@ -49,10 +51,10 @@ def header_json(stored, pre, limits: Limits):
         return stored
     chunks, used, left = [], 0, pre.json_len
     try:
-        reader = zstd_util.ChunkReader(stored, pre.json_len, "compressed header")
+        reader = zstd_util.FrameReader(stored, pre.json_len, "compressed header")
         while left:
-            chunk = bytearray(min(left, zstd_util.CHUNK))
-            reader.read_into(chunk)
+            chunk = bytearray(min(left, _CHUNK))
+            reader.readinto(chunk)
             used = _spend(budget, used + structure_count(chunk), limits)
             chunks.append(chunk)
             left -= len(chunk)
