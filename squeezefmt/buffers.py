@@ -13,12 +13,15 @@ Decoders allocate their final arrays here. Two reasons:
 """
 from __future__ import annotations
 
+import math
 import mmap
 import sys
 import threading
 from typing import Sequence
 
 import numpy as np
+
+from .errors import DecodeMemoryError
 
 try:  # optional C fast path for gathers (squeezefmt/_decodec.c); gather_reference is the reference
     import squeezefmt._decodec as _decodec  # type: ignore[import-not-found]  # compiled: no import edge
@@ -40,10 +43,22 @@ def empty_aligned(shape: Sequence[int] | int, dtype, *, populate: bool = False) 
     ``populate=True``: the caller is about to write every byte (its input has been checked to fill
     the array), so a large buffer's pages are mapped in one system call (Linux ``MAP_POPULATE``)
     instead of one page fault per 4 KiB, which costs as much as the decode itself here.
+
+    When the memory cannot be had (``mmap`` fails with ENOMEM, numpy raises MemoryError) it raises
+    :class:`~squeezefmt.errors.DecodeMemoryError` (a LimitError and a MemoryError) with the size;
+    the decoder adds the tensor name (spec/format.md section 8).
     """
     dtype = np.dtype(dtype)
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
+    try:
+        return _allocate(shape, dtype, nbytes, populate)
+    except (OSError, MemoryError, OverflowError) as exc:  # ENOMEM from mmap, or numpy's own
+        raise DecodeMemoryError(f"cannot allocate {nbytes} bytes for the decoded tensor "
+                                f"({getattr(exc, 'strerror', None) or exc})") from None
+
+
+def _allocate(shape: tuple[int, ...], dtype: np.dtype, nbytes: int, populate: bool) -> np.ndarray:
     if nbytes >= MMAP_MIN_BYTES:
         buf = _pool.take(nbytes) if populate else None
         if buf is None and populate and _POPULATE is not None:

@@ -5,6 +5,7 @@ clear line on stderr with a non-zero exit status (1 for bad input, 2 for usage e
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -14,6 +15,7 @@ import click
 
 from ._version import __version__
 from .api import open as open_sqz
+from .container.limits import DEFAULT_LIMITS, Limits, parse_size
 from .errors import SqueezeError
 from . import presets as preset_registry
 
@@ -45,6 +47,41 @@ class PresetOption(click.Option):
 def _fail(exc: Exception) -> None:
     click.echo(f"squeezefmt: error: {exc}", err=True)
     sys.exit(1)
+
+
+def _parse_size(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+_max_decoded = click.option(
+    "--max-decoded-bytes", callback=_parse_size, default=None, metavar="SIZE",
+    help="Refuse containers whose tensors decode to more than SIZE bytes in total (e.g. 512M, 8G; "
+         "default 4G, spec/format.md section 8).")
+
+
+def _limits(max_decoded_bytes) -> Limits:
+    if max_decoded_bytes is None:
+        return DEFAULT_LIMITS
+    return dataclasses.replace(DEFAULT_LIMITS, max_decoded_bytes=max_decoded_bytes,
+                               max_tensor_bytes=max(DEFAULT_LIMITS.max_tensor_bytes, max_decoded_bytes))
+
+
+def _usage_conflicts(**given) -> None:
+    """Options that cannot go together are usage errors (exit 2), like unknown options."""
+    pairs = [("cluster", "quantize"), ("epr_max_rel_rms", "epr_bits"), ("epr_max_rel_rms", "cluster"),
+             ("epr_max_rel_rms", "quantize"), ("epr_bits", "cluster"), ("epr_bits", "quantize")]
+    for a, b in pairs:
+        if given.get(a) is not None and given.get(b) is not None:
+            raise click.UsageError(f"--{a.replace('_', '-')} and --{b.replace('_', '-')} cannot be combined")
+    if given.get("per_channel") and given.get("quantize") is None:
+        raise click.UsageError("--per-channel needs --quantize")
+    if (given.get("tt_layers") or given.get("tt_dims")) and given.get("tt_rank") is None and given.get("tt_tol") is None:
+        raise click.UsageError("--tt-layers/--tt-dims need --tt-rank or --tt-tol")
 
 
 class _Progress:
@@ -132,6 +169,8 @@ def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per
         epr_bits=epr_bits, tt_rank=tt_rank, tt_tol=tt_tol))
     if eval_path is not None:
         return cli_eval.run(model, output, eval_path, max_drop, holdout, confidence, include_optimizer, quiet)
+    _usage_conflicts(cluster=cluster, quantize=quantize, per_channel=per_channel, epr_max_rel_rms=epr_max_rel_rms,
+                     epr_bits=epr_bits, tt_rank=tt_rank, tt_tol=tt_tol, tt_layers=tt_layers, tt_dims=tt_dims)
     try:
         if epr_max_rel_rms is not None or epr_bits is not None:  # EPR-trained layers need no option
             preset = preset_registry.epr_preset_name(max_rel_rms=epr_max_rel_rms, bits_per_weight=epr_bits)
@@ -154,12 +193,19 @@ def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per
                          epr_float16_steps=epr_float16_steps)
     except (SqueezeError, OSError) as exc:
         _fail(exc)
+    if tt is not None and not tt_report:
+        click.echo("squeezefmt: warning: --tt-rank/--tt-tol did nothing: the model has no Dense kernels "
+                   "(2-D layer kernels) to decompose", err=True)
     if not quiet:
         for c in tt_report:
             click.echo(f"tt {c.layer}: {c.shape[0]}x{c.shape[1]} as {c.input_dims}x{c.output_dims} ranks {c.ranks}, "
                        f"{c.params} params, rel. error {c.rel_error:.4f}" + ("" if c.used else f" - kept dense: {c.reason}"))
         before, after = os.path.getsize(model), os.path.getsize(output)
-        click.echo(f"{model}: {before} bytes -> {output}: {after} bytes ({before / max(after, 1):.2f}x)")
+        raw = sum(a.nbytes for a in archive.arrays.values())
+        click.echo(f"{model}: {before} bytes -> {output}: {after} bytes ({before / max(after, 1):.2f}x the .h5 file, "
+                   "which also holds HDF5 overhead" + ("" if include_optimizer else " and any optimizer state") +
+                   f"; {raw / max(after, 1):.2f}x the {raw} bytes of packed tensors, the ratio `squeezefmt info` "
+                   "shows)")
 
 
 @main.command()
@@ -184,10 +230,14 @@ def _bits_per_weight(nbytes: int, *shapes) -> float | None:
     return round(8 * nbytes / n, 3) if n else None
 
 
-def info_dict(path) -> dict:
-    """What ``squeezefmt info --json`` prints: per-tensor and total sizes from the header."""
+def info_dict(path, limits: Limits = DEFAULT_LIMITS) -> dict:
+    """What ``squeezefmt info --json`` prints: per-tensor and total sizes from the header.
+
+    ``totals.ratio`` is the raw bytes of the stored tensors over the container's file size (the pack
+    summary also shows the .h5 file size over it, which counts HDF5 overhead and optimizer state).
+    """
     from .container.breakdown import file_breakdown
-    with open_sqz(path) as f:
+    with open_sqz(path, limits=limits) as f:
         rows = []
         for name in f.keys():
             i = f.info(name)
@@ -214,10 +264,11 @@ def info_dict(path) -> dict:
 @main.command()
 @click.argument("container", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def info(container, as_json):
-    """Show per-tensor codec, shape, sizes and ratio of CONTAINER."""
+@_max_decoded
+def info(container, as_json, max_decoded_bytes=None):
+    """Show per-tensor codec, shape, sizes and ratio of CONTAINER (ratio: raw tensor bytes / stored)."""
     try:
-        d = info_dict(container)
+        d = info_dict(container, _limits(max_decoded_bytes))
     except (SqueezeError, OSError) as exc:
         _fail(exc)
     if as_json:
@@ -237,16 +288,17 @@ def info(container, as_json):
                    f"{r['stored_bytes']:>10} {r['side_bytes']:>6} {ratio:>7} {bpw:>7}")
     t = d["totals"]
     click.echo(f"{'total':<{width}}  {t['tensors']} tensors{'':<29} {t['raw_bytes']:>10} {t['stored_bytes']:>10} "
-               f"{t['side_bytes']:>6} {t['ratio'] or 0:>6.2f}x {t['bits_per_weight'] or 0:>7.3f} (file)")
+               f"{t['side_bytes']:>6} {t['ratio'] or 0:>6.2f}x {t['bits_per_weight'] or 0:>7.3f} (ratio: raw tensors / file)")
 
 
 @main.command()
 @click.argument("container", type=click.Path(exists=True, dir_okay=False))
 @click.option("--quiet", "-q", is_flag=True)
-def verify(container, quiet):
+@_max_decoded
+def verify(container, quiet, max_decoded_bytes=None):
     """Check every checksum and decode every tensor of CONTAINER (exit 0 when intact)."""
     try:
-        with open_sqz(container) as f:
+        with open_sqz(container, limits=_limits(max_decoded_bytes)) as f:
             with _Progress(len(f), "verifying", quiet) as bar:
                 checked = f.verify(progress=bar.step)
     except (SqueezeError, OSError) as exc:

@@ -35,6 +35,13 @@ class LimitError(FormatError):
     """The input asks for more than the reader's safety limits allow (header size, dims, elements)."""
 
 
+class DecodeMemoryError(LimitError, MemoryError):
+    """The machine could not provide the memory a tensor within the limits needs (the allocation of
+    its output failed). Both a :class:`LimitError` (so code that rejects bad uploads with
+    ``except SqueezeError`` rejects it) and a :class:`MemoryError` (so code that handles running out
+    of memory sees it); the message names the tensor and the byte count."""
+
+
 class UnknownCodecError(SqueezeError):
     """The container names a codec id (or codec version) this build does not know."""
 
@@ -66,6 +73,6 @@ class BaseMismatchError(SqueezeError):
 
 __all__ = [
     "SqueezeError", "FormatError", "TruncatedError", "VersionError", "HeaderError", "ChecksumError",
-    "LimitError", "UnknownCodecError", "CodecError", "StreamError", "KerasFormatError", "LazyWeightError",
+    "LimitError", "DecodeMemoryError", "UnknownCodecError", "CodecError", "StreamError", "KerasFormatError", "LazyWeightError",
     "UnsafeModelError", "BaseMismatchError",
 ]

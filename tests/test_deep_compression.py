@@ -182,8 +182,10 @@ def test_cli_options(weights_h5, tmp_path):
             assert kinds["fc2/fc2/kernel:0"] == "quant"
             assert d["packing"]["preset"].startswith("custom:")
     assert sizes["--prune 0.95 --cluster 4"] < sizes["--preset deep-compression"] < sizes[""]
-    for bad in (["--cluster", "3", "--quantize", "4"], ["--per-channel"], ["--quantize", "12"]):
+    for bad in (["--cluster", "3", "--quantize", "4"], ["--per-channel"]):  # conflicts: usage errors
         res = runner.invoke(main, ["pack", str(path), str(tmp_path / "x.sqz"), "-q", *bad])
-        assert res.exit_code == 1 and "error" in res.output
+        assert res.exit_code == 2 and "Error" in res.output
+    res = runner.invoke(main, ["pack", str(path), str(tmp_path / "x.sqz"), "-q", "--quantize", "12"])
+    assert res.exit_code == 1 and "error" in res.output
     res = runner.invoke(main, ["pack", str(path), str(tmp_path / "x.sqz"), "--prune", "1.5"])
     assert res.exit_code == 2

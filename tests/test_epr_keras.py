@@ -431,7 +431,7 @@ def test_cli_post_training_options(tmp_path):
         np.testing.assert_allclose(sk.load(out).predict(x, verbose=0), ref, atol=0.5 * np.abs(ref).max())
     r = runner.invoke(main, ["pack", "--epr-bits", "2", "--epr-max-rel-rms", "0.1", str(tmp_path / "p.h5"),
                              str(tmp_path / "bad.sqz")])
-    assert r.exit_code == 1 and "not both" in r.output
+    assert r.exit_code == 2 and "cannot be combined" in r.output
 
 
 @needs_keras2_files

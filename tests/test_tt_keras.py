@@ -295,7 +295,7 @@ def test_cli_tt_option_errors(dense_mlp, tmp_path):
 
     d, *_ = dense_mlp
     r = CliRunner().invoke(main, ["pack", str(d / "mlp.h5"), str(tmp_path / "x.sqz"), "--tt-layers", "hidden"])
-    assert r.exit_code == 1 and "need --tt-rank or --tt-tol" in r.output
+    assert r.exit_code == 2 and "need --tt-rank or --tt-tol" in r.output
     r = CliRunner().invoke(main, ["pack", str(d / "mlp.h5"), str(tmp_path / "x.sqz"), "--tt-rank", "2",
                                   "--tt-dims", "7,4:5"])
     assert r.exit_code == 1 and "error" in r.output

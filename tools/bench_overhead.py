@@ -32,7 +32,8 @@ ROOT = os.path.dirname(HERE)
 
 def breakdown(data: bytes) -> dict:
     import squeezefmt
-    from squeezefmt.container.layout import PREAMBLE_SIZE, decode_header, parse_preamble
+    from squeezefmt.container.jsonbound import decode_header
+    from squeezefmt.container.layout import PREAMBLE_SIZE, parse_preamble
 
     pre = parse_preamble(data[:PREAMBLE_SIZE])
     json_text = decode_header(data[PREAMBLE_SIZE:PREAMBLE_SIZE + pre.header_len], pre)

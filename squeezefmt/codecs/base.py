@@ -62,8 +62,10 @@ class Codec:
     def from_config(cls, config: dict[str, Any]) -> "Codec":
         try:
             return cls(**config)
-        except TypeError as exc:
-            raise StreamError(f"codec {cls.codec_id!r}: invalid config {config!r}: {exc}") from None
+        except StreamError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:  # CodecErrors too: the config came from a file
+            raise StreamError(f"codec {cls.codec_id!r}: invalid config {str(config)[:200]}: {exc}") from None
 
     def encode(self, array: np.ndarray) -> Encoded:
         raise NotImplementedError

@@ -296,7 +296,7 @@ class Cluster(Codec):
         expect_streams(streams, 1, self.codec_id)
         book_name = side.get("codebook") if isinstance(side, dict) else None
         allowed = {spec.dtype} | (set(CODEBOOK_DTYPES) if spec.dtype in FLOAT_NAMES else set())
-        if book_name not in allowed:
+        if not isinstance(book_name, str) or book_name not in allowed:
             raise StreamError(f"cluster: side 'codebook' must be one of {sorted(allowed)}, got {book_name!r}")
         data = memoryview(streams[0])
         n = spec.size

@@ -11,7 +11,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import FormatError, SqueezeError
+from ..errors import DecodeMemoryError, FormatError, SqueezeError
 from .base import Codec, TensorSpec
 from .registry import check_decoded, get_codec
 
@@ -23,7 +23,9 @@ def decode_errors(name: str, codec_id: str) -> Iterator[None]:
         yield
     except SqueezeError as exc:
         raise type(exc)(f"tensor {name!r}: {exc}") from None
-    except (ValueError, TypeError, IndexError, OverflowError, MemoryError) as exc:  # defensive: never leak
+    except MemoryError as exc:  # an allocation inside a codec (empty_aligned raises DecodeMemoryError itself)
+        raise DecodeMemoryError(f"tensor {name!r}: out of memory while decoding ({exc})") from None
+    except (ValueError, TypeError, IndexError, OverflowError) as exc:  # defensive: never leak
         raise FormatError(f"tensor {name!r}: codec {codec_id!r} failed on corrupt data: {exc}") from exc
 
 

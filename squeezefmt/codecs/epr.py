@@ -218,10 +218,7 @@ def parse_side(side: Any, spec: TensorSpec) -> tuple[str, int, tuple[int, ...], 
     return transform, step_dims, lshape, step_shape(lshape, step_dims)
 
 
-def read_latents(stream, side: Any, spec: TensorSpec) -> tuple[np.ndarray, np.ndarray, str]:
-    """``(q, log_steps, transform)`` of one ``epr`` stream: int32 latents and float16 (v2: float32) log-steps."""
-    transform, _, lshape, sshape = parse_side(side, spec)
-    view = memoryview(stream).cast("B") if not isinstance(stream, (bytes, bytearray)) else memoryview(stream)
+def _read_steps(view: memoryview, sshape: tuple[int, ...], side: Any) -> np.ndarray:
     nsteps = math.prod(sshape)
     wide = side.get("step_dtype", "float16") == "float32"
     size = (4 if wide else 2) * nsteps
@@ -233,16 +230,82 @@ def read_latents(stream, side: Any, spec: TensorSpec) -> tuple[np.ndarray, np.nd
         log_steps = np.frombuffer(view[:size], dtype="<f2").astype(np.float16).reshape(sshape)
     if not np.all(np.isfinite(log_steps)) or (log_steps.size and float(np.max(log_steps)) > MAX_LOG_STEP):
         raise StreamError(f"epr: log-steps must be finite and at most {MAX_LOG_STEP}")
+    return log_steps
+
+
+def _byte_view(stream) -> memoryview:
+    return memoryview(stream).cast("B") if not isinstance(stream, (bytes, bytearray)) else memoryview(stream)
+
+
+def _decode_ints(side: Any, data, count: int, out: np.ndarray | None = None) -> np.ndarray:
+    """The ``count`` int32 latents coded in ``data`` with the side's coder (``out``: gamma decodes into it)."""
     coder = side.get("coder", "gamma")
     if coder == "gamma":
-        q = _gamma().decode(view[size:], math.prod(lshape)).reshape(lshape)
-    elif coder == "cabac":
+        return _gamma().decode(data, count, out=out)
+    if coder == "cabac":
         from ..entropy import cabac
 
-        q = cabac.decode(view[size:], math.prod(lshape)).reshape(lshape)
-    else:
-        raise StreamError(f"epr: side 'coder' must be 'gamma' or 'cabac', got {coder!r}")
+        q = cabac.decode(data, count)
+        if out is None:
+            return q
+        out[...] = q.reshape(out.shape)
+        return out
+    raise StreamError(f"epr: side 'coder' must be 'gamma' or 'cabac', got {coder!r}")
+
+
+def read_latents(stream, side: Any, spec: TensorSpec) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(q, log_steps, transform)`` of one ``epr`` stream: int32 latents and float16 (v2: float32) log-steps."""
+    transform, _, lshape, sshape = parse_side(side, spec)
+    view = _byte_view(stream)
+    log_steps = _read_steps(view, sshape, side)
+    q = _decode_ints(side, view[log_steps.nbytes:], math.prod(lshape)).reshape(lshape)
     return q, log_steps, transform
+
+
+#: Elements converted per step by :func:`decode_stream` (its float32 scratch).
+DECODE_CHUNK = 1 << 16
+
+
+def decode_stream(stream, side: Any, spec: TensorSpec) -> np.ndarray:
+    """Decode one ``epr`` stream into the tensor ``spec`` declares.
+
+    Float32 and float64 tensors without a transform (the common case) are decoded in place: the
+    integer latents go straight into the output buffer (float64: its upper half), which the
+    dequantization then overwrites chunk by chunk, so no latent-sized scratch is needed and only
+    what the stream actually decodes is touched. 16-bit floats need an int32 latent buffer (twice
+    the output); ``rdft`` tensors (conv kernels) go through :func:`dequantize`. Same arithmetic as
+    :func:`dequantize` in every case.
+    """
+    transform, _, lshape, sshape = parse_side(side, spec)
+    if transform != "none" or side.get("coder", "gamma") != "gamma":
+        q, log_steps, transform = read_latents(stream, side, spec)
+        return dequantize(q, log_steps, transform, spec.shape, spec.dtype)
+    view = _byte_view(stream)
+    log_steps = _read_steps(view, sshape, side)
+    n, nsteps = math.prod(lshape), log_steps.size
+    out = empty_aligned(lshape, numpy_dtype(spec.dtype))
+    flat = out.reshape(-1)
+    if spec.dtype in ("float32", "float64"):
+        words = flat.view(np.int32)
+        q = words[words.size - n:]
+    else:  # 16-bit floats: the int32 latents do not fit in the output; they need their own buffer
+        q = empty_aligned(n, np.int32)
+    _decode_ints(side, view[log_steps.nbytes:], n, out=q)
+    steps = np.exp(log_steps.astype(np.float32)).reshape(-1)
+    for a in range(0, n, DECODE_CHUNK):
+        b = min(n, a + DECODE_CHUNK)
+        part = q[a:b].astype(np.float32)  # read before the (overlapping) write below
+        part *= steps[0] if nsteps == 1 else steps[np.arange(a, b) % nsteps]
+        flat[a:b] = part if spec.dtype in ("float32", "float64") else _cast16(part, spec.dtype)
+    return out.reshape(spec.shape)
+
+
+def _cast16(values: np.ndarray, dtype: str) -> np.ndarray:
+    """float32 ``values`` as float16 or bfloat16 storage, exactly as :func:`dequantize` casts them."""
+    if dtype == "bfloat16":
+        u = values.view(np.uint32).astype(np.uint64)
+        return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16).view(numpy_dtype("bfloat16"))
+    return values.astype(np.float16)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -386,8 +449,7 @@ class EPR(Codec):
 
     def decode(self, streams, side, spec: TensorSpec) -> np.ndarray:
         expect_streams(streams, 1, self.codec_id)
-        q, log_steps, transform = read_latents(streams[0], side, spec)
-        return dequantize(q, log_steps, transform, spec.shape, spec.dtype)
+        return decode_stream(streams[0], side, spec)
 
 
 class EPRLatents(PreEncoded):

@@ -110,3 +110,5 @@ def check_decoded(out: np.ndarray, spec: TensorSpec, codec_id: str) -> None:
         raise StreamError(f"codec {codec_id!r} decoded shape {out.shape}, the header declares {spec.shape}")
     if out.dtype != numpy_dtype(spec.dtype) and out.dtype != numpy_dtype(spec.dtype, storage=True):
         raise StreamError(f"codec {codec_id!r} decoded dtype {out.dtype}, the header declares {spec.dtype}")
+    if spec.dtype == "bool" and out.size and int(out.view(np.uint8).max()) > 1:
+        raise StreamError(f"codec {codec_id!r}: a bool element is neither 0 nor 1 (spec/format.md section 4)")

@@ -67,6 +67,8 @@ class TT(Codec):
                  d: int | None = None):
         if isinstance(inner, Codec):
             inner = inner.describe()
+        if inner is not None and not isinstance(inner, dict):
+            raise CodecError(f"tt: inner must be a codec or its description (an object), got {type(inner).__name__}")
         self.inner = dict(inner) if inner is not None else _default_inner()
         get_codec(self.inner)  # an unknown or malformed inner codec fails here, not at encode time
         if max_rank is not None and (not isinstance(max_rank, int) or isinstance(max_rank, bool) or max_rank < 1):

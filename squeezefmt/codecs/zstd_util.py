@@ -98,7 +98,7 @@ class FrameReader:
     :meth:`finish` checks that the frame ended exactly there.
     """
 
-    def __init__(self, data, expected_size: int, what: str):
+    def __init__(self, data, expected_size: int, what: str, dict_data=None):
         self.what, self.expected = what, expected_size
         length, bound = frame_extent(data, what)
         try:
@@ -112,7 +112,8 @@ class FrameReader:
             raise StreamError(f"{what}: {len(data) - length} bytes of trailing data after the zstd frame")
         if bound < expected_size:
             raise StreamError(f"{what}: zstd frame is too short for the {expected_size} bytes it declares")
-        self._reader = zstandard.ZstdDecompressor().stream_reader(data, read_size=READ_SIZE, read_across_frames=False)
+        dctx = zstandard.ZstdDecompressor(dict_data=dict_data) if dict_data is not None else zstandard.ZstdDecompressor()
+        self._reader = dctx.stream_reader(data, read_size=READ_SIZE, read_across_frames=False)
         self.done = 0
 
     def readinto(self, buf) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..dtypes import DTYPE_NAMES, itemsize
 from ..errors import HeaderError, LimitError
+from .jsonbound import loads_bounded
 from .layout import Preamble, stream_offset
 from .limits import Limits
 
@@ -58,24 +59,10 @@ def dumps(obj: Any) -> bytes:
     """Deterministic JSON encoding used for the header."""
     try:
         return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate (from a "\\ud800" escape or a Python str)
+        raise HeaderError("header text holds a lone UTF-16 surrogate, which UTF-8 cannot encode") from None
     except ValueError as exc:  # NaN/inf in metadata or stats
         raise HeaderError(f"header is not representable as strict JSON: {exc}") from None
-
-
-def _check_depth(obj: Any, limit: int) -> None:
-    stack = [(obj, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            raise LimitError(f"header JSON nests deeper than {limit} levels")
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-
-
-def _reject_constant(name: str):
-    raise HeaderError(f"header contains {name}, which strict JSON does not allow")
 
 
 def _is_int(value: Any) -> bool:
@@ -84,13 +71,7 @@ def _is_int(value: Any) -> bool:
 
 def parse_header(raw: bytes, preamble: Preamble, limits: Limits) -> tuple[list[TensorEntry], dict[str, Any]]:
     """Validate header bytes; return the tensor entries (in file order) and the metadata object."""
-    try:
-        obj = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError as exc:
-        raise HeaderError(f"header is not valid UTF-8: {exc}") from None
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise HeaderError(f"header is not valid JSON: {exc}") from None
-    _check_depth(obj, limits.max_json_depth)
+    obj = loads_bounded(raw, limits)
     if not isinstance(obj, dict):
         raise HeaderError("header must be a JSON object")
     if obj.get("format") != "squeezefmt":
@@ -108,11 +89,14 @@ def parse_header(raw: bytes, preamble: Preamble, limits: Limits) -> tuple[list[T
         raise LimitError(f"header lists {len(tensors_raw)} tensors; the limit is {limits.max_tensors}")
     if not isinstance(metadata, dict):
         raise HeaderError("header 'metadata' must be an object")
+    if metadata and len(dumps(metadata)) > limits.max_metadata_bytes:
+        raise LimitError(f"header metadata is larger than the {limits.max_metadata_bytes}-byte limit")
 
     entries: list[TensorEntry] = []
     names: set[str] = set()
     cursor = preamble.data_start
     last_end = preamble.data_start
+    total = 0
     for index, t in enumerate(tensors_raw):
         entry = _parse_tensor(t, index, limits, preamble.compact)
         if entry.name in names:
@@ -131,6 +115,10 @@ def parse_header(raw: bytes, preamble: Preamble, limits: Limits) -> tuple[list[T
             placed.append(s)
             cursor = last_end = s.offset + s.length
         entries.append(dataclasses.replace(entry, streams=tuple(placed)) if preamble.compact else entry)
+        total += entry.nbytes
+        if total > limits.max_decoded_bytes:
+            raise LimitError(f"the tensors decode to more than the {limits.max_decoded_bytes}-byte limit "
+                             "(Limits.max_decoded_bytes, --max-decoded-bytes)")
     if preamble.file_len != last_end:
         raise HeaderError(f"preamble says the file has {preamble.file_len} bytes, the streams end at {last_end}")
     return entries, metadata
@@ -153,8 +141,8 @@ def _parse_tensor(t: Any, index: int, limits: Limits, compact: bool = False) -> 
     if len(shape) > limits.max_ndim:
         raise LimitError(f"{where}: {len(shape)} dimensions; the limit is {limits.max_ndim}")
     nbytes = itemsize(dtype)
-    for d in shape:
-        nbytes *= d
+    for d in shape:  # zero dimensions count as 1 here, so that [0, 2**62] is refused too
+        nbytes *= max(d, 1)
         if nbytes > limits.max_tensor_bytes:
             raise LimitError(f"{where}: shape {shape} needs more than the {limits.max_tensor_bytes}-byte limit")
     codec = t.get("codec")

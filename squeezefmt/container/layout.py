@@ -116,23 +116,6 @@ def encode_header(json_bytes: bytes, compress_header: bool = True, compact: bool
     return flags, stored
 
 
-def decode_header(stored: bytes, pre: Preamble) -> bytes:
-    """The header JSON bytes from the stored header (after its CRC was checked)."""
-    if not pre.flags & FLAG_HEADER_ZSTD:
-        if pre.json_len != pre.header_len:
-            raise HeaderError(f"uncompressed header: json_len {pre.json_len} != header_len {pre.header_len}")
-        return stored
-    from ..codecs.zstd_util import decompress_exact  # noqa: PLC0415
-    from ..errors import StreamError  # noqa: PLC0415
-    from .header_dict import header_dict  # noqa: PLC0415
-
-    try:
-        return decompress_exact(stored, pre.json_len, "compressed header",
-                                dict_data=header_dict() if pre.flags & FLAG_HEADER_DICT else None)
-    except StreamError as exc:
-        raise HeaderError(str(exc)) from None
-
-
 def build_preamble(json_bytes: bytes, file_len_of, compress_header: bool = True,
                    compact: bool = False) -> tuple[Preamble, bytes]:
     """Preamble and stored header for ``json_bytes``; ``file_len_of(data_start)`` gives file_len."""

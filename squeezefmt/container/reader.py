@@ -12,7 +12,8 @@ from ..codecs import TensorSpec, get_codec
 from ..codecs.decode import decode_tensor
 from ..errors import ChecksumError, FormatError, LimitError, SqueezeError, TruncatedError
 from .header import TensorEntry, parse_header
-from .layout import PREAMBLE_SIZE, crc32, decode_header, parse_preamble
+from .jsonbound import header_json
+from .layout import PREAMBLE_SIZE, crc32, parse_preamble
 from .limits import DEFAULT_LIMITS, Limits
 from .layers import Grouping, LayerAccessMixin, LayerInfo  # noqa: F401 - layer-level access (f.layer(name))
 from .source import open_source
@@ -75,7 +76,7 @@ class SqzFile(LayerAccessMixin):
         stored = bytes(src.read(PREAMBLE_SIZE, pre.header_len))
         if crc32(stored) != pre.header_crc:
             raise ChecksumError("header checksum mismatch: the header is corrupt")
-        raw = decode_header(stored, pre)
+        raw = header_json(stored, pre, self._limits)
         self._preamble = pre
         self._header_json = raw
         entries, self._metadata = parse_header(raw, pre, self._limits)

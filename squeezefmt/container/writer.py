@@ -10,6 +10,7 @@ object, or atomically replaces a path (temporary file in the same directory + ``
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import os
 import stat
@@ -19,6 +20,7 @@ from typing import Any, Iterable
 
 from ..codecs import Encoded
 from ..errors import SqueezeError
+from . import tempfiles
 from .compact import compact_metadata, compact_tensor
 from .header import dumps
 from .layout import ALIGN, PREAMBLE_SIZE, align, build_preamble, crc32, stream_offset
@@ -200,7 +202,10 @@ def _final_mode(path: str) -> int:
 
 def _atomic_write(pieces: list[bytes], path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(errno.ENOENT, "the output folder does not exist", path)
+    tempfiles.remove_stale(path)  # leftovers of killed earlier writes to this target
+    fd, tmp = tempfile.mkstemp(prefix=tempfiles.prefix_for(path), suffix=tempfiles.SUFFIX, dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             for p in pieces:

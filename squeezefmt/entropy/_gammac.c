@@ -285,18 +285,23 @@ static inline int read_bit(reader *r, uint32_t *bit) {
 /* On error, *where is the index of the value being decoded and *extra the overrun / byte count. */
 static int decode_loop(reader *r, int32_t *out, Py_ssize_t n, int strict, Py_ssize_t *where,
                        Py_ssize_t *extra) {
-    memset(out, 0, (size_t)n * sizeof(int32_t));
+    /* Zeros are written run by run as the stream is decoded (no memset of the whole output first):
+     * an invalid or short stream touches only the part of out it actually decoded. */
     Py_ssize_t i = 0;
     int err;
     while (i < n) {
         uint32_t run, positive, mag;
         *where = i;
         if (UNLIKELY((err = read_gamma(r, &run)) != DEC_OK)) return err;
-        i += (Py_ssize_t)run - 1;
-        if (UNLIKELY(i >= n)) {
-            if (i > n) { *extra = i - n; return DEC_OVERRUN; }
+        Py_ssize_t zeros = (Py_ssize_t)run - 1;
+        if (UNLIKELY(zeros >= n - i)) {
+            if (zeros > n - i) { *extra = zeros - (n - i); return DEC_OVERRUN; }
+            memset(out + i, 0, (size_t)zeros * sizeof(int32_t));
+            i = n;
             break;
         }
+        if (zeros) memset(out + i, 0, (size_t)zeros * sizeof(int32_t));
+        i += zeros;
         if (UNLIKELY((err = read_bit(r, &positive)) != DEC_OK)) return err;
         if (UNLIKELY((err = read_gamma(r, &mag)) != DEC_OK)) return err;
         out[i] = positive ? (int32_t)mag : -(int32_t)mag;

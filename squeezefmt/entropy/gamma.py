@@ -122,7 +122,8 @@ def _as_bytes_view(data) -> memoryview:
     return mv
 
 
-def decode(data, count: int, *, strict: bool = True, backend: Optional[str] = None) -> np.ndarray:
+def decode(data, count: int, *, strict: bool = True, backend: Optional[str] = None,
+           out: Optional[np.ndarray] = None) -> np.ndarray:
     """Decode ``count`` int32 values (one coding unit) from a bytes-like ``data``.
 
     Returns a new flat ``int32`` array of length ``count``; reshape it to the tensor's shape. The
@@ -132,18 +133,27 @@ def decode(data, count: int, *, strict: bool = True, backend: Optional[str] = No
     with ``strict=True``, the default -- does not end right after the last value (more than 7
     padding bits, or non-zero padding bits). ``strict=False`` ignores everything after the last
     value, exactly as tfc's decoder does. Never allocates more than the ``count`` output values
-    (plus, on the numpy backend, bounded work buffers).
+    (plus, on the numpy backend, bounded work buffers). ``out``: a contiguous int32 array of
+    ``count`` elements to decode into (the C backend writes only what it decodes, run by run).
     """
     count = _check_count(count)
     view = _as_bytes_view(data)
     backend = _check_backend(backend or BACKEND)
+    if out is not None and (out.dtype != np.int32 or out.size != count or not out.flags.c_contiguous):
+        raise ValueError(f"out must be a contiguous int32 array of {count} elements")
     if backend == "c":
-        out = np.empty(count, dtype=np.int32)
-        _gammac.decode_into(view, out, strict)
+        if out is None:
+            out = np.empty(count, dtype=np.int32)
+        _gammac.decode_into(view, out.reshape(-1), strict)
         return out
     if backend == "numpy":
-        return _decode_numpy(view, count, strict)
-    return np.array(gamma_ref.decode(view, count, strict), dtype=np.int32).reshape(count)
+        values = _decode_numpy(view, count, strict)
+    else:
+        values = np.array(gamma_ref.decode(view, count, strict), dtype=np.int32).reshape(count)
+    if out is None:
+        return values
+    out.reshape(-1)[...] = values
+    return out
 
 
 def _check_count(count) -> int:

@@ -108,7 +108,7 @@ def content_hash(model: Any) -> str:
         h.update(struct.pack("<I", len(nb)) + nb + struct.pack("<I", len(dt)) + dt)
         h.update(struct.pack("<I", a.ndim) + b"".join(struct.pack("<Q", int(d)) for d in a.shape))
         h.update(struct.pack("<Q", data.nbytes))
-        h.update(memoryview(data).cast("B"))
+        h.update(memoryview(data.reshape(-1)).cast("B"))  # flat: cast refuses zero-size multi-dim views
     return h.hexdigest()
 
 

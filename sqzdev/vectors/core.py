@@ -21,8 +21,9 @@ import squeezefmt  # noqa: E402
 from squeezefmt.codecs.bytegroup import ByteGroup  # noqa: E402
 from squeezefmt.codecs.raw import Raw  # noqa: E402
 from squeezefmt.codecs.zstd_codec import Zstd  # noqa: E402
+from squeezefmt.container.jsonbound import decode_header  # noqa: E402
 from squeezefmt.container.layout import (  # noqa: E402
-    PREAMBLE_SIZE, Preamble, align, decode_header, encode_header, parse_preamble,
+    PREAMBLE_SIZE, Preamble, align, encode_header, parse_preamble,
 )
 
 from sqzdev import VECTORS as ROOT  # noqa: E402

@@ -21,8 +21,9 @@ from squeezefmt.codecs.sparse import Sparse
 from squeezefmt.codecs.zstd_codec import Zstd
 from squeezefmt.codecs.zstd_util import compress
 from squeezefmt.container.header_dict import compress_with_dict
+from squeezefmt.container.jsonbound import decode_header  # noqa: E402
 from squeezefmt.container.layout import (
-    FLAG_COMPACT, FLAG_HEADER_DICT, FLAG_HEADER_ZSTD, PREAMBLE_SIZE, Preamble, align, decode_header, parse_preamble,
+    FLAG_COMPACT, FLAG_HEADER_DICT, FLAG_HEADER_ZSTD, PREAMBLE_SIZE, Preamble, align, parse_preamble,
 )
 
 PLAIN, ZSTD, DICT = FLAG_COMPACT, FLAG_COMPACT | FLAG_HEADER_ZSTD, FLAG_COMPACT | FLAG_HEADER_ZSTD | FLAG_HEADER_DICT

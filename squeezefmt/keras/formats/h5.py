@@ -18,6 +18,7 @@ import numpy as np
 
 from ...errors import KerasFormatError
 from ..archive import KerasArchive, layer_entries, parse_config
+from .h5_checks import attr_text, h5_errors, new_budget, read_weight
 
 # HDF5 object headers cannot hold attributes larger than 64 KiB.
 _HDF5_ATTR_LIMIT = 64512
@@ -31,22 +32,18 @@ def _require_h5py():
     return h5py
 
 
-def _text(value) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, np.ndarray) and value.shape == ():
-        return _text(value.item())
-    return str(value)
+def _text(value, what: str = "value") -> str:
+    return attr_text(value, what)
 
 
 def read_attr_strings(group, name: str) -> list[str]:
     """A list-of-strings attribute, joining Keras's ``name0``, ``name1``... chunks."""
     if name in group.attrs:
         values = group.attrs[name]
-        return [_text(v) for v in np.asarray(values).reshape(-1) if not isinstance(v, float)]
+        return [_text(v, name) for v in np.asarray(values).reshape(-1) if not isinstance(v, float)]
     out, i = [], 0
     while f"{name}{i}" in group.attrs:
-        out.extend(_text(v) for v in np.asarray(group.attrs[f"{name}{i}"]).reshape(-1))
+        out.extend(_text(v, name) for v in np.asarray(group.attrs[f"{name}{i}"]).reshape(-1))
         i += 1
     return out
 
@@ -97,7 +94,8 @@ def read_h5(source, *, include_optimizer: bool = False) -> KerasArchive:
     else:
         f, digest = source, None
     try:
-        return _read_open(f, include_optimizer, digest)
+        with h5_errors(os.fspath(source) if isinstance(source, (str, os.PathLike)) else "the .h5 file"):
+            return _read_open(f, include_optimizer, digest)
     finally:
         if f is not source:
             f.close()
@@ -116,17 +114,20 @@ def _read_open(f, include_optimizer: bool, digest: str | None) -> KerasArchive:
         )
     else:
         raise KerasFormatError("not a Keras .h5 file: no 'model_weights' group and no 'layer_names' attribute")
-    model_config = _text(f.attrs["model_config"]) if "model_config" in f.attrs else None
+    model_config = _text(f.attrs["model_config"], "model_config") if "model_config" in f.attrs else None
     # the training config (loss, metrics, optimizer settings) goes with the optimizer state: only on request
-    training_config = (_text(f.attrs["training_config"])
+    training_config = (_text(f.attrs["training_config"], "training_config")
                        if include_optimizer and "training_config" in f.attrs else None)
     classes = _config_classes(model_config)
     arrays: dict[str, np.ndarray] = {}
+    budget = new_budget()
     layers = []
     for layer_name in read_attr_strings(weights_root, "layer_names"):
         if layer_name not in weights_root:
             raise KerasFormatError(f"layer {layer_name!r} is listed in layer_names but has no group")
         group = weights_root[layer_name]
+        if not hasattr(group, "attrs") or not hasattr(group, "keys"):
+            raise KerasFormatError(f"layer {layer_name!r} is a dataset in the .h5, not a group")
         weights = []
         for wname in read_attr_strings(group, "weight_names"):
             if wname not in group:
@@ -134,7 +135,7 @@ def _read_open(f, include_optimizer: bool, digest: str | None) -> KerasArchive:
             tensor = f"{layer_name}/{wname}"
             if tensor in arrays:
                 raise KerasFormatError(f"weight {tensor!r} appears twice")
-            arrays[tensor] = np.asarray(group[wname][()])
+            arrays[tensor] = read_weight(group, wname, tensor, budget)
             weights.append({"name": wname, "tensor": tensor})
         layers.append({"name": layer_name, "class_name": classes.get(layer_name), "weights": weights})
     optimizer = None
@@ -145,13 +146,14 @@ def _read_open(f, include_optimizer: bool, digest: str | None) -> KerasArchive:
             tensor = f"optimizer/{wname}"
             if tensor in arrays or wname not in group:
                 raise KerasFormatError(f"optimizer weight {wname!r} is missing or clashes with a layer weight")
-            arrays[tensor] = np.asarray(group[wname][()])
+            arrays[tensor] = read_weight(group, wname, tensor, budget)
             optimizer.append({"name": wname, "tensor": tensor})
     return KerasArchive(
         kind=kind, arrays=arrays, layers=layers, model_config=model_config,
         training_config=training_config,
-        keras_version=_text(f.attrs.get("keras_version", weights_root.attrs.get("keras_version", ""))) or None,
-        backend=_text(f.attrs.get("backend", weights_root.attrs.get("backend", ""))) or None,
+        keras_version=_text(f.attrs.get("keras_version", weights_root.attrs.get("keras_version", "")),
+                            "keras_version") or None,
+        backend=_text(f.attrs.get("backend", weights_root.attrs.get("backend", "")), "backend") or None,
         optimizer=optimizer, source_sha256=digest,
     )
 
