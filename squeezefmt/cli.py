@@ -79,8 +79,8 @@ def main():
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per_channel, quiet,
          epr_max_rel_rms=None, epr_bits=None, tt_rank=None, tt_tol=None, tt_layers=None, tt_dims=()):
-    """Pack a Keras .h5 file MODEL into the .sqz container OUTPUT."""
-    from .keras.h5 import read_h5
+    """Pack a Keras file MODEL (.h5, .keras or .weights.h5) into the .sqz container OUTPUT."""
+    from .keras.formats.source import read_source
     from .keras.pack import pack_archive
 
     try:
@@ -93,7 +93,7 @@ def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per
                                    base=preset)
         elif per_channel:
             raise SqueezeError("--per-channel needs --quantize")
-        archive = read_h5(model, include_optimizer=include_optimizer)
+        archive = read_source(model, include_optimizer=include_optimizer)
         tt_codecs, tt_report, options = None, [], {"preset": preset, "include_optimizer": include_optimizer}
         if tt_rank is not None or tt_tol is not None:  # TT-SVD of Dense kernels (keras/tt_pack.py)
             from .keras.tt_pack import parse_dims, tt_svd_codecs
@@ -132,6 +132,15 @@ def unpack(container, output, quiet):
         click.echo(f"wrote {output} ({os.path.getsize(output)} bytes)")
 
 
+def _refuse_keras_file(path) -> None:
+    """A Keras file given where a container is expected: say what it is and how to pack it."""
+    from .keras.formats.source import describe
+
+    what = describe(path)
+    if what is not None:
+        _fail(SqueezeError(f"{path}: {what}"))
+
+
 def info_dict(path) -> dict:
     """What ``squeezefmt info --json`` prints: per-tensor and total sizes from the header."""
     with open_sqz(path) as f:
@@ -161,6 +170,7 @@ def info_dict(path) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info(container, as_json):
     """Show per-tensor codec, shape, sizes and ratio of CONTAINER."""
+    _refuse_keras_file(container)
     try:
         d = info_dict(container)
     except (SqueezeError, OSError) as exc:
@@ -187,6 +197,7 @@ def info(container, as_json):
 @click.option("--quiet", "-q", is_flag=True)
 def verify(container, quiet):
     """Check every checksum and decode every tensor of CONTAINER (exit 0 when intact)."""
+    _refuse_keras_file(container)
     try:
         with open_sqz(container) as f:
             with _Progress(len(f), "verifying", quiet) as bar:

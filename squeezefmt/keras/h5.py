@@ -37,6 +37,7 @@ class KerasArchive:
     backend: str | None = None
     optimizer: list[dict[str, str]] | None = None  # [{"name", "tensor"}] when optimizer state is kept
     source_sha256: str | None = None
+    keras_v3: dict[str, Any] | None = None     # Keras 3 sources: format, h5 groups (formats/keras_v3.py)
 
     def metadata(self) -> dict[str, Any]:
         meta = {
@@ -46,6 +47,8 @@ class KerasArchive:
         }
         if self.optimizer is not None:
             meta["optimizer"] = self.optimizer
+        if self.keras_v3 is not None:
+            meta["keras_v3"] = self.keras_v3
         return meta
 
     def layer_classes(self) -> dict[str, str]:

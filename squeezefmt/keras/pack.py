@@ -15,7 +15,7 @@ from ..api import save
 from ..codecs import Codec
 from ..errors import KerasFormatError
 from ..planner import TensorContext
-from .h5 import KerasArchive, read_h5, write_h5
+from .h5 import KerasArchive, write_h5
 
 
 def weight_role(weight_name: str) -> str:
@@ -27,7 +27,8 @@ def contexts_for(archive: KerasArchive) -> dict[str, TensorContext]:
     out = {}
     for layer in archive.layers:
         for w in layer["weights"]:
-            out[w["tensor"]] = TensorContext(layer_class=layer.get("class_name"), role=weight_role(w["name"]))
+            role = w["role"] if "role" in w else weight_role(w["name"])  # Keras 3 files: role None when unknown
+            out[w["tensor"]] = TensorContext(layer_class=layer.get("class_name"), role=role)
     for w in archive.optimizer or []:
         out[w["tensor"]] = TensorContext(layer_class=None, role="optimizer")
     return out
@@ -72,12 +73,15 @@ def pack(
     metadata: Mapping[str, Any] | None = None,
     progress=None,
 ):
-    """Convert a Keras .h5 (full model or weights only) into a .sqz container.
+    """Convert a Keras file into a .sqz container: a legacy .h5 (full model or weights only, Keras 2
+    or 3), a Keras 3 ``.keras`` archive or a Keras 3 ``.weights.h5`` (see keras/formats/).
 
     Returns the container bytes when ``target`` is None. Optimizer state is left out unless
     ``include_optimizer`` is set.
     """
-    archive = read_h5(h5_path, include_optimizer=include_optimizer)
+    from .formats.source import read_source  # noqa: PLC0415 - .h5, .keras or Keras 3 .weights.h5
+
+    archive = read_source(h5_path, include_optimizer=include_optimizer)
     options = {"preset": preset, "include_optimizer": include_optimizer}
     name = os.path.basename(os.fspath(h5_path)) if isinstance(h5_path, (str, os.PathLike)) else None
     return pack_archive(archive, target, preset=preset, codecs=codecs, metadata=metadata,
