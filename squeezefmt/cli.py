@@ -121,7 +121,11 @@ def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per
 @click.argument("output", type=click.Path(dir_okay=False))
 @click.option("--quiet", "-q", is_flag=True)
 def unpack(container, output, quiet):
-    """Write the Keras .h5 stored in CONTAINER to OUTPUT (loads with tf.keras.models.load_model)."""
+    """Write the Keras file stored in CONTAINER to OUTPUT (loads with keras.models.load_model).
+
+    OUTPUT's extension picks the format: .keras (packed from a .keras), .weights.h5 (packed from a
+    Keras 3 file), else a legacy .h5.
+    """
     from .keras.pack import unpack as do_unpack
 
     try:

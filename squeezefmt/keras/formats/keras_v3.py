@@ -268,8 +268,6 @@ def read_weights_group(f, model_config: dict | None, *, include_optimizer: bool 
             tensor = v["path"]
             arrays[tensor] = v["array"]
             optimizer.append({"name": v["path"], "tensor": tensor, "path": v["path"]})
-    elif "optimizer" in f and "vars" in f["optimizer"]:
-        groups.append(["optimizer/vars", _vars_name(f["optimizer"]) or ""])
     return layers, arrays, optimizer, groups
 
 
