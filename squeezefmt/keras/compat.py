@@ -17,15 +17,20 @@ from ..errors import KerasFormatError
 
 
 @functools.lru_cache(maxsize=None)
-def keras_module():
-    """The Keras to build models with: Keras 3 when installed, else TensorFlow's tf.keras (Keras 2)."""
+def _keras3():
+    """The ``keras`` package when it is Keras 3, else None."""
     try:
         import keras  # noqa: PLC0415
-
-        if int(keras.__version__.split(".")[0]) >= 3:
-            return keras
     except ImportError:
-        pass
+        return None
+    version = getattr(keras, "__version__", None) or getattr(keras, "version", lambda: "2")()
+    return keras if int(str(version).split(".")[0]) >= 3 else None
+
+
+def keras_module():
+    """The Keras to build models with: Keras 3 when installed, else TensorFlow's tf.keras (Keras 2)."""
+    if _keras3() is not None:
+        return _keras3()
     try:
         import tensorflow as tf  # noqa: PLC0415
     except ImportError:
@@ -34,7 +39,7 @@ def keras_module():
 
 
 def is_keras3() -> bool:
-    return int(keras_module().__version__.split(".")[0]) >= 3
+    return _keras3() is not None
 
 
 def safe_mode_scope(enabled: bool):
