@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 
 import warnings
 from typing import Any, Mapping
@@ -51,16 +52,24 @@ def safe_mode_scope(enabled: bool):
     return SafeModeScope(enabled)
 
 
+#: Class names only Keras 3 writes into configs.
+_KERAS3_CLASSES = frozenset({"__keras_tensor__", "DTypePolicy", "FloatDTypePolicy", "QuantizedDTypePolicy"})
+
+
 def is_keras3_config(config: Any) -> bool:
-    """True for a config in Keras 3's serialization (``module`` keys, InputLayer ``batch_shape``)."""
-    if isinstance(config, dict):
-        if "module" in config and "class_name" in config:
-            return True
-        if config.get("class_name") == "InputLayer" and "batch_shape" in config.get("config", {}):
-            return True
-        return any(is_keras3_config(v) for v in config.values())
-    if isinstance(config, list):
-        return any(is_keras3_config(v) for v in config)
+    """True for a config written by Keras 3 (Keras 2.13+ also writes ``module`` keys, so those do not tell)."""
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            cls = item.get("class_name")
+            if cls in _KERAS3_CLASSES:
+                return True
+            if cls == "InputLayer" and isinstance(item.get("config"), dict) and "batch_shape" in item["config"]:
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return False
 
 
@@ -73,14 +82,14 @@ def model_from_config(config: dict, custom_objects: Mapping[str, Any], safe_mode
                 from .config_compat import to_keras2  # noqa: PLC0415
 
                 config = to_keras2(config)
-            return keras.models.model_from_config(config, custom_objects=dict(custom_objects))
+            return keras.models.model_from_json(json.dumps(config), custom_objects=dict(custom_objects))
         if "module" in config:  # a .keras config.json
             return keras.saving.deserialize_keras_object(config, custom_objects=dict(custom_objects),
                                                          safe_mode=safe_mode)
         try:  # legacy .h5 configs (Keras 2, or Keras 3's legacy writer): Keras 3's legacy loader
             from keras.src.legacy.saving.saving_utils import model_from_config as legacy  # noqa: PLC0415
         except ImportError:
-            return keras.models.model_from_json(__import__("json").dumps(config), custom_objects=dict(custom_objects))
+            return keras.models.model_from_json(json.dumps(config), custom_objects=dict(custom_objects))
         return legacy(config, custom_objects=dict(custom_objects))
 
 

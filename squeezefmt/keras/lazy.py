@@ -86,6 +86,19 @@ _RECORDING = threading.local()
 def _recording_add_weight():
     """Within this context, ``Layer.add_weight`` records a :class:`PendingWeight` instead of a variable."""
     tf = _tf()
+    from .compat import is_keras3  # noqa: PLC0415
+
+    if is_keras3():  # Keras 3: uninitialized variables stand in (keras/lazy_keras3.py)
+        from .lazy_keras3 import recording_add_weight  # noqa: PLC0415
+
+        def record(layer, variable):
+            return PendingWeight(owner=layer, name=str(variable.name), shape=tuple(variable.shape),
+                                 dtype=tf.as_dtype(variable.dtype), trainable=bool(variable.trainable),
+                                 placeholder=variable)
+
+        with recording_add_weight(record) as records:
+            yield records
+        return
     from keras.src.backend import get_graph as keras_graph  # noqa: PLC0415 - Keras 2.14 (tf.keras) layout
     from keras.src.engine.base_layer import Layer  # noqa: PLC0415
 
@@ -159,11 +172,19 @@ def keras_weight_order(layer) -> list[PendingWeight]:
     return out
 
 
+#: Keras 3's own variable tracking lists: never the attribute a layer computes with.
+_TRACKING_LISTS = frozenset({"_trainable_variables", "_non_trainable_variables", "_seed_generators"})
+
+
 def _find_slot(rec: PendingWeight) -> tuple[str, int | None]:
-    """Which attribute of its owner holds ``rec``'s placeholder (directly or as a list item)."""
-    for attr, value in list(vars(rec.owner).items()):
+    """Which attribute of its owner holds ``rec``'s placeholder (directly, else as a list item)."""
+    items = list(vars(rec.owner).items())
+    for attr, value in items:
         if value is rec.placeholder:
             return attr, None
+    for attr, value in items:
+        if attr in _TRACKING_LISTS:
+            continue
         if isinstance(value, (list, tuple)) or type(value).__name__ == "ListWrapper":
             for i, item in enumerate(value):
                 if item is rec.placeholder:
