@@ -69,3 +69,11 @@ def test_keras3_only_option_is_refused_clearly():
     dense["config"]["quantization_config"] = {"mode": "int8"}
     with pytest.raises(KerasFormatError, match="quantization_config"):
         to_keras2(config)
+
+
+def test_keras2_fixture_round_trips_exactly_under_tf_keras_2(tmp_path):
+    """The Keras 2 file the Keras 3 tests load: under the TensorFlow that wrote it, predictions are exact."""
+    x, y = io_of("keras2_mixed")
+    sk.pack(os.path.join(FIX, "keras2_mixed.h5"), tmp_path / "m.sqz")
+    assert np.array_equal(sk.load(tmp_path / "m.sqz").predict(x, verbose=0), y)
+    assert np.array_equal(sk.load(tmp_path / "m.sqz", lazy=True).predict(x, verbose=0), y)

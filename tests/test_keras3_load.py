@@ -118,3 +118,28 @@ def test_lazy_load_under_keras3(model, tmp_path):
 
     assert lazy_state(lazy).cache.stats()["decodes"] > 0
     close(lazy)
+
+
+def test_keras2_h5_loads_under_keras3(tmp_path):
+    """A file tf.keras 2.14 wrote (nested Sequential, LSTM, BatchNormalization) loads under Keras 3.
+
+    Keras 3's own load_model refuses it (the LSTM config has Keras 2's ``time_major``); squeezefmt drops
+    that default-valued option. Reference: tf.keras 2.14's predictions, up to float rounding (other
+    TensorFlow kernels), and the file's weights bit for bit.
+    """
+    x, stored = io_of("keras2_mixed")
+    with pytest.raises(ValueError, match="time_major"):
+        keras.saving.load_model(fixture("keras2_mixed.h5"), compile=False)
+    sk.pack(fixture("keras2_mixed.h5"), tmp_path / "m.sqz")
+    model = sk.load(tmp_path / "m.sqz")
+    got = predict(model, x)
+    np.testing.assert_allclose(got, stored, rtol=1e-5, atol=1e-6)
+    import squeezefmt
+
+    with squeezefmt.open(tmp_path / "m.sqz") as f:
+        stored_layers = [layer for layer in f.metadata()["keras"]["layers"] if layer["weights"]]
+        for meta, layer in zip(stored_layers, [layer for layer in model.layers if layer.weights]):
+            values = [np.asarray(v) for v in layer.trainable_weights + layer.non_trainable_weights]
+            assert [v.tobytes() for v in values] == [f.tensor(w["tensor"]).tobytes() for w in meta["weights"]]
+    lazy = sk.load(tmp_path / "m.sqz", lazy=True)
+    assert np.array_equal(predict(lazy, x), got)

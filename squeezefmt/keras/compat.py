@@ -86,6 +86,10 @@ def model_from_config(config: dict, custom_objects: Mapping[str, Any], safe_mode
         if "module" in config:  # a .keras config.json
             return keras.saving.deserialize_keras_object(config, custom_objects=dict(custom_objects),
                                                          safe_mode=safe_mode)
+        if not is_keras3_config(config):  # a Keras 2 config: drop the options Keras 3 no longer has
+            from .config_compat import to_keras3  # noqa: PLC0415
+
+            config = to_keras3(config)
         try:  # legacy .h5 configs (Keras 2, or Keras 3's legacy writer): Keras 3's legacy loader
             from keras.src.legacy.saving.saving_utils import model_from_config as legacy  # noqa: PLC0415
         except ImportError:

@@ -5,8 +5,10 @@ Keras 3 writes configs that tf.keras 2.14 cannot read: ``module``/``registered_n
 ``inbound_nodes`` as ``{"args": [...], "kwargs": {...}}`` with ``__keras_tensor__`` references, and a
 few new options (``quantization_config``, an RNN's ``seed``, BatchNormalization's ``synchronized``...).
 :func:`to_keras2` rewrites them; a new option set away from its default has no Keras 2 meaning and
-is refused with a clear error rather than dropped. (The other direction needs no code: Keras 3 reads
-Keras 2 configs with its legacy loader, see keras/compat.py.)
+is refused with a clear error rather than dropped. The other direction, :func:`to_keras3`, is small:
+Keras 3 reads Keras 2 configs with its legacy loader (keras/compat.py) but refuses options it dropped,
+such as an RNN's ``time_major``, even at their default (``keras.saving.load_model`` of such a Keras 2
+.h5 fails).
 """
 from __future__ import annotations
 
@@ -29,6 +31,53 @@ _MODELS = frozenset({"Functional", "Sequential", "Model"})
 def to_keras2(config: Any) -> Any:
     """A Keras 3 model config (a ``config.json`` or a Keras 3 ``model_config``) in tf.keras 2.14's form."""
     return _convert(config)
+
+
+#: Keras 2 options Keras 3 no longer has, with the value that means "as Keras 3 does".
+_KERAS2_ONLY = {"time_major": False}
+
+
+def to_keras3(config: Any) -> Any:
+    """A Keras 2 model config with the options Keras 3 dropped removed (refused when not at their default)."""
+    if isinstance(config, list):
+        return [to_keras3(v) for v in config]
+    if not isinstance(config, dict):
+        return config
+    out = {k: to_keras3(v) for k, v in config.items()}
+    inner = out.get("config")
+    if isinstance(inner, dict) and "output_layers" in inner:
+        _renumber_sequentials(inner)
+    if "class_name" in out and isinstance(inner, dict):
+        for key, default in _KERAS2_ONLY.items():
+            if key in inner:
+                value = inner.pop(key)
+                if value != default:
+                    raise KerasFormatError(
+                        f"{out['class_name']} {inner.get('name', '')!r} sets the Keras 2 option {key}={value!r}, "
+                        "which Keras 3 does not have; load this model under tf.keras 2")
+    return out
+
+
+def _renumber_sequentials(graph: dict[str, Any]) -> None:
+    """Keras 2 counts a nested Sequential's InputLayer node as its node 0; Keras 3 does not (it does for
+    Functional): references to such a Sequential move down by one."""
+    nested = {layer.get("name") for layer in graph.get("layers", [])
+              if layer.get("class_name") == "Sequential" and (layer.get("config", {}).get("layers") or [{}])[0]
+              .get("class_name") == "InputLayer"}
+
+    def shift(ref):
+        if isinstance(ref, list) and len(ref) >= 3 and ref[0] in nested and isinstance(ref[1], int) and ref[1] > 0:
+            return [ref[0], ref[1] - 1, *ref[2:]]
+        return ref
+
+    for layer in graph.get("layers", []):
+        nodes = layer.get("inbound_nodes")
+        if isinstance(nodes, list):
+            layer["inbound_nodes"] = [[shift(r) for r in n] if isinstance(n, list) else n for n in nodes]
+    for key in ("input_layers", "output_layers"):
+        refs = graph.get(key)
+        if isinstance(refs, list):
+            graph[key] = shift(refs) if refs and isinstance(refs[0], str) else [shift(r) for r in refs]
 
 
 def _renumber(graph: dict[str, Any]) -> None:

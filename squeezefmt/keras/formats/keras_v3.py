@@ -39,6 +39,8 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 CONFIG_NAME, METADATA_NAME, WEIGHTS_NAME = "config.json", "metadata.json", "model.weights.h5"
 #: Largest ``config.json``/``metadata.json`` read from an archive.
 MAX_JSON_BYTES = 64 << 20
+#: A weights member expanding more than this ratio, and to more than the floor, is refused (as Keras does).
+MAX_EXPANSION, MAX_EXPANSION_FLOOR = 100, 1 << 32
 
 #: Variable names of the layers whose variables are known, in creation order (Keras 3).
 _ROLES = {
@@ -302,6 +304,10 @@ def read_keras_zip(path, *, include_optimizer: bool = False) -> KerasArchive:
         if WEIGHTS_NAME not in names:
             sharded = " (sharded weights, model.weights.json, are not supported)" if "model.weights.json" in names else ""
             raise KerasFormatError(f"this .keras archive has no {WEIGHTS_NAME}{sharded}")
+        info = z.getinfo(WEIGHTS_NAME)
+        if info.file_size > MAX_EXPANSION * max(info.compress_size, 1) and info.file_size > MAX_EXPANSION_FLOOR:
+            raise KerasFormatError(f"{WEIGHTS_NAME} in the .keras archive expands {info.compress_size} bytes to "
+                                   f"{info.file_size}: refusing a zip bomb")
         try:
             weights = io.BytesIO(z.read(WEIGHTS_NAME))
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
