@@ -10,9 +10,10 @@ Numpy-level API (no TensorFlow needed)::
 Keras models: ``squeezefmt.keras.save`` / ``squeezefmt.keras.load`` (needs the ``keras`` extra) and
 the ``squeezefmt`` command-line tool.
 """
-__version__ = "0.1.0"
+from ._version import __version__
 
-from . import codecs, errors  # noqa: E402
+import squeezefmt.codecs as codecs  # noqa: E402 - the module itself, as squeezefmt.codecs
+import squeezefmt.errors as errors  # noqa: E402
 from .api import load, open, save  # noqa: E402,A004
 from .container import FORMAT_MAJOR, FORMAT_MINOR, Limits, SqzFile, TensorInfo  # noqa: E402
 from .errors import SqueezeError  # noqa: E402

@@ -9,15 +9,17 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .codecs import Codec
 from .container import DEFAULT_LIMITS, Limits, SqzFile, write_container
 from .errors import SqueezeError
-from .planner import TensorContext, plan_and_encode
+from .metadata import layer_groups
+from .encode import Item, plan_and_encode
+from .presets import TensorContext
 
 
 def save(
-    arrays: Mapping[str, np.ndarray],
+    arrays: Mapping[str, Item],
     target=None,
     *,
     preset: str = "lossless",
@@ -27,10 +29,10 @@ def save(
     progress=None,
     _extra_metadata: Mapping[str, Any] | None = None,
 ):
-    """Encode ``arrays`` (name -> numpy array) into a .sqz container.
+    """Encode ``arrays`` (name -> numpy array or :class:`~squeezefmt.codecs.PreEncoded`) into a .sqz container.
 
     ``target`` is a path (written atomically), a binary file object, or None to get the bytes back.
-    ``preset`` picks the codec per tensor (see ``squeezefmt.planner.PRESETS``); ``codecs`` maps
+    ``preset`` picks the codec per tensor (see :mod:`squeezefmt.presets`); ``codecs`` maps
     tensor names to explicit codecs. ``metadata`` is free JSON-able user metadata, returned by
     ``SqzFile.metadata()["user"]``. Everything is encoded before anything is written, so a failure
     leaves no partial file behind.
@@ -47,8 +49,12 @@ def save(
 
 
 def open(source, *, limits: Limits = DEFAULT_LIMITS) -> SqzFile:  # noqa: A001 - mirrors builtins.open
-    """Open a container from a path (memory-mapped), bytes, or a binary file object."""
-    return SqzFile(source, limits=limits)
+    """Open a container from a path (memory-mapped), bytes, or a binary file object.
+
+    Its layers (``f.layer_names()``, ``f.layer(name)``) follow the Keras metadata of containers packed
+    from Keras models, else the tensor-name prefixes.
+    """
+    return SqzFile(source, limits=limits, grouping=layer_groups)
 
 
 def load(source, *, limits: Limits = DEFAULT_LIMITS) -> dict[str, np.ndarray]:

@@ -11,10 +11,34 @@ import sys
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .api import open as open_sqz
 from .errors import SqueezeError
-from .planner import PRESET_HELP, PRESETS
+from . import presets as preset_registry
+
+
+class PresetName(click.ParamType):
+    """A preset name, checked against the registry when the command runs (never a list frozen at import)."""
+
+    name = "preset"
+
+    def get_metavar(self, param, *args, **kwargs) -> str:
+        return "[" + "|".join(preset_registry.names()) + "]"
+
+    def convert(self, value, param, ctx):
+        try:
+            preset_registry.get(value)
+        except SqueezeError as exc:
+            self.fail(str(exc), param, ctx)
+        return value
+
+
+class PresetOption(click.Option):
+    """``--preset``, whose help lists the presets registered when the help is shown."""
+
+    def get_help_record(self, ctx):
+        self.help = "Codec policy: " + "; ".join(f"{k}: {v}" for k, v in preset_registry.help_texts().items())
+        return super().get_help_record(ctx)
 
 
 def _fail(exc: Exception) -> None:
@@ -52,8 +76,7 @@ def main():
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.argument("output", type=click.Path(dir_okay=False))
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="lossless", show_default=True,
-              help="Codec policy: " + "; ".join(f"{k}: {v}" for k, v in sorted(PRESET_HELP.items())))
+@click.option("--preset", cls=PresetOption, type=PresetName(), default="lossless", show_default=True)
 @click.option("--include-optimizer", is_flag=True,
               help="Keep the optimizer state and the training config (loss, metrics; left out by default).")
 @click.option("--prune", type=click.FloatRange(0.0, 1.0, max_open=True), default=None, metavar="SPARSITY",
@@ -80,32 +103,29 @@ def main():
 def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per_channel, quiet,
          epr_max_rel_rms=None, epr_bits=None, tt_rank=None, tt_tol=None, tt_layers=None, tt_dims=()):
     """Pack a Keras file MODEL (.h5, .keras or .weights.h5) into the .sqz container OUTPUT."""
-    from .keras.formats.source import read_source
+    from .keras.formats import read_archive
     from .keras.pack import pack_archive
+    from .keras.transforms.tt import TTOptions, parse_dims
 
     try:
         if epr_max_rel_rms is not None or epr_bits is not None:  # EPR-trained layers need no option
-            from .epr import preset_name
-            preset = preset_name(max_rel_rms=epr_max_rel_rms, bits_per_weight=epr_bits)
+            preset = preset_registry.epr_preset_name(max_rel_rms=epr_max_rel_rms, bits_per_weight=epr_bits)
         if prune is not None or cluster is not None or quantize is not None:
-            from .planner import custom_preset
-            preset = custom_preset(prune=prune, cluster=cluster, quantize=quantize, per_channel=per_channel,
-                                   base=preset)
+            preset = preset_registry.custom_preset(prune=prune, cluster=cluster, quantize=quantize,
+                                                   per_channel=per_channel, base=preset)
         elif per_channel:
             raise SqueezeError("--per-channel needs --quantize")
-        archive = read_source(model, include_optimizer=include_optimizer)
-        tt_codecs, tt_report, options = None, [], {"preset": preset, "include_optimizer": include_optimizer}
-        if tt_rank is not None or tt_tol is not None:  # TT-SVD of Dense kernels (keras/tt_pack.py)
-            from .keras.tt_pack import parse_dims, tt_svd_codecs
-            tt_codecs, tt_report = tt_svd_codecs(
-                archive, max_rank=tt_rank, tol=tt_tol, preset=preset, dims=[parse_dims(t) for t in tt_dims],
-                layers=[n.strip() for n in tt_layers.split(",") if n.strip()] if tt_layers else None)
-            options["tt"] = {"max_rank": tt_rank, "tol": tt_tol, "tensors": sorted(tt_codecs)}
+        tt, tt_report = None, []
+        if tt_rank is not None or tt_tol is not None:  # TT-SVD of Dense kernels (keras/transforms/tt.py)
+            tt = TTOptions(max_rank=tt_rank, tol=tt_tol, dims=[parse_dims(t) for t in tt_dims],
+                           layers=[n.strip() for n in tt_layers.split(",") if n.strip()] if tt_layers else None)
         elif tt_layers or tt_dims:
             raise SqueezeError("--tt-layers/--tt-dims need --tt-rank or --tt-tol")
+        archive = read_archive(model, include_optimizer=include_optimizer)
         with _Progress(len(archive.arrays), "packing", quiet) as bar:
-            pack_archive(archive, output, preset=preset, progress=bar.step, codecs=tt_codecs,
-                         options=options, source_name=os.path.basename(model))
+            pack_archive(archive, output, preset=preset, progress=bar.step, tt=tt, tt_report=tt_report,
+                         options={"preset": preset, "include_optimizer": include_optimizer},
+                         source_name=os.path.basename(model))
     except (SqueezeError, OSError) as exc:
         _fail(exc)
     if not quiet:
@@ -138,7 +158,7 @@ def unpack(container, output, quiet):
 
 def _refuse_keras_file(path) -> None:
     """A Keras file given where a container is expected: say what it is and how to pack it."""
-    from .keras.formats.source import describe
+    from .keras.formats.keras_v3 import describe
 
     what = describe(path)
     if what is not None:

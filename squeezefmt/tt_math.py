@@ -158,7 +158,7 @@ class TTMatrix:
 
     It stands for the ``(N, M)`` matrix without forming it: ``shape``, ``dtype`` and ``nbytes`` are
     those of the dense matrix, ``full()`` forms it, ``rmatmul(x)`` computes ``x @ W`` on the cores.
-    The planner hands a TTMatrix to the ``tt`` codec as is (it is never densified to be stored).
+    Wrapped in :class:`~squeezefmt.codecs.tt.TTCores`, it is stored as its cores (never densified).
     """
 
     cores: tuple[np.ndarray, ...]

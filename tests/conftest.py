@@ -2,16 +2,12 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tools"))  # tests reuse tools/make_vectors.py's forging helpers
-VECTORS = os.path.join(ROOT, "spec", "vectors")
-EXAMPLES = os.path.join(ROOT, "examples")
+from sqzdev import EXAMPLES, REPO as ROOT, VECTORS  # noqa: F401 - the dev package (pytest pythonpath)
 
 settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=1000, deadline=None)

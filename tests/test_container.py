@@ -74,7 +74,7 @@ def test_deterministic_bytes(weights, tmp_path):
 
 
 def test_layout_alignment_and_exact_length(weights):
-    from make_vectors import split
+    from sqzdev.vectors.core import split
 
     data = squeezefmt.save(weights)
     (file_len,) = struct.unpack_from("<Q", data, 24)
@@ -192,7 +192,7 @@ def test_rejects_bad_inputs_to_save():
 
 
 def test_newer_minor_version_reads_and_ignores_unknown_fields():
-    from make_vectors import forge, split
+    from sqzdev.vectors.core import forge, split
 
     header, streams = split(squeezefmt.save({"a": np.arange(4, dtype=np.int32)}))
     header["future_field"] = {"x": 1}

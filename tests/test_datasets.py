@@ -1,23 +1,16 @@
-"""Tests of tools/datasets.py: the IDX parser, the restricted unpickler, the MNIST pickle conversion and
+"""Tests of sqzdev/datasets.py: the IDX parser, the restricted unpickler, the MNIST pickle conversion and
 cache (on small files written here), and -- skipped when the packages are missing -- the real loaders."""
 import gzip
-import importlib.util
 import io
 import os
 import pickle
 import struct
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "tools" / "datasets.py"
-_spec = importlib.util.spec_from_file_location("squeezefmt_tools_datasets", _PATH)
-ds = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = ds
-_spec.loader.exec_module(ds)
+from sqzdev import datasets as ds
+from sqzdev.harness import TF_MODULES, run_without_tensorflow
 
 
 @pytest.fixture(autouse=True)
@@ -27,10 +20,7 @@ def _private_cache(tmp_path, monkeypatch):
 
 
 def test_module_does_not_import_tensorflow():
-    code = (f"import runpy, sys; runpy.run_path({str(_PATH)!r}, run_name='datasets'); "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'sklearn'));"
-            "assert not bad, bad")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    run_without_tensorflow("import sqzdev.datasets", block=(), forbid=TF_MODULES + ("sklearn",))
 
 
 # ------------------------------------------------------------------------------------ IDX
@@ -289,7 +279,7 @@ def test_missing_sources_name_the_install_command(tmp_path, monkeypatch):
     with pytest.raises(ds.DatasetNotInstalled, match="apt-get install -y dataset-fashion-mnist"):
         ds.load_fashion_mnist()
     assert ds.is_available("fashion_mnist") is False
-    assert ds.ensure_installed(["fashion-mnist"]) == {"fashion_mnist": False}
+    assert ds.status(["fashion-mnist"]) == {"fashion_mnist": False}
     monkeypatch.setenv("SQUEEZEFMT_MNIST_PKL", str(tmp_path / "missing.pkl.gz"))
     with pytest.raises(FileNotFoundError):
         ds.load_mnist()

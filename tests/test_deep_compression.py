@@ -12,9 +12,8 @@ from squeezefmt.codecs.bytegroup import ByteGroup
 from squeezefmt.codecs.cluster import Cluster
 from squeezefmt.codecs.raw import Raw
 from squeezefmt.codecs.sparse import Sparse
-from squeezefmt.planner import (
-    PRESETS, Choice, TensorContext, compression_policy, custom_preset, plan_and_encode, structured_candidates,
-)
+from squeezefmt.encode import plan_and_encode
+from squeezefmt.presets import PRESETS, Choice, TensorContext, compression_policy, custom_preset, structured_candidates
 
 
 def pruned(rng, shape, sparsity):
@@ -142,7 +141,7 @@ def test_without_context_kernels_are_the_matrices(rng):
 @pytest.fixture
 def weights_h5(tmp_path, rng):
     pytest.importorskip("h5py")
-    from squeezefmt.keras.h5 import write_h5
+    from squeezefmt.keras.formats.h5 import write_h5
 
     arrays = {"fc1/fc1/kernel:0": pruned(rng, (784, 300), 0.9), "fc1/fc1/bias:0": rng.normal(0, .01, 300).astype(np.float32),
               "fc2/fc2/kernel:0": rng.normal(0, .05, (300, 10)).astype(np.float32),

@@ -35,7 +35,7 @@ def rel_rms(a, b):
 # -- stream layout ---------------------------------------------------------------------------------
 
 def test_tfc_vector_stream_layout():
-    enc = EPRLatents(np.array([-6, 3, 0, 0]), np.float16(0.0)).encode(np.zeros(4, np.float32))
+    _, enc = EPRLatents(np.array([-6, 3, 0, 0]), np.float16(0.0)).encode()
     assert enc.streams == [b"\x00\x00\xd1\x6d"] and enc.side == {}
     assert np.array_equal(decode(enc, (4,)), [-6.0, 3.0, 0.0, 0.0])
 
@@ -43,8 +43,8 @@ def test_tfc_vector_stream_layout():
 def test_stream_is_steps_then_gamma_of_latents(rng):
     q = np.round(rng.standard_t(2, (3, 4, 5, 3, 2)) * 2).astype(np.int32)
     steps = rng.uniform(-6, -2, (5, 3, 2)).astype(np.float16)
-    codec = EPRLatents(q, steps, "rdft")
-    enc = codec.encode(np.zeros((5, 5, 3, 4), np.float32))
+    codec, enc = EPRLatents(q, steps, "rdft", shape=(5, 5, 3, 4)).encode()
+    assert codec.describe() == {"id": "epr", "version": 1, "config": {}}
     assert enc.side == {"transform": "rdft", "step_dims": 3}
     assert enc.streams[0] == steps.astype("<f2").tobytes() + gamma.encode(q)
     spec = TensorSpec("float32", (5, 5, 3, 4))
@@ -80,7 +80,7 @@ def test_latents_codec_checks_shapes():
     with pytest.raises(errors.CodecError, match="integers"):
         EPRLatents(np.zeros(3), np.float16(0))
     with pytest.raises(errors.CodecError, match="does not match"):
-        EPRLatents(np.zeros((3, 4), np.int32), np.float16(0)).encode(np.zeros((4, 3), np.float32))
+        EPRLatents(np.zeros((3, 4), np.int32), np.float16(0), shape=(4, 3))
 
 
 # -- post-training encoding ------------------------------------------------------------------------
@@ -237,7 +237,7 @@ def test_from_rdft_chunks_large_io(rng, monkeypatch):
 # -- presets -----------------------------------------------------------------------------------------
 
 def test_epr_preset_and_named_targets(weights):
-    import squeezefmt.epr as sepr
+    import squeezefmt.presets.epr as sepr
 
     data = squeezefmt.save(weights, preset="epr")
     with squeezefmt.open(data) as f:
@@ -256,8 +256,8 @@ def test_epr_preset_and_named_targets(weights):
 
 
 def test_epr_preset_leaves_batchnorm_and_small_tensors_lossless():
-    from squeezefmt.epr import wants_epr
-    from squeezefmt.planner import TensorContext
+    from squeezefmt.presets.epr import wants_epr
+    from squeezefmt.presets import TensorContext
 
     a = np.ones(64, np.float32)
     assert wants_epr(a, TensorContext("Dense", "bias"))
@@ -303,7 +303,7 @@ def test_epr_valid_vectors(fn):
 
 
 def test_epr_valid_vectors_are_what_this_writer_writes():
-    from make_epr_vectors import build_valid, valid_cases
+    from sqzdev.vectors.epr import build_valid, valid_cases
 
     for stem, tensors in valid_cases().items():
         arrays, codecs, _ = build_valid(tensors)

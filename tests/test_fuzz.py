@@ -64,7 +64,7 @@ def test_garbage_after_valid_preamble(container, tail):
 @given(st.data())
 def test_lying_header_with_fixed_checksums(container, data):
     """Edit header values (with CRCs recomputed): the reader must refuse or decode exactly."""
-    from make_vectors import forge, split
+    from sqzdev.vectors.core import forge, split
 
     arrays, blob = container
     header, streams = split(blob)

@@ -21,7 +21,7 @@ import squeezefmt  # noqa: E402
 import squeezefmt.keras as sk  # noqa: E402
 from squeezefmt.errors import KerasFormatError  # noqa: E402
 from squeezefmt.keras.formats.keras_v3 import layer_paths, read_keras_zip, to_snake_case  # noqa: E402
-from squeezefmt.keras.formats.source import read_source  # noqa: E402
+from squeezefmt.keras.formats import read_archive as read_source  # noqa: E402
 
 FIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "keras3")
 KERAS_FILES = ["cnn.keras", "third_party.keras", "seq.keras"]

@@ -86,7 +86,7 @@ def test_tt_layers_run_lazily_on_their_cores():
     xs = np.random.default_rng(3).normal(size=(6, 24)).astype(np.float32)
     assert_lazy_matches_eager(sk.save(model), xs)
     # a Dense kernel packed as TT-SVD: lazily a TTDense on the cores, or densified
-    from squeezefmt.keras.tt_pack import tt_svd_codecs  # noqa: PLC0415
+    from squeezefmt.keras.transforms.tt import tt_svd_codecs  # noqa: PLC0415
     from squeezefmt.keras.model import to_archive  # noqa: PLC0415
 
     archive = to_archive(model)
@@ -175,6 +175,29 @@ def test_a_container_whose_shapes_disagree_with_the_config_is_refused(tmp_path):
     bad = squeezefmt.save(arrays, _extra_metadata={"keras": meta["keras"]})
     with pytest.raises(errors.KerasFormatError, match="shape"):
         sk.load(bad, lazy=True)
+
+
+def test_overlapping_lazy_rebuilds_restore_add_weight():
+    """Two lazy rebuilds that overlap (the first ends while the second still runs) leave Keras's own
+    add_weight in place afterwards, and each records only what is built inside its scope."""
+    from keras.src.engine.base_layer import Layer
+
+    from squeezefmt.keras.lazy import recording_add_weight
+
+    original = Layer.add_weight
+    first, second = recording_add_weight(), recording_add_weight()
+    first_records = first.__enter__()
+    L.Dense(3).build((None, 2))
+    second_records = second.__enter__()
+    first.__exit__(None, None, None)          # the first load finishes first
+    L.Dense(4).build((None, 5))               # built while only the second is rebuilding
+    second.__exit__(None, None, None)
+    assert Layer.add_weight is original
+    assert [r.shape for r in first_records] == [(2, 3), (3,)]
+    assert [r.shape for r in second_records] == [(5, 4), (4,)]
+    real = L.Dense(2)
+    real.build((None, 2))
+    assert len(real.weights) == 2              # ordinary variables again
 
 
 def test_weights_only_container_is_refused_clearly(tmp_path):

@@ -13,7 +13,7 @@ tfmot = pytest.importorskip("tensorflow_model_optimization")
 import squeezefmt  # noqa: E402
 import squeezefmt.keras as sk  # noqa: E402
 
-pytestmark = pytest.mark.tf
+pytestmark = [pytest.mark.tf, pytest.mark.slow]  # trains pruned / clustered models
 
 X = np.random.default_rng(0).normal(size=(256, 64)).astype(np.float32)
 Y = np.random.default_rng(1).integers(0, 10, 256)

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -19,26 +16,15 @@ from squeezefmt.codecs.tt import read_tt  # noqa: E402
 from squeezefmt.keras.tt_layer import TTDense  # noqa: E402
 
 from conftest import ROOT  # noqa: E402
+from sqzdev.harness import run_isolated  # noqa: E402
 
 pytestmark = pytest.mark.tf
 
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "t3f")
 
-BLOCK_T3F = textwrap.dedent("""
-    import sys
-    class _BlockT3f:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "t3f":
-                raise ImportError("t3f is blocked in this test: " + name)
-    sys.meta_path.insert(0, _BlockT3f())
-""")
-
-
 def run_without_t3f(code: str) -> str:
-    proc = subprocess.run([sys.executable, "-c", BLOCK_T3F + textwrap.dedent(code)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+    """Run ``code`` in a fresh interpreter in which t3f cannot be imported (TensorFlow can)."""
+    return run_isolated(code, block=("t3f",), forbid=("t3f",), timeout=300)
 
 
 def h5_weights(path) -> dict:
@@ -72,6 +58,7 @@ def test_ttdense_computes_x_w_plus_b_on_the_cores():
         TTDense([2, 2], [2, 2], kernel_initializer="orthogonal")
 
 
+@pytest.mark.slow
 def test_ttdense_init_is_t3fs_and_it_trains():
     tf.keras.utils.set_random_seed(2)
     layer = TTDense([7, 4, 7, 4], [5, 5, 5, 5], tt_rank=4, activation="relu", bias_initializer=1e-3)
@@ -168,11 +155,12 @@ def test_frozen_t3f_fixture_unpacks_exactly_and_densifies(tmp_path):
     np.testing.assert_allclose(dense.predict(x, verbose=0), io["predictions"], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_t3f_model_made_here_round_trips_without_t3f(tmp_path, monkeypatch):
     """Make a fresh fixture with t3f itself (np.int patched), then pack + load it with t3f blocked."""
     t3f = pytest.importorskip("t3f")
     monkeypatch.setattr(np, "int", int, raising=False)  # t3f 1.2.0 still uses the removed alias
-    from tt_make_fixture import build_t3f_mlp  # tools/ is on sys.path (conftest)
+    from sqzdev.t3f_fixture import build_t3f_mlp
 
     tf.keras.utils.set_random_seed(4)
     model = build_t3f_mlp(tf, t3f)
@@ -250,9 +238,31 @@ def test_tt_svd_pack_loads_as_ttdense_or_dense(dense_mlp, tmp_path):
     assert np.array_equal(back.get_layer("hidden").kernel.numpy(), approx)
 
 
+def test_python_tt_packing_writes_what_the_cli_writes(dense_mlp, tmp_path):
+    """pack(tt=TTOptions(...)) and pack_tt give the CLI's container, byte for byte (same metadata)."""
+    from click.testing import CliRunner
+
+    from squeezefmt.cli import main
+
+    d, *_ = dense_mlp
+    r = CliRunner().invoke(main, ["pack", str(d / "mlp.h5"), str(tmp_path / "c.sqz"), "--tt-rank", "3",
+                                  "--tt-layers", "hidden", "--quiet"])
+    assert r.exit_code == 0, r.output
+    report = []
+    sk.pack(d / "mlp.h5", tmp_path / "p.sqz", tt=sk.TTOptions(max_rank=3, layers=["hidden"]), tt_report=report)
+    alias, alias_report = sk.pack_tt(d / "mlp.h5", max_rank=3, layers=["hidden"])
+    cli = (tmp_path / "c.sqz").read_bytes()
+    assert (tmp_path / "p.sqz").read_bytes() == cli
+    with squeezefmt.open(alias) as f:
+        with squeezefmt.open(cli) as g:
+            assert f.metadata()["packing"] == g.metadata()["packing"]
+    assert [c.as_dict() for c in report] == [c.as_dict() for c in alias_report] and report[0].layer == "hidden"
+
+
 def test_tt_tolerance_and_weights_only(dense_mlp, tmp_path):
-    from squeezefmt.keras.h5 import read_h5
-    from squeezefmt.keras.tt_pack import pack_tt, tt_svd_codecs
+    from squeezefmt.keras.formats.h5 import read_h5
+    from squeezefmt.keras.pack import pack_tt
+    from squeezefmt.keras.transforms.tt import tt_svd_codecs
 
     d, model, x = dense_mlp
     data, report = pack_tt(d / "mlp.h5", tol=0.3, dims=[([4, 4, 4], [3, 4, 3])])
@@ -291,6 +301,7 @@ def test_cli_tt_option_errors(dense_mlp, tmp_path):
     assert r.exit_code == 1 and "error" in r.output
 
 
+@pytest.mark.slow
 def test_from_dense_then_fine_tune(dense_mlp):
     d, model, x = dense_mlp
     layer, svd = TTDense.from_dense(model.get_layer("hidden"), max_rank=2)

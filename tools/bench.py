@@ -24,9 +24,9 @@ import zstandard
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import squeezefmt  # noqa: E402
-from squeezefmt.keras.h5 import read_h5  # noqa: E402
+from squeezefmt.keras.formats.h5 import read_h5  # noqa: E402
 from squeezefmt.keras.pack import pack_archive  # noqa: E402
-from squeezefmt.planner import PRESETS  # noqa: E402
+from squeezefmt.presets import names as preset_names  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL = os.path.join(HERE, "..", "examples", "mnist_cnn.h5")
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--json", default=os.path.join("bench-results", "bench.json"))
     args = ap.parse_args(argv)
-    presets = sorted(PRESETS) if args.presets == "all" else args.presets.split(",")
+    presets = preset_names() if args.presets == "all" else args.presets.split(",")
     presets = ["lossless"] + [p for p in presets if p != "lossless"]
     results = [bench_model(m, presets, args.keras, args.repeats) for m in args.models]
     print_table(results)

@@ -95,7 +95,7 @@ def build_model(layers: int, seed: int):
 def prepare(work: str, layers: int, presets: list[str], seed: int) -> dict:
     import squeezefmt
     import squeezefmt.keras as sk
-    from squeezefmt.planner import custom_preset
+    from squeezefmt.presets import custom_preset
 
     model = build_model(layers, seed)
     h5 = os.path.join(work, "model.h5")

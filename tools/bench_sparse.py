@@ -188,9 +188,9 @@ def bench_tfmot(epochs: int, workdir: str) -> tuple[list[dict], dict[str, np.nda
     import tensorflow as tf
     import tensorflow_model_optimization as tfmot
 
-    import datasets
+    from sqzdev import datasets  # noqa: E402
     import squeezefmt.keras as sk
-    from squeezefmt.keras.h5 import read_h5
+    from squeezefmt.keras.formats.h5 import read_h5
 
     tf.config.threading.set_intra_op_parallelism_threads(2)
     (x, y), (xt, yt) = datasets.load_mnist()

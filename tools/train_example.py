@@ -37,10 +37,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # the sqzdev dev package
 
-import datasets  # noqa: E402  (tools/datasets.py, numpy only)
+from sqzdev import datasets  # noqa: E402
 
 MAX_FILE_BYTES = 1_000_000  # committed example models stay under 1 MB
 

@@ -31,13 +31,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-import datasets  # noqa: E402
+from sqzdev import datasets  # noqa: E402
 
 
 def build_dense(tf):
@@ -120,7 +119,7 @@ def main(argv=None) -> int:
     import squeezefmt.keras as sk
     from squeezefmt import tt_math
     from squeezefmt.codecs.tt import read_tt
-    from squeezefmt.keras.tt_pack import pack_tt
+    from squeezefmt.keras.pack import pack_tt
 
     tf.keras.utils.set_random_seed(0)
     (x_train, y_train), (x_test, y_test) = datasets.load_mnist()

@@ -86,6 +86,32 @@ class Codec:
         return hash((type(self), repr(sorted(self.get_config().items()))))
 
 
+class PreEncoded:
+    """A tensor that a transform has already turned into (or knows how to turn into) streams.
+
+    Examples: the integer latents of an EPR-trained layer (:class:`~squeezefmt.codecs.epr.EPRLatents`),
+    the cores of a Tensor-Train layer (:class:`~squeezefmt.codecs.tt.TTCores`). The encoder
+    (:func:`squeezefmt.encode.plan_and_encode`) stores ``encode(choose)``'s streams as they are, with
+    ``dtype`` and ``shape`` as the tensor's declared type and shape; ``choose(part)`` is the preset's
+    codec choice for a part (e.g. one TT core), for items that code parts with a nested codec.
+    """
+
+    dtype: str
+    shape: tuple[int, ...]
+
+    def encode(self, choose) -> tuple["Codec", Encoded]:
+        """``(codec, encoded)``: the codec the header describes and its output."""
+        raise NotImplementedError
+
+    def dense(self) -> np.ndarray:
+        """The tensor a decoder produces (to code it with another codec instead)."""
+        raise NotImplementedError
+
+    def encode_with(self, codec: "Codec") -> Encoded:
+        """Encode this tensor with an explicitly chosen codec (default: its dense value)."""
+        return codec.encode(self.dense())
+
+
 def lossy_stats(original: np.ndarray, decoded: np.ndarray) -> dict[str, float]:
     """Max absolute error and relative RMS error of a lossy reconstruction."""
     a = np.asarray(original, dtype=np.float64).ravel()

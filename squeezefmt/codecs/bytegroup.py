@@ -17,7 +17,7 @@ import numpy as np
 from ..buffers import empty_aligned
 from ..dtypes import FLOAT_NAMES, as_storage, dtype_name, from_storage, itemsize
 from ..errors import StreamError
-from . import zstd_util
+import squeezefmt.codecs.zstd_util as zstd_util
 from .base import Encoded, TensorSpec, expect_streams
 from .registry import register
 from .zstd_codec import Zstd
@@ -25,7 +25,7 @@ from .zstd_codec import Zstd
 _UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 try:  # optional C fast path for the byte shuffle; the numpy code below is the reference
-    from . import _bytegroupc  # type: ignore[attr-defined]
+    import squeezefmt.codecs._bytegroupc as _bytegroupc  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - depends on the build
     _bytegroupc = None
 

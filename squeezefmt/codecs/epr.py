@@ -45,7 +45,7 @@ from ..buffers import empty_aligned
 from ..dtypes import FLOAT_NAMES, dtype_name, from_storage, numpy_dtype
 from ..errors import CodecError, StreamError
 from ..rdft import from_rdft, rdft_shape, to_rdft
-from .base import Codec, Encoded, TensorSpec, expect_streams, lossy_stats
+from .base import Codec, Encoded, PreEncoded, TensorSpec, expect_streams, lossy_stats
 from .registry import register
 
 TRANSFORMS = ("none", "rdft")
@@ -326,17 +326,18 @@ class EPR(Codec):
         return dequantize(q, log_steps, transform, spec.shape, spec.dtype)
 
 
-class EPRLatents(EPR):
-    """Stores the integer latents of an EPR-trained tensor as they are (no quantization).
+class EPRLatents(PreEncoded):
+    """The integer latents of an EPR-trained tensor, stored as they are (no quantization).
 
     ``q`` is the int32 latent (for ``transform="rdft"`` of shape ``(I, O, H, W // 2 + 1, 2)``),
-    ``log_steps`` the float16 log-steps, whose shape is a suffix of the latent shape. ``encode``
-    takes the decoded tensor only for its shape and dtype (the planner's interface) and writes the
-    stream; the header describes the codec as plain ``epr`` (any ``epr`` decoder reads it).
+    ``log_steps`` the float16 log-steps, whose shape is a suffix of the latent shape; ``shape`` and
+    ``dtype`` are those of the tensor a decoder produces (``shape`` defaults to the latent shape for
+    ``transform="none"``). The header describes the codec as plain ``epr`` (any ``epr`` decoder reads
+    it). A :class:`~squeezefmt.codecs.PreEncoded` item: ``squeezefmt.save({"w": EPRLatents(...)})``.
     """
 
-    def __init__(self, q: np.ndarray, log_steps: np.ndarray, transform: str = "none"):
-        super().__init__()
+    def __init__(self, q: np.ndarray, log_steps: np.ndarray, transform: str = "none", *,
+                 shape: Sequence[int] | None = None, dtype: str = "float32"):
         q = np.asarray(q)
         if not np.issubdtype(q.dtype, np.integer):
             raise CodecError(f"epr: latents must be integers, got {q.dtype}")
@@ -349,32 +350,31 @@ class EPRLatents(EPR):
         if k > self.q.ndim or tuple(self.q.shape[self.q.ndim - k:]) != tuple(self.log_steps.shape):
             raise CodecError(f"epr: log-step shape {self.log_steps.shape} is not a suffix of the latent "
                              f"shape {self.q.shape}")
-
-    def get_config(self) -> dict[str, Any]:
-        return {}
+        if shape is None:
+            if transform != "none":
+                raise CodecError("epr: give the tensor shape for transform 'rdft'")
+            shape = self.q.shape
+        self.shape = tuple(int(d) for d in shape)
+        expected = latent_shape(self.shape, transform)
+        if tuple(self.q.shape) != expected:
+            raise CodecError(f"epr: latent shape {self.q.shape} does not match tensor shape {self.shape} "
+                             f"under transform {transform!r} (expected {expected})")
+        if dtype not in FLOAT_NAMES:
+            raise CodecError(f"epr decodes to float tensors only, got {dtype}")
+        self.dtype = dtype
 
     def __repr__(self) -> str:
         return f"EPRLatents(shape={self.q.shape}, steps={self.log_steps.shape}, transform={self.transform!r})"
 
-    def __eq__(self, other: object) -> bool:
-        return self is other
-
-    def __hash__(self) -> int:
-        return id(self)
-
-    def encode(self, array: np.ndarray) -> Encoded:
-        array = np.asarray(array)
-        expected = latent_shape(array.shape, self.transform)
-        if tuple(self.q.shape) != expected:
-            raise CodecError(f"epr: latent shape {self.q.shape} does not match tensor shape {array.shape} "
-                             f"under transform {self.transform!r} (expected {expected})")
+    def encode(self, choose=None) -> tuple[EPR, Encoded]:
         # No stats: the header is a noticeable part of a model that packs to a few kilobytes, and
         # `squeezefmt info` derives the size ratio from the stream lengths anyway.
-        return Encoded(streams=[build_stream(self.q, self.log_steps)], side=_side(self.transform, self.log_steps.ndim))
+        enc = Encoded(streams=[build_stream(self.q, self.log_steps)], side=_side(self.transform, self.log_steps.ndim))
+        return EPR(), enc
 
-    def decoded(self, shape: Sequence[int], dtype: str = "float32") -> np.ndarray:
-        """The tensor a decoder will produce for ``shape`` (what the packer hands to :meth:`encode`)."""
-        return dequantize(self.q, self.log_steps, self.transform, shape, dtype)
+    def dense(self) -> np.ndarray:
+        """The tensor a decoder produces."""
+        return dequantize(self.q, self.log_steps, self.transform, self.shape, self.dtype)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -27,13 +27,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import tt_math
+import squeezefmt.tt_math as tt_math
 from ..dtypes import dtype_name, numpy_dtype
-from ..errors import CodecError, FormatError, SqueezeError, StreamError
+from ..errors import CodecError, StreamError
 from ..tt_math import MAX_CORES, TTMatrix
-from .base import Codec, Encoded, TensorSpec, lossy_stats
+from .base import Codec, Encoded, PreEncoded, TensorSpec, lossy_stats
 from .bytegroup import ByteGroup
 from .raw import Raw
+from .decode import decode_errors
 from .registry import check_decoded, decode_nested, encode_nested, get_codec, nested_stream_count, register
 
 #: Element types a TT tensor may declare (its cores have the same type).
@@ -196,17 +197,32 @@ def read_tt(f, name: str) -> TTMatrix:
     codec = get_codec(e.codec)
     spec = TensorSpec(e.dtype, e.shape)
     streams = f.streams(name)
-    try:
+    with decode_errors(name, TT.codec_id):
         cores = codec.decode_cores(streams, e.side, spec)
-    except SqueezeError as exc:
-        raise type(exc)(f"tensor {name!r}: {exc}") from None
-    except (ValueError, TypeError, IndexError, OverflowError, MemoryError) as exc:  # defensive: never leak
-        raise FormatError(f"tensor {name!r}: codec 'tt' failed on corrupt data: {exc}") from exc
     for k, core in enumerate(cores):
         check_decoded(core, TensorSpec(e.dtype, tuple(core.shape)), TT.codec_id)
     return TTMatrix(tuple(cores))
 
 
-def tt_codec_for(tt: TTMatrix, choose_inner) -> TT:
-    """The ``tt`` codec storing ``tt``'s cores, each with the codec ``choose_inner(largest core)`` picks."""
-    return TT(inner=choose_inner(max(tt.cores, key=lambda c: c.size)))
+class TTCores(PreEncoded):
+    """A TT-matrix given by its cores (a TT layer's weights), stored as a ``tt`` tensor without densifying.
+
+    A :class:`~squeezefmt.codecs.PreEncoded` item: each core is coded with the codec the preset
+    (``choose``) picks for the largest core, so with a lossless preset the cores round-trip exactly.
+    """
+
+    def __init__(self, tt: TTMatrix):
+        self.tt = tt
+        self.dtype = dtype_name(tt.dtype)
+        self.shape = tuple(int(d) for d in tt.shape)
+
+    def encode(self, choose) -> tuple[TT, Encoded]:
+        codec = TT(inner=choose(max(self.tt.cores, key=lambda c: c.size)))
+        return codec, codec.encode(self.tt)
+
+    def dense(self) -> np.ndarray:
+        return self.tt.full()
+
+    def encode_with(self, codec: Codec) -> Encoded:
+        """A ``tt`` codec stores the cores as they are; any other codec gets the dense matrix."""
+        return codec.encode(self.tt) if isinstance(codec, TT) else codec.encode(self.dense())

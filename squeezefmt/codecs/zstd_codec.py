@@ -5,7 +5,7 @@ import numpy as np
 
 from ..buffers import aligned_copy
 from ..dtypes import as_storage, from_storage, itemsize, numpy_dtype
-from . import zstd_util
+import squeezefmt.codecs.zstd_util as zstd_util
 from .base import Codec, Encoded, TensorSpec, expect_streams
 from .registry import register
 

@@ -1,16 +1,16 @@
 """Layer-level access to an open container: tensors grouped into layers, decoded one layer at a time.
 
-A *layer* is a named, ordered group of tensors. How tensors are grouped:
+A *layer* is a named, ordered group of tensors. The container does not know what wrote it: the
+grouping is a callback it is given (``SqzFile(..., grouping=fn)``; ``squeezefmt.open`` passes the
+one for squeezefmt's Keras metadata, :func:`squeezefmt.keras.archive.layer_groups`).
 
-* **Containers packed from Keras** (metadata ``"keras"``, see :mod:`squeezefmt.keras.pack`): one layer
-  per entry of ``metadata()["keras"]["layers"]`` that owns at least one weight, in model order; its
-  tensors are listed in Keras's weight order (trainable, then non-trainable), so
-  ``list(f.layer(name).values())`` is exactly what ``keras_layer.set_weights`` takes. A nested model
-  is one layer (Keras stores it that way). Tensors the Keras metadata does not mention (optimizer
-  state) follow, grouped as for plain containers.
-* **Plain containers**: tensors are grouped by the part of their name before the first ``"/"``
-  (``"conv/kernel"`` and ``"conv/bias"`` form layer ``"conv"``); a name without ``"/"`` is a layer of
-  its own. Layers come in the order of their first tensor in the file.
+* ``grouping(metadata)`` returns ``[(layer name, class name or None, [(tensor, weight name), ...])]``
+  in model order (or nothing); those layers come first, their tensors in the order given. The
+  container checks that every tensor exists and belongs to one layer, and that names are unique.
+* Every other tensor is grouped by the part of its name before the first ``"/"`` (``"conv/kernel"``
+  and ``"conv/bias"`` form layer ``"conv"``; a name without ``"/"`` is a layer of its own; a
+  leftover tensor whose prefix names a layer of the callback stays apart). These layers come in the
+  order of their first tensor in the file.
 
 Every method here is numpy-only. Decoding a layer reads, checksums and decodes that layer's streams
 only; for a memory-mapped path nothing else of the file is read or copied, so the memory a decode
@@ -19,12 +19,17 @@ needs is bounded by the tensors it returns (plus one tensor's worth of codec scr
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import HeaderError
 from .header import TensorEntry
+
+#: One layer as a grouping callback describes it: (name, class name, [(tensor, weight name)]).
+LayerGroup = tuple[str, "str | None", Sequence[tuple[str, str]]]
+#: ``grouping(metadata) -> layers`` (see the module doc).
+Grouping = Callable[[Mapping[str, Any]], "Sequence[LayerGroup] | None"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,9 +37,9 @@ class LayerInfo:
     """What the header says about one layer (nothing is decoded to produce it)."""
 
     name: str
-    class_name: str | None      # Keras class name, None for plain containers
+    class_name: str | None      # e.g. the Keras class name; None for prefix-grouped layers
     tensors: tuple[str, ...]    # tensor names, in the layer's weight order
-    weight_names: tuple[str, ...]  # Keras weight names ("dense/kernel:0"), or the tensor names
+    weight_names: tuple[str, ...]  # weight names ("dense/kernel:0"), or the tensor names
     nbytes: int                 # decoded size of all its tensors
     stored_bytes: int           # bytes of their streams in the file
 
@@ -44,46 +49,27 @@ def prefix_group(name: str) -> str:
     return name.split("/", 1)[0]
 
 
-def group_layers(entries: Mapping[str, TensorEntry], metadata: Mapping[str, Any]) -> dict[str, LayerInfo]:
+def group_layers(entries: Mapping[str, TensorEntry], metadata: Mapping[str, Any],
+                 grouping: Grouping | None = None) -> dict[str, LayerInfo]:
     """Group the tensors of a container into layers (see the module docstring). Validates untrusted metadata."""
     groups: dict[str, dict[str, Any]] = {}
     claimed: set[str] = set()
-    keras = metadata.get("keras") if isinstance(metadata, Mapping) else None
-    if isinstance(keras, Mapping) and "layers" in keras:
-        layers = keras.get("layers")
-        if not isinstance(layers, list):
-            raise HeaderError("metadata 'keras.layers' must be a list")
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Mapping) or not isinstance(layer.get("name"), str):
-                raise HeaderError(f"metadata 'keras.layers[{i}]' must be an object with a string 'name'")
-            name, weights = layer["name"], layer.get("weights", [])
-            cls = layer.get("class_name")
-            if not isinstance(weights, list) or (cls is not None and not isinstance(cls, str)):
-                raise HeaderError(f"metadata for Keras layer {name!r} is malformed")
-            if not weights:
-                continue
-            if name in groups:
-                raise HeaderError(f"Keras layer {name!r} appears twice in the metadata")
-            tensors, wnames = [], []
-            for w in weights:
-                tensor = w.get("tensor") if isinstance(w, Mapping) else None
-                wname = w.get("name", tensor) if isinstance(w, Mapping) else None
-                if not isinstance(tensor, str) or not isinstance(wname, str):
-                    raise HeaderError(f"metadata for Keras layer {name!r}: every weight needs a string 'tensor' and 'name'")
-                if tensor not in entries:
-                    raise HeaderError(f"Keras layer {name!r} names tensor {tensor!r}, which the container does not hold")
-                if tensor in claimed:
-                    raise HeaderError(f"tensor {tensor!r} belongs to two layers in the Keras metadata")
-                claimed.add(tensor)
-                tensors.append(tensor)
-                wnames.append(wname)
-            groups[name] = {"class_name": cls, "tensors": tensors, "weight_names": wnames}
-    keras_names = set(groups)
+    for name, cls, weights in (grouping(metadata) if grouping is not None else None) or ():
+        if name in groups:
+            raise HeaderError(f"layer {name!r} appears twice in the metadata")
+        for tensor, _ in weights:
+            if tensor not in entries:
+                raise HeaderError(f"layer {name!r} names tensor {tensor!r}, which the container does not hold")
+            if tensor in claimed:
+                raise HeaderError(f"tensor {tensor!r} belongs to two layers in the metadata")
+            claimed.add(tensor)
+        groups[name] = {"class_name": cls, "tensors": [t for t, _ in weights], "weight_names": [w for _, w in weights]}
+    named = set(groups)
     for tensor in entries:
         if tensor in claimed:
             continue
         group = prefix_group(tensor)
-        if group in keras_names:  # a leftover tensor whose prefix is a Keras layer: keep it apart
+        if group in named:  # a leftover tensor whose prefix is a described layer: keep it apart
             group = tensor
         g = groups.setdefault(group, {"class_name": None, "tensors": [], "weight_names": []})
         g["tensors"].append(tensor)
@@ -113,11 +99,12 @@ class LayerAccessMixin:
     # provided by SqzFile
     _entries: dict[str, TensorEntry]
     _metadata: dict[str, Any]
+    _grouping: Grouping | None
 
     def _layer_table(self) -> dict[str, LayerInfo]:
         table = self.__dict__.get("_sqz_layer_table")
         if table is None:
-            table = group_layers(self._entries, self._metadata)
+            table = group_layers(self._entries, self._metadata, self._grouping)
             self.__dict__["_sqz_layer_table"] = table
         return table
 
@@ -126,7 +113,7 @@ class LayerAccessMixin:
         return list(self._layer_table())
 
     def layer_info(self, name: str) -> LayerInfo:
-        """Header information about layer ``name`` (its tensors, sizes, Keras class)."""
+        """Header information about layer ``name`` (its tensors, sizes, class name)."""
         try:
             return self._layer_table()[name]
         except KeyError:

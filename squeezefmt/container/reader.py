@@ -8,12 +8,12 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..codecs import TensorSpec, get_codec
-from ..codecs.registry import check_decoded
+from ..codecs.decode import decode_tensor
 from ..errors import ChecksumError, FormatError, LimitError, SqueezeError, TruncatedError
 from .header import TensorEntry, parse_header
 from .layout import PREAMBLE_SIZE, crc32, decode_header, parse_preamble
 from .limits import DEFAULT_LIMITS, Limits
-from .layers import LayerAccessMixin, LayerInfo  # noqa: F401 - layer-level access (f.layer(name))
+from .layers import Grouping, LayerAccessMixin, LayerInfo  # noqa: F401 - layer-level access (f.layer(name))
 from .source import open_source
 
 
@@ -49,9 +49,10 @@ class SqzFile(LayerAccessMixin):
     decodes that tensor's streams only.
     """
 
-    def __init__(self, source, *, limits: Limits = DEFAULT_LIMITS):
+    def __init__(self, source, *, limits: Limits = DEFAULT_LIMITS, grouping: Grouping | None = None):
         self._source = open_source(source)
         self._limits = limits
+        self._grouping = grouping  # how tensors form layers (see container/layers.py)
         try:
             self._load_header()
         except BaseException:
@@ -153,16 +154,7 @@ class SqzFile(LayerAccessMixin):
         """Decode tensor ``name`` into a new numpy array (checksums verified)."""
         e = self.entry(name)
         codec = get_codec(e.codec)
-        spec = TensorSpec(e.dtype, e.shape)
-        streams = self.streams(name)
-        try:
-            out = codec.decode(streams, e.side, spec)
-        except SqueezeError as exc:
-            raise type(exc)(f"tensor {name!r}: {exc}") from None
-        except (ValueError, TypeError, IndexError, OverflowError, MemoryError) as exc:  # defensive: never leak
-            raise FormatError(f"tensor {name!r}: codec {codec.codec_id!r} failed on corrupt data: {exc}") from exc
-        check_decoded(out, spec, codec.codec_id)
-        return out
+        return decode_tensor(name, codec, TensorSpec(e.dtype, e.shape), e.side, self.streams(name))
 
     def tensors(self) -> dict[str, np.ndarray]:
         """Decode every tensor (in file order)."""

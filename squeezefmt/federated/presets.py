@@ -14,9 +14,8 @@ preset             delta   tensors
 =================  ======  ==========================================================================
 
 Float tensors with fewer than ``min_lossy_elements`` elements (biases, normalisation parameters)
-and non-float tensors stay lossless in every preset. Lossy presets need the ``quant`` codec
-(:mod:`squeezefmt.codecs.quantize`); a clear :class:`~squeezefmt.errors.SqueezeError` says so
-when this build lacks it. ``full_codec`` / ``delta_codec`` accept any ``(name, array) -> Codec |
+and non-float tensors stay lossless in every preset. Lossy presets use the ``quant`` codec
+(:mod:`squeezefmt.codecs.quantize`). ``full_codec`` / ``delta_codec`` accept any ``(name, array) -> Codec |
 None`` to plug in another codec (e.g. EPR) instead.
 """
 from __future__ import annotations
@@ -25,24 +24,15 @@ import dataclasses
 
 import numpy as np
 
-from ..codecs import Codec, codec_ids
+from ..codecs import Codec
+from ..codecs.quantize import Quantize
 from ..dtypes import dtype_name
 from ..errors import SqueezeError
 from .payload import ADD_DTYPES, CodecChooser
 
-QUANT_ID = "quant"
-
 
 def quantize_codec(bits: int, per_channel: bool = False) -> Codec:
-    """The ``quant`` codec (uniform scalar quantization, Huffman-coded indices), imported lazily."""
-    try:
-        from ..codecs.quantize import Quantize  # noqa: PLC0415 - optional module, written separately
-    except ImportError:
-        Quantize = None  # noqa: N806
-    if Quantize is None or QUANT_ID not in codec_ids():
-        raise SqueezeError(
-            f"lossy federated presets need the {QUANT_ID!r} codec (squeezefmt.codecs.quantize), which this build "
-            f"lacks (it has: {', '.join(codec_ids())}); use a lossless preset or pass full_codec/delta_codec")
+    """The ``quant`` codec (uniform scalar quantization, Huffman-coded indices)."""
     return Quantize(bits=bits, per_channel=per_channel)
 
 
@@ -88,7 +78,6 @@ class FederatedPreset:
             return custom
         if bits is None:
             return None
-        quantize_codec(bits, self.per_channel)  # fail early, with the clear message, if absent
 
         def choose(name: str, array: np.ndarray) -> Codec | None:
             if dtype_name(array.dtype) in ADD_DTYPES and array.size >= self.min_lossy_elements:

@@ -7,14 +7,15 @@ Importing this package imports neither.
     squeezefmt.keras.pack("model.h5", "model.sqz")
     model = squeezefmt.keras.load("model.sqz")        # a tf.keras.Model, weights set
 """
-from .pack import pack, unpack
+from .pack import pack, pack_tt, unpack
+from .transforms.tt import TTOptions
 
-__all__ = ["pack", "unpack", "load", "load_weights", "save"]
+__all__ = ["pack", "pack_tt", "unpack", "TTOptions", "load", "load_weights", "save"]
 
 
 def __getattr__(name):
     if name in ("load", "load_weights", "save", "build_model", "assign_weights"):
-        from . import model  # noqa: PLC0415 - imports TensorFlow lazily
+        import squeezefmt.keras.model as model  # noqa: PLC0415 - imports TensorFlow lazily
 
         return getattr(model, name)
     if name == "TTDense":  # Tensor-Train Dense layer (t3f KerasDense compatible); imports TensorFlow

@@ -296,7 +296,7 @@ def _restore_latents(model, source) -> None:
     from ..api import open as open_sqz  # noqa: PLC0415
     from ..codecs import TensorSpec  # noqa: PLC0415
     from ..codecs.epr import read_latents  # noqa: PLC0415
-    from .pack import keras_metadata, weight_role  # noqa: PLC0415
+    from .archive import keras_metadata, weight_role  # noqa: PLC0415
 
     with open_sqz(source) as f:
         stored = {layer["name"]: layer for layer in keras_metadata(f)["layers"]}

@@ -9,8 +9,9 @@ Peak memory is about the compressed file plus the largest layer (plus activation
 float model. Predictions are the same as those of the eager ``load``.
 
 How it works
-    * The model is rebuilt from its stored config while ``Layer.add_weight`` is replaced by a
-      recorder: builds run as usual (so layer attributes like BatchNormalization's axis are set up
+    * The model is rebuilt from its stored config while ``Layer.add_weight`` records instead of
+      creating (a scoped, re-entrant patch: the recorder is installed while at least one load is
+      rebuilding, and only calls made by the thread and scope that asked record): builds run as usual (so layer attributes like BatchNormalization's axis are set up
       by Keras itself) but no variable is created; each weight becomes a *pending weight*
       (name, shape, dtype, trainable).
     * Pending weights are matched to the stored layers as Keras's own .h5 loader matches weights:
@@ -43,8 +44,9 @@ import numpy as np
 from ..api import open as open_sqz
 from ..container.cache import LayerCache
 from ..errors import KerasFormatError, LazyWeightError
-from .model import _tf, build_model
-from .pack import keras_metadata
+from .archive import keras_metadata
+from .rebuild import build_model, import_tf
+from .resolve import resolve_weights
 
 #: Attribute on a lazy model holding its :class:`LazyState`.
 STATE_ATTR = "_squeezefmt_lazy"
@@ -79,63 +81,100 @@ class ReleasedWeight:
         return f"<lazily decoded weight {self._name!r}>"
 
 
-_RECORDING = threading.local()
+class _Recorder:
+    """The scoped, re-entrant ``Layer.add_weight`` patch behind lazy rebuilding.
+
+    The class attribute is replaced once, while at least one scope is open (a count under a lock),
+    and restored when the last scope closes, whatever order overlapping scopes close in. The
+    wrapper records only for the thread whose innermost open scope asked for it (a thread-local
+    stack of record lists); every other call goes to Keras's own ``add_weight``.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._open = 0
+        self._original = None
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def scope(self):
+        from keras.src.engine.base_layer import Layer  # noqa: PLC0415 - Keras 2.14 (tf.keras) layout
+
+        records: list[PendingWeight] = []
+        with self._lock:
+            if self._open == 0:
+                self._original = Layer.add_weight
+                Layer.add_weight = self._wrapper(self._original)
+            self._open += 1
+        stack = self._local.__dict__.setdefault("stack", [])
+        stack.append(records)
+        try:
+            yield records
+        finally:
+            stack.remove(records)
+            with self._lock:
+                self._open -= 1
+                if self._open == 0:
+                    Layer.add_weight, self._original = self._original, None
+
+    def _wrapper(self, original):
+        tf = import_tf()
+        local = self._local
+
+        @functools.wraps(original)
+        def add_weight(layer, name=None, shape=None, dtype=None, initializer=None, regularizer=None,
+                       trainable=None, constraint=None, use_resource=None,
+                       synchronization=tf.VariableSynchronization.AUTO, aggregation=tf.VariableAggregation.NONE,
+                       **kwargs):
+            stack = getattr(local, "stack", None)
+            if not stack:
+                return original(layer, name, shape, dtype, initializer, regularizer, trainable, constraint,
+                                use_resource, synchronization, aggregation, **kwargs)
+            rec = _pending(tf, layer, name, shape, dtype, trainable, synchronization)
+            stack[-1].append(rec)
+            return rec.placeholder
+        return add_weight
 
 
-@contextlib.contextmanager
-def _recording_add_weight():
-    """Within this context, ``Layer.add_weight`` records a :class:`PendingWeight` instead of a variable."""
-    tf = _tf()
+def _pending(tf, layer, name, shape, dtype, trainable, synchronization) -> PendingWeight:
+    """The :class:`PendingWeight` standing for one ``add_weight`` call (no variable is created)."""
+    from keras.src.backend import get_graph as keras_graph  # noqa: PLC0415 - Keras 2.14 (tf.keras) layout
+
+    if trainable is None:
+        trainable = synchronization != tf.VariableSynchronization.ON_READ
+    dims = tf.TensorShape(() if shape is None else shape)
+    if not dims.is_fully_defined():
+        raise KerasFormatError(f"layer {layer.name!r} asks for weight {name!r} of unknown shape {dims}")
+    dtype = tf.as_dtype(dtype or layer.dtype or "float32")
+    rec = PendingWeight(owner=layer, name=str(name), shape=tuple(dims.as_list()), dtype=dtype,
+                        trainable=bool(trainable))
+    # Keras builds layers under init_scope, then runs call() on symbolic inputs in its scratch graph
+    # to infer output shapes: hand out a symbolic tensor of that graph (never evaluated, no memory).
+    with keras_graph().as_default():
+        rec.placeholder = tf.zeros(rec.shape, dtype, name=f"squeezefmt_pending_{rec.name}")
+    layer.__dict__.setdefault("_squeezefmt_pending", []).append(rec)
+    return rec
+
+
+_RECORDER = _Recorder()
+
+
+def recording_add_weight():
+    """Within this context (on this thread), ``Layer.add_weight`` records a :class:`PendingWeight` instead of a variable."""
     from .compat import is_keras3  # noqa: PLC0415
 
     if is_keras3():  # Keras 3: uninitialized variables stand in (keras/lazy_keras3.py)
-        from .lazy_keras3 import recording_add_weight  # noqa: PLC0415
+        from .lazy_keras3 import recording_add_weight as keras3_recording  # noqa: PLC0415
+
+        tf = import_tf()
 
         def record(layer, variable):
             return PendingWeight(owner=layer, name=str(variable.name), shape=tuple(variable.shape),
                                  dtype=tf.as_dtype(variable.dtype), trainable=bool(variable.trainable),
                                  placeholder=variable)
 
-        with recording_add_weight(record) as records:
-            yield records
-        return
-    from keras.src.backend import get_graph as keras_graph  # noqa: PLC0415 - Keras 2.14 (tf.keras) layout
-    from keras.src.engine.base_layer import Layer  # noqa: PLC0415
-
-    original = Layer.add_weight
-    records: list[PendingWeight] = []
-
-    @functools.wraps(original)
-    def add_weight(self, name=None, shape=None, dtype=None, initializer=None, regularizer=None,
-                   trainable=None, constraint=None, use_resource=None,
-                   synchronization=tf.VariableSynchronization.AUTO, aggregation=tf.VariableAggregation.NONE,
-                   **kwargs):
-        if not getattr(_RECORDING, "active", False):
-            return original(self, name, shape, dtype, initializer, regularizer, trainable, constraint,
-                            use_resource, synchronization, aggregation, **kwargs)
-        if trainable is None:
-            trainable = synchronization != tf.VariableSynchronization.ON_READ
-        dims = tf.TensorShape(() if shape is None else shape)
-        if not dims.is_fully_defined():
-            raise KerasFormatError(f"layer {self.name!r} asks for weight {name!r} of unknown shape {dims}")
-        dtype = tf.as_dtype(dtype or self.dtype or "float32")
-        rec = PendingWeight(owner=self, name=str(name), shape=tuple(dims.as_list()), dtype=dtype,
-                            trainable=bool(trainable))
-        # Keras builds layers under init_scope, then runs call() on symbolic inputs in its scratch graph
-        # to infer output shapes: hand out a symbolic tensor of that graph (never evaluated, no memory).
-        with keras_graph().as_default():
-            rec.placeholder = tf.zeros(rec.shape, dtype, name=f"squeezefmt_pending_{rec.name}")
-        self.__dict__.setdefault("_squeezefmt_pending", []).append(rec)
-        records.append(rec)
-        return rec.placeholder
-
-    Layer.add_weight = add_weight
-    _RECORDING.active = True
-    try:
-        yield records
-    finally:
-        _RECORDING.active = False
-        Layer.add_weight = original
+        return keras3_recording(record)
+    return _RECORDER.scope()
 
 
 def _children(layer) -> list:
@@ -214,7 +253,7 @@ def _eager_tensor(a: np.ndarray):
     ``tf.convert_to_tensor`` always copies a numpy array, so the decoded layer would exist twice and
     the copy would come from TensorFlow's heap; the decoded buffers are aligned for sharing.
     """
-    tf = _tf()
+    tf = import_tf()
     try:
         return tf.experimental.dlpack.from_dlpack(a.__dlpack__())
     except (AttributeError, TypeError, ValueError, BufferError, RuntimeError, tf.errors.OpError):
@@ -245,7 +284,7 @@ class LazyLayer:
         return out
 
     def tensors_for_call(self, inputs) -> list:
-        tf = _tf()
+        tf = import_tf()
         if tf.executing_eagerly():
             arrays = self.decode()
             return [_eager_tensor(arrays.pop(0)) for _ in range(len(arrays))]
@@ -284,7 +323,7 @@ class LazyLayer:
             finally:
                 lazy.unbind()
 
-        tf = _tf()
+        tf = import_tf()
         object.__setattr__(self.layer, "call", tf.autograph.experimental.do_not_convert(call))
 
 
@@ -321,12 +360,10 @@ def load_lazy(path, *, safe_mode: bool = True, custom_objects: Mapping[str, Any]
     ``cache_bytes``: decoded bytes to keep between calls (LRU by layer; 0 keeps nothing).
     ``fetch_hook(layer name, nbytes)`` is called after every decode.
     """
-    from .tt_pack import resolve_weights  # noqa: PLC0415
-
     f = open_sqz(path)
     try:
         meta, fetch = resolve_weights(keras_metadata(f), f, "dense" if densify else "tt")
-        with _recording_add_weight():
+        with recording_add_weight():
             model = build_model(meta, safe_mode=safe_mode, custom_objects=custom_objects)
         cache = LayerCache(f, cache_bytes, fetch=fetch, on_decode=fetch_hook)
         layers = _attach(model, meta, f, cache)

@@ -1,79 +1,21 @@
-"""Rebuilding Keras models from .sqz containers, and saving Keras models into them.
+"""Keras models from .sqz containers (``load``, ``load_weights``) and into them (``save``).
 
-This module imports TensorFlow (lazily, on first use); nothing else in squeezefmt does.
+Imports TensorFlow lazily, on first use (through :mod:`.rebuild`).
 """
 from __future__ import annotations
 
 import io
-import json
 from typing import Any, Mapping
 
 import numpy as np
 
 from ..api import open as open_sqz
-from ..errors import KerasFormatError, UnsafeModelError
-from .h5 import read_h5
-from .pack import keras_metadata, pack_archive
-
-#: Layer classes whose config carries code that deserialisation would run.
-UNSAFE_CLASSES = frozenset({"Lambda"})
-
-
-def _tf():
-    try:
-        import tensorflow as tf  # noqa: PLC0415
-    except ImportError:
-        raise KerasFormatError("rebuilding Keras models needs TensorFlow: pip install 'squeezefmt[keras]'") from None
-    return tf
-
-
-def squeezefmt_custom_objects() -> dict[str, Any]:
-    """Keras classes squeezefmt provides (EPR and TT layers), registered under their class names."""
-    from . import layers  # noqa: PLC0415
-
-    return layers.custom_objects()
-
-
-def check_safe(model_config: Any) -> None:
-    """Refuse configs whose deserialisation would execute code from the file."""
-    stack = [model_config]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            cls = item.get("class_name")
-            if cls in UNSAFE_CLASSES:
-                name = item.get("config", {}).get("name") if isinstance(item.get("config"), dict) else None
-                raise UnsafeModelError(
-                    f"the model contains a {cls} layer ({name!r}) whose config holds Python bytecode; "
-                    "refusing to load it with safe_mode=True. Load with safe_mode=False only if you trust the file."
-                )
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-
-
-def build_model(meta: Mapping[str, Any], *, safe_mode: bool = True, custom_objects: Mapping[str, Any] | None = None):
-    """An uninitialised Keras model from the stored model config (tf.keras 2 or Keras 3, see compat.py)."""
-    from .compat import model_from_config  # noqa: PLC0415
-
-    text = meta.get("model_config")
-    if meta.get("kind") != "model" or not text:
-        raise KerasFormatError(
-            "this container holds weights only (packed from a save_weights .h5); build the model in code "
-            "and call squeezefmt.keras.load_weights(model, path)"
-        )
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise KerasFormatError(f"stored model_config is not valid JSON: {exc}") from None
-    if safe_mode:
-        check_safe(config)
-    objects = {**squeezefmt_custom_objects(), **dict(custom_objects or {})}
-    try:
-        return model_from_config(config, objects, safe_mode)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise KerasFormatError(f"cannot rebuild the Keras model from its config: {exc}") from exc
-
+from ..errors import KerasFormatError
+from .archive import keras_metadata
+from .formats.h5 import read_h5
+from .pack import pack_archive
+from .rebuild import build_model, check_safe, import_tf, squeezefmt_custom_objects  # noqa: F401 - public names
+from .resolve import resolve_weights
 
 def _numpy_dtype(dtype) -> np.dtype:
     """A variable's dtype as numpy's (``tf.DType`` under tf.keras 2, a string under Keras 3)."""
@@ -151,7 +93,7 @@ def load(path, *, lazy: bool = False, safe_mode: bool = True, custom_objects: Ma
 
     Tensor-Train kernels (``tt`` tensors): t3f ``KerasDense`` layers load as ``TTDense`` (no t3f needed)
     and Dense kernels packed with ``--tt-rank``/``--tt-tol`` load as ``TTDense`` layers running on the
-    cores; ``densify=True`` loads every TT kernel as a plain ``Dense`` instead (see keras/tt_pack.py).
+    cores; ``densify=True`` loads every TT kernel as a plain ``Dense`` instead (see keras/resolve.py).
 
     ``lazy=True``: the model's layers hold no weights; each weighted layer decodes its tensors from
     the (memory-mapped) container just before it runs and drops them after, so inference needs
@@ -165,8 +107,6 @@ def load(path, *, lazy: bool = False, safe_mode: bool = True, custom_objects: Ma
                          cache_bytes=cache_bytes)
     if cache_bytes:
         raise ValueError("cache_bytes applies to lazy=True only")
-    from .tt_pack import resolve_weights  # noqa: PLC0415
-
     with open_sqz(path) as f:
         meta, fetch = resolve_weights(keras_metadata(f), f, "dense" if densify else "tt")
         model = build_model(meta, safe_mode=safe_mode, custom_objects=custom_objects)
@@ -176,15 +116,13 @@ def load(path, *, lazy: bool = False, safe_mode: bool = True, custom_objects: Ma
 
 def load_weights(model, path) -> None:
     """Set the weights of an existing model from a container (packed from a model or weights .h5)."""
-    from .tt_pack import resolve_weights  # noqa: PLC0415
-
     with open_sqz(path) as f:
         meta, fetch = resolve_weights(keras_metadata(f), f, "stored")  # TT tensors -> cores or dense kernels
         assign_weights(model, meta, fetch)
 
 
 def to_archive(model, *, include_optimizer: bool = False):
-    """The :class:`~squeezefmt.keras.h5.KerasArchive` of an in-memory model (via an in-memory .h5)."""
+    """The :class:`~squeezefmt.keras.archive.KerasArchive` of an in-memory model (via an in-memory .h5)."""
     import h5py  # noqa: PLC0415
 
     from .compat import save_h5  # noqa: PLC0415

@@ -1,9 +1,11 @@
-"""Keras .h5 <-> .sqz conversion (h5py only; TensorFlow is not imported).
+"""Keras file <-> .sqz conversion (h5py/numpy only; TensorFlow is not imported).
 
-``pack`` reads the .h5 with h5py (never ``load_model``: an .h5 can carry Lambda bytecode), lets the
-planner choose a codec per weight (knowing each weight's layer class and role), and stores the model
-config and the layer -> weight order in the container metadata under ``"keras"``. ``unpack`` writes a
-Keras .h5 back that ``tf.keras.models.load_model`` opens.
+``pack`` reads the file (:func:`.formats.read_archive`; never ``load_model``: an .h5 can carry
+Lambda bytecode), applies the transforms (EPR-trained layers -> ``epr`` latents, TT layers -> one
+``tt`` tensor each, optionally TT-SVD of Dense kernels), lets the presets choose a codec per weight
+(knowing each weight's layer class and role), and stores the model config and the layer -> weight
+order in the container metadata under ``"keras"`` (:mod:`.archive`). ``unpack`` writes a Keras .h5
+back that ``tf.keras.models.load_model`` opens.
 """
 from __future__ import annotations
 
@@ -13,25 +15,12 @@ from typing import Any, Mapping
 from ..api import open as open_sqz
 from ..api import save
 from ..codecs import Codec
-from ..errors import KerasFormatError
-from ..planner import TensorContext
-from .h5 import KerasArchive, write_h5
-
-
-def weight_role(weight_name: str) -> str:
-    """``"dense/kernel:0"`` -> ``"kernel"``."""
-    return weight_name.rsplit("/", 1)[-1].split(":", 1)[0]
-
-
-def contexts_for(archive: KerasArchive) -> dict[str, TensorContext]:
-    out = {}
-    for layer in archive.layers:
-        for w in layer["weights"]:
-            role = w["role"] if "role" in w else weight_role(w["name"])  # Keras 3 files: role None when unknown
-            out[w["tensor"]] = TensorContext(layer_class=layer.get("class_name"), role=role)
-    for w in archive.optimizer or []:
-        out[w["tensor"]] = TensorContext(layer_class=None, role="optimizer")
-    return out
+from .archive import KerasArchive, keras_metadata
+from .formats import read_archive
+from .formats.h5 import write_h5
+from .resolve import resolve_weights, weight_arrays
+from .transforms.epr import rewrite_epr
+from .transforms.tt import TTChoice, TTOptions, group_tt_layers
 
 
 def pack_archive(
@@ -44,22 +33,28 @@ def pack_archive(
     options: Mapping[str, Any] | None = None,
     progress=None,
     source_name: str | None = None,
+    tt: TTOptions | None = None,
+    tt_report: list[TTChoice] | None = None,
 ):
-    """Write an already-read Keras archive as a .sqz container."""
-    from .epr_pack import rewrite_epr  # noqa: PLC0415 - EPR-trained layers -> epr streams
+    """Write an already-read Keras archive as a .sqz container.
 
-    archive, epr_codecs = rewrite_epr(archive)
-    if epr_codecs:
-        codecs = {**epr_codecs, **dict(codecs or {})}
-    from .tt_pack import group_tt_layers  # noqa: PLC0415 - t3f/TTDense cores -> one tt tensor per layer
-
-    archive = group_tt_layers(archive, codecs)
-    extra = {"keras": archive.metadata(), "packing": dict(options or {})}
+    ``tt``: TT-SVD of the Dense kernels (its choices are appended to ``tt_report`` when given, and
+    recorded under ``"tt"`` in the packing options).
+    """
+    options = dict(options or {})
+    if tt is not None:
+        tt_codecs, report, options["tt"] = tt.plan(archive, preset)
+        codecs = {**dict(codecs or {}), **tt_codecs}
+        if tt_report is not None:
+            tt_report.extend(report)
+    archive = rewrite_epr(archive)                 # EPR-trained layers -> pre-encoded epr latents
+    archive = group_tt_layers(archive, codecs)     # t3f/TTDense cores -> one pre-encoded tt tensor per layer
+    extra = {"keras": archive.metadata(), "packing": options}
     if archive.source_sha256 or source_name:
         extra["source"] = {"sha256": archive.source_sha256, "file": source_name}
     return save(
         archive.arrays, target, preset=preset, codecs=codecs, metadata=metadata,
-        contexts=contexts_for(archive), progress=progress, _extra_metadata=extra,
+        contexts=archive.contexts(), progress=progress, _extra_metadata=extra,
     )
 
 
@@ -72,28 +67,30 @@ def pack(
     codecs: Mapping[str, Codec] | None = None,
     metadata: Mapping[str, Any] | None = None,
     progress=None,
+    tt: TTOptions | None = None,
+    tt_report: list[TTChoice] | None = None,
 ):
     """Convert a Keras file into a .sqz container: a legacy .h5 (full model or weights only, Keras 2
     or 3), a Keras 3 ``.keras`` archive or a Keras 3 ``.weights.h5`` (see keras/formats/).
 
     Returns the container bytes when ``target`` is None. Optimizer state is left out unless
-    ``include_optimizer`` is set.
+    ``include_optimizer`` is set. ``tt=TTOptions(max_rank=8)``: TT-SVD of the Dense kernels (lossy;
+    what ``squeezefmt pack --tt-rank`` does).
     """
-    from .formats.source import read_source  # noqa: PLC0415 - .h5, .keras or Keras 3 .weights.h5
-
-    archive = read_source(h5_path, include_optimizer=include_optimizer)
+    archive = read_archive(h5_path, include_optimizer=include_optimizer)
     options = {"preset": preset, "include_optimizer": include_optimizer}
     name = os.path.basename(os.fspath(h5_path)) if isinstance(h5_path, (str, os.PathLike)) else None
-    return pack_archive(archive, target, preset=preset, codecs=codecs, metadata=metadata,
-                        options=options, progress=progress, source_name=name)
+    return pack_archive(archive, target, preset=preset, codecs=codecs, metadata=metadata, options=options,
+                        progress=progress, source_name=name, tt=tt, tt_report=tt_report)
 
 
-def keras_metadata(f) -> dict[str, Any]:
-    """The ``"keras"`` metadata of an open container, or a clear error when it has none."""
-    meta = f.metadata().get("keras")
-    if not isinstance(meta, dict) or not isinstance(meta.get("layers"), list):
-        raise KerasFormatError("this container holds no Keras model (no 'keras' metadata); use squeezefmt.open()")
-    return meta
+def pack_tt(h5_path, target=None, *, max_rank=None, tol=None, layers=None, dims=None, d=None,
+            preset: str = "lossless", include_optimizer: bool = False, progress=None):
+    """``pack(..., tt=TTOptions(...))``, returning ``(result, report)`` (kept for squeezefmt 0.1 callers)."""
+    report: list[TTChoice] = []
+    result = pack(h5_path, target, preset=preset, include_optimizer=include_optimizer, progress=progress,
+                  tt=TTOptions(max_rank=max_rank, tol=tol, layers=layers, dims=dims, d=d), tt_report=report)
+    return result, report
 
 
 def _writer(target: str, meta: Mapping[str, Any]):
@@ -116,8 +113,6 @@ def unpack(sqz_source, h5_target) -> None:
     ``.weights.h5`` (packed from a Keras 3 ``.keras`` or ``.weights.h5``), anything else a legacy .h5.
     """
     with open_sqz(sqz_source) as f:
-        from .tt_pack import resolve_weights, weight_arrays  # noqa: PLC0415
-
         meta, fetch = resolve_weights(keras_metadata(f), f, "stored")  # a TT tensor -> its layer's cores
         arrays = weight_arrays(meta, fetch)
     write = _writer(os.fspath(h5_target), meta)

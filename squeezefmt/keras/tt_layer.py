@@ -23,7 +23,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from .. import tt_math
+import squeezefmt.tt_math as tt_math
 
 
 def tt_matmul(x, cores, input_dims, output_dims, ranks):

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from ...errors import KerasFormatError
-from ..h5 import KerasArchive, _require_h5py, _sha256_file, _text
+from ..archive import KerasArchive
+from .h5 import _require_h5py, _sha256_file, _text
 
 ZIP_MAGIC = b"PK\x03\x04"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -81,6 +82,29 @@ def sniff(path) -> str:
     if head == HDF5_MAGIC:
         return "h5"
     return "unknown"
+
+
+def describe(path) -> str | None:
+    """A one-line description of a Keras file at ``path`` (for commands that expect a container), or None."""
+    kind = sniff(path)
+    if kind == "keras_zip":
+        return "this is a Keras 3 .keras archive, not a .sqz container; pack it with: squeezefmt pack MODEL.keras OUT.sqz"
+    if kind == "h5":
+        return ("this is an HDF5 file (a Keras .h5 model or weights), not a .sqz container; "
+                "pack it with: squeezefmt pack FILE.h5 OUT.sqz")
+    return None
+
+
+def sniff_keras3_weights(head: bytes, path: str) -> bool:
+    """The :func:`~squeezefmt.keras.formats.register_reader` test for a Keras 3 ``.weights.h5``."""
+    if not head.startswith(HDF5_MAGIC):
+        return False
+    h5py = _require_h5py()
+    try:
+        with h5py.File(path, "r") as f:
+            return is_keras3_weights(f)
+    except OSError:
+        return False
 
 
 def is_keras3_weights(f) -> bool:

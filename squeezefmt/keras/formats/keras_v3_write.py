@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ...errors import KerasFormatError
-from ..h5 import _require_h5py
+from .h5 import _require_h5py
 from .keras_v3 import CONFIG_NAME, METADATA_NAME, WEIGHTS_NAME
 
 

@@ -10,49 +10,17 @@ of layer ``"dense"`` lives at ``<layer>/<weight name>``. Keras splits an attribu
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
 import os
 from typing import Any
 
 import numpy as np
 
-from ..errors import KerasFormatError
+from ...errors import KerasFormatError
+from ..archive import KerasArchive, layer_entries, parse_config
 
 # HDF5 object headers cannot hold attributes larger than 64 KiB.
 _HDF5_ATTR_LIMIT = 64512
-
-
-@dataclasses.dataclass
-class KerasArchive:
-    """The contents of a Keras .h5 file, as squeezefmt stores them."""
-
-    kind: str                                  # "model" or "weights"
-    arrays: dict[str, np.ndarray]              # tensor name -> value, in file order
-    layers: list[dict[str, Any]]               # [{"name", "class_name", "weights": [{"name", "tensor"}]}]
-    model_config: str | None = None            # JSON text, verbatim
-    training_config: str | None = None         # JSON text, verbatim
-    keras_version: str | None = None
-    backend: str | None = None
-    optimizer: list[dict[str, str]] | None = None  # [{"name", "tensor"}] when optimizer state is kept
-    source_sha256: str | None = None
-    keras_v3: dict[str, Any] | None = None     # Keras 3 sources: format, h5 groups (formats/keras_v3.py)
-
-    def metadata(self) -> dict[str, Any]:
-        meta = {
-            "kind": self.kind, "layers": self.layers, "model_config": self.model_config,
-            "training_config": self.training_config, "keras_version": self.keras_version,
-            "backend": self.backend,
-        }
-        if self.optimizer is not None:
-            meta["optimizer"] = self.optimizer
-        if self.keras_v3 is not None:
-            meta["keras_v3"] = self.keras_v3
-        return meta
-
-    def layer_classes(self) -> dict[str, str]:
-        return {layer["name"]: layer.get("class_name") for layer in self.layers}
 
 
 def _require_h5py():
@@ -103,22 +71,8 @@ def _config_classes(model_config: str | None) -> dict[str, str]:
     """Layer name -> class name, from a model config (top level and nested models)."""
     if not model_config:
         return {}
-    try:
-        cfg = json.loads(model_config)
-    except json.JSONDecodeError as exc:
-        raise KerasFormatError(f"model_config is not valid JSON: {exc}") from None
-    classes: dict[str, str] = {}
-    stack = [cfg]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            inner = item.get("config")
-            if isinstance(inner, dict) and "class_name" in item and isinstance(inner.get("name"), str):
-                classes.setdefault(inner["name"], item["class_name"])
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return classes
+    entries = layer_entries(parse_config(model_config))
+    return {name: found[0]["class_name"] for name, found in entries.items()}
 
 
 def _sha256_file(path) -> str:

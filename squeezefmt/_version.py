@@ -1,0 +1,2 @@
+"""The package version (one place; the package, the CLI and container metadata read it)."""
+__version__ = "0.1.0"
