@@ -143,3 +143,20 @@ def test_keras2_h5_loads_under_keras3(tmp_path):
             assert [v.tobytes() for v in values] == [f.tensor(w["tensor"]).tobytes() for w in meta["weights"]]
     lazy = sk.load(tmp_path / "m.sqz", lazy=True)
     assert np.array_equal(predict(lazy, x), got)
+
+
+def test_bundled_keras2_example_loads_under_keras3():
+    """examples/mnist_cnn.h5 (tf.keras 2.14): Keras 3's load_model refuses its SeparableConv2D config;
+    squeezefmt loads it, with the weights Keras 3's own legacy .h5 weight loader sets."""
+    root = os.path.join(os.path.dirname(FIX), "..", "..", "examples")
+    h5 = os.path.join(root, "mnist_cnn.h5")
+    with pytest.raises(Exception, match="SeparableConv2D"):
+        keras.saving.load_model(h5, compile=False)
+    model = sk.load(sk.pack(h5))
+    reference = keras.models.clone_model(model)
+    reference.load_weights(h5)  # Keras 3 reads the legacy weights itself
+    x = np.random.default_rng(3).random((16, 28, 28, 1), dtype=np.float32)
+    assert np.array_equal(predict(model, x), predict(reference, x))
+    fresh = keras.models.clone_model(model)
+    sk.load_weights(fresh, sk.pack(os.path.join(root, "mnist_cnn_weights.h5")))
+    assert np.array_equal(predict(fresh, x), predict(reference, x))

@@ -35,6 +35,9 @@ def to_keras2(config: Any) -> Any:
 
 #: Keras 2 options Keras 3 no longer has, with the value that means "as Keras 3 does".
 _KERAS2_ONLY = {"time_major": False}
+#: Options Keras 2's depthwise/separable convolutions inherit from Conv and never use; Keras 3 refuses them.
+_UNUSED = frozenset({"kernel_initializer", "kernel_regularizer", "kernel_constraint"})
+_DEPTHWISE = frozenset({"SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D", "DepthwiseConv2D"})
 
 
 def to_keras3(config: Any) -> Any:
@@ -48,6 +51,11 @@ def to_keras3(config: Any) -> Any:
     if isinstance(inner, dict) and "output_layers" in inner:
         _renumber_sequentials(inner)
     if "class_name" in out and isinstance(inner, dict):
+        if out["class_name"] in _DEPTHWISE:
+            for key in _UNUSED:
+                inner.pop(key, None)
+            if inner.get("groups", 1) == 1:
+                inner.pop("groups", None)
         for key, default in _KERAS2_ONLY.items():
             if key in inner:
                 value = inner.pop(key)
