@@ -14,6 +14,7 @@ from setuptools.command.build_ext import build_ext
 _C_MODULES = [
     ("squeezefmt.entropy._gammac", "squeezefmt/entropy/_gammac.c"),
     ("squeezefmt.entropy._huffmanc", "squeezefmt/entropy/_huffmanc.c"),
+    ("squeezefmt.entropy._cabacc", "squeezefmt/entropy/_cabacc.c"),
     ("squeezefmt.codecs._bytegroupc", "squeezefmt/codecs/_bytegroupc.c"),
 ]
 

@@ -6,6 +6,7 @@ clear line on stderr with a non-zero exit status (1 for bad input, 2 for usage e
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
@@ -165,6 +166,12 @@ def _refuse_keras_file(path) -> None:
         _fail(SqueezeError(f"{path}: {what}"))
 
 
+def _bits_per_weight(nbytes: int, *shapes) -> float | None:
+    """Stored bits per element (streams + side information) over the elements of ``shapes``."""
+    n = sum(math.prod(s) for s in shapes)
+    return round(8 * nbytes / n, 3) if n else None
+
+
 def info_dict(path) -> dict:
     """What ``squeezefmt info --json`` prints: per-tensor and total sizes from the header."""
     with open_sqz(path) as f:
@@ -175,6 +182,7 @@ def info_dict(path) -> dict:
                 "name": i.name, "codec": i.codec, "config": i.codec_config, "dtype": i.dtype, "shape": list(i.shape),
                 "raw_bytes": i.nbytes, "stored_bytes": i.stored_bytes, "side_bytes": i.side_bytes,
                 "ratio": round(i.ratio, 4) if i.ratio != float("inf") else None, "stats": i.stats,
+                "bits_per_weight": _bits_per_weight(i.stored_bytes + i.side_bytes, i.shape),
             })
         raw = sum(r["raw_bytes"] for r in rows)
         meta = f.metadata()
@@ -184,7 +192,8 @@ def info_dict(path) -> dict:
             "totals": {"tensors": len(rows), "raw_bytes": raw,
                        "stored_bytes": sum(r["stored_bytes"] for r in rows),
                        "side_bytes": sum(r["side_bytes"] for r in rows),
-                       "ratio": round(raw / f.file_size, 4) if f.file_size else None},
+                       "ratio": round(raw / f.file_size, 4) if f.file_size else None,
+                       "bits_per_weight": _bits_per_weight(f.file_size, *[r["shape"] for r in rows])},
             "writer": meta.get("writer"), "packing": meta.get("packing"), "source": meta.get("source"),
         }
 
@@ -205,15 +214,17 @@ def info(container, as_json):
     click.echo(f"{d['file']}: squeezefmt container v{d['format_version'][0]}.{d['format_version'][1]}, "
                f"{d['file_bytes']} bytes (header {d['header_bytes']}), written by {d['writer']}")
     width = max([len(r["name"]) for r in d["tensors"]] + [6])
-    click.echo(f"{'tensor':<{width}}  {'codec':<10} {'dtype':<8} {'shape':<18} {'raw':>10} {'stored':>10} {'side':>6} {'ratio':>7}")
+    click.echo(f"{'tensor':<{width}}  {'codec':<10} {'dtype':<8} {'shape':<18} {'raw':>10} {'stored':>10} {'side':>6} "
+               f"{'ratio':>7} {'bits/w':>7}")
     for r in d["tensors"]:
         shape = "x".join(str(s) for s in r["shape"]) or "scalar"
         ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "-"
+        bpw = f"{r['bits_per_weight']:.3f}" if r["bits_per_weight"] is not None else "-"
         click.echo(f"{r['name']:<{width}}  {r['codec']:<10} {r['dtype']:<8} {shape:<18} {r['raw_bytes']:>10} "
-                   f"{r['stored_bytes']:>10} {r['side_bytes']:>6} {ratio:>7}")
+                   f"{r['stored_bytes']:>10} {r['side_bytes']:>6} {ratio:>7} {bpw:>7}")
     t = d["totals"]
     click.echo(f"{'total':<{width}}  {t['tensors']} tensors{'':<29} {t['raw_bytes']:>10} {t['stored_bytes']:>10} "
-               f"{t['side_bytes']:>6} {t['ratio'] or 0:>6.2f}x (file)")
+               f"{t['side_bytes']:>6} {t['ratio'] or 0:>6.2f}x {t['bits_per_weight'] or 0:>7.3f} (file)")
 
 
 @main.command()

@@ -14,6 +14,7 @@ evaluates on the test set the model the clients reconstruct. Configurations::
     lossy-delta       8-bit first round, then 4-bit quantized deltas with error feedback
     lossy-delta-3     4-bit first round, then 3-bit quantized deltas with error feedback
     lossy-delta+up    lossy-delta, and client updates sent back as 4-bit deltas too
+    lossy-delta-ac    cabac codec (RDO quantization, arithmetic coded) for the first round and the deltas
 
 Measured from the strategy wrapper: downlink and uplink bytes per round (the bytes of
 ``Parameters.tensors`` that Flower's gRPC carries), server encode time, client decode/encode time
@@ -55,6 +56,7 @@ CONFIGS = {
     "lossy-delta": ("lossy-delta", None),
     "lossy-delta-3": ("lossy-delta-3", None),
     "lossy-delta+up": ("lossy-delta", "lossy-delta"),
+    "lossy-delta-ac": ("lossy-delta-ac", None),
 }
 DEFAULT_CONFIGS = "baseline,lossless,lossless-delta,lossy,lossy-delta,lossy-delta-3,lossy-delta+up"
 QUICK_CONFIGS = "baseline,lossy-delta+up"

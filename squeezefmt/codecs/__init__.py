@@ -15,6 +15,7 @@ from .tt import TT  # noqa: E402,F401
 from .quantize import Quantize  # noqa: E402,F401
 from .cluster import Cluster  # noqa: E402,F401
 from .sparse import Sparse  # noqa: E402,F401
+from .cabac_quant import CabacQuant  # noqa: E402,F401
 
 __all__ = [
     "Codec", "Encoded", "PreEncoded", "TensorSpec", "lossy_stats", "codec_class", "codec_ids", "decode_nested",

@@ -32,11 +32,11 @@ import numpy as np
 
 from ..buffers import empty_aligned, gather
 from ..dtypes import FLOAT_NAMES, as_storage, dtype_name, from_storage, numpy_dtype
-from ..entropy import huffman
 from ..entropy.varint import read_uvarint, uvarint
 from ..errors import CodecError, StreamError
 from .base import Codec, Encoded, TensorSpec, expect_streams, lossy_stats
 from .quantize import cast_float
+from .index_coding import check_coder, decode_indices, encode_indices
 from .registry import register
 
 MAX_BITS = 16
@@ -187,7 +187,8 @@ class Cluster(Codec):
     lossless = False
 
     def __init__(self, bits: int = 4, init: str = "linear", codebook_dtype: str = "float32",
-                 keep_zero: bool = True, exact: bool = False, iterations: int = 100, seed: int = 0):
+                 keep_zero: bool = True, exact: bool = False, iterations: int = 100, seed: int = 0,
+                 coder: str = "huffman"):
         if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= MAX_BITS:
             raise StreamError(f"cluster: bits must be an integer in 1..{MAX_BITS}, got {bits!r}")
         if init not in INITS:
@@ -203,6 +204,7 @@ class Cluster(Codec):
         self.bits, self.init, self.codebook_dtype = bits, init, codebook_dtype
         self.keep_zero, self.exact, self.iterations, self.seed = keep_zero, exact, iterations, seed
         self.lossless = exact  # instance attribute: the planner's never-expand rule applies when exact
+        self.coder = check_coder(coder, "cluster")   # index coder (codecs/index_coding.py)
 
     def get_config(self):
         cfg = {"bits": self.bits, "init": self.init, "codebook_dtype": self.codebook_dtype}
@@ -212,6 +214,8 @@ class Cluster(Codec):
             cfg["exact"] = True
         if self.iterations != 100:
             cfg["iterations"] = self.iterations
+        if self.coder != "huffman":      # absent for Huffman: files from before the option are unchanged
+            cfg["coder"] = self.coder
         if self.seed:
             cfg["seed"] = self.seed
         return cfg
@@ -275,8 +279,8 @@ class Cluster(Codec):
         book, idx, book_name = self.codebook(array)
         k = int(book.size)
         book_bytes = book.astype(book.dtype.newbyteorder("<")).tobytes()
-        payload = huffman.encode(idx.astype(np.uint16 if k > 256 else np.uint8), alphabet_size=k)
-        enc = Encoded(streams=[uvarint(k) + book_bytes + payload], side={"codebook": book_name})
+        payload, coder_side = encode_indices(idx.astype(np.uint16 if k > 256 else np.uint8), k, self.coder)
+        enc = Encoded(streams=[uvarint(k) + book_bytes + payload], side={"codebook": book_name, **coder_side})
         decoded = _gather(book, idx.reshape(array.shape), book_name, name)
         if not np.array_equal(as_storage(decoded).view(np.uint8), as_storage(array).view(np.uint8)):
             if self.exact:  # pragma: no cover - distinct_bits guarantees this
@@ -308,7 +312,7 @@ class Cluster(Codec):
             if end != len(data):
                 raise StreamError("cluster: trailing bytes after the codebook of an empty tensor")
             return from_storage(np.zeros(spec.shape, numpy_dtype(spec.dtype, storage=True)), spec.dtype)
-        idx = huffman.decode(data[end:], n, dtype=np.uint8 if k <= 256 else np.uint16)
+        idx = decode_indices(data[end:], n, k, side, np.uint8 if k <= 256 else np.uint16)
         if int(idx.max()) >= k:
             raise StreamError(f"cluster: index {int(idx.max())} outside the codebook of {k} entries")
         if book_name != spec.dtype:

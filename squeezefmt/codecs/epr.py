@@ -133,17 +133,37 @@ def quantize_latent(latent: np.ndarray, log_step: np.ndarray) -> tuple[np.ndarra
     return q.astype(np.int32), log16
 
 
-def build_stream(q: np.ndarray, log_steps: np.ndarray) -> bytes:
-    """The ``epr`` stream: float16 log-steps then the gamma code of ``q`` (C order)."""
-    return np.ascontiguousarray(log_steps, dtype="<f2").tobytes() + _gamma().encode(q)
+#: Latent coders: tfc's run-length gamma (the default and the compatibility promise), or the
+#: context-adaptive arithmetic coder of spec/entropy-cabac.md; "auto" keeps the smaller.
+CODERS = ("gamma", "cabac", "auto")
 
 
-def _side(transform: str, step_dims: int) -> dict[str, Any]:
+def build_stream(q: np.ndarray, log_steps: np.ndarray, coder: str = "gamma") -> bytes:
+    """The ``epr`` stream: float16 log-steps then the code of ``q`` (C order); see :func:`code_latents`."""
+    return np.ascontiguousarray(log_steps, dtype="<f2").tobytes() + code_latents(q, coder)[0]
+
+
+def code_latents(q: np.ndarray, coder: str = "gamma") -> tuple[bytes, str]:
+    """(bytes, coder used) of the latents: gamma, cabac, or for ``"auto"`` the smaller (gamma on ties)."""
+    if coder == "gamma":
+        return _gamma().encode(q), "gamma"
+    from ..entropy import cabac
+
+    coded = cabac.encode(np.asarray(q).reshape(-1))
+    if coder == "cabac":
+        return coded, "cabac"
+    plain = _gamma().encode(q)
+    return (coded, "cabac") if len(coded) < len(plain) else (plain, "gamma")
+
+
+def _side(transform: str, step_dims: int, coder: str = "gamma") -> dict[str, Any]:
     side: dict[str, Any] = {}
     if transform != "none":
         side["transform"] = transform
     if step_dims:
         side["step_dims"] = step_dims
+    if coder != "gamma":
+        side["coder"] = coder
     return side
 
 
@@ -155,7 +175,7 @@ def parse_side(side: Any, spec: TensorSpec) -> tuple[str, int, tuple[int, ...], 
     """Validate untrusted side information: ``(transform, step_dims, latent_shape, step_shape)``."""
     if not isinstance(side, dict):
         raise StreamError("epr: side information must be an object")
-    unknown = set(side) - {"transform", "step_dims"}
+    unknown = set(side) - {"transform", "step_dims", "coder"}
     if unknown:
         raise StreamError(f"epr: unknown side information {sorted(unknown)}")
     transform = side.get("transform", "none")
@@ -180,7 +200,15 @@ def read_latents(stream, side: Any, spec: TensorSpec) -> tuple[np.ndarray, np.nd
     log_steps = np.frombuffer(view[: 2 * nsteps], dtype="<f2").astype(np.float16).reshape(sshape)
     if not np.all(np.isfinite(log_steps)) or (log_steps.size and float(np.max(log_steps)) > MAX_LOG_STEP):
         raise StreamError(f"epr: log-steps must be finite and at most {MAX_LOG_STEP}")
-    q = _gamma().decode(view[2 * nsteps:], math.prod(lshape)).reshape(lshape)
+    coder = side.get("coder", "gamma")
+    if coder == "gamma":
+        q = _gamma().decode(view[2 * nsteps:], math.prod(lshape)).reshape(lshape)
+    elif coder == "cabac":
+        from ..entropy import cabac
+
+        q = cabac.decode(view[2 * nsteps:], math.prod(lshape)).reshape(lshape)
+    else:
+        raise StreamError(f"epr: side 'coder' must be 'gamma' or 'cabac', got {coder!r}")
     return q, log_steps, transform
 
 
@@ -337,7 +365,10 @@ class EPRLatents(PreEncoded):
     """
 
     def __init__(self, q: np.ndarray, log_steps: np.ndarray, transform: str = "none", *,
-                 shape: Sequence[int] | None = None, dtype: str = "float32"):
+                 shape: Sequence[int] | None = None, dtype: str = "float32", coder: str = "gamma"):
+        if coder not in CODERS:
+            raise CodecError(f"epr: coder must be one of {list(CODERS)}, got {coder!r}")
+        self.coder = coder   # "gamma" (tfc's code, the default), "cabac" or "auto" (the smaller)
         q = np.asarray(q)
         if not np.issubdtype(q.dtype, np.integer):
             raise CodecError(f"epr: latents must be integers, got {q.dtype}")
@@ -369,8 +400,9 @@ class EPRLatents(PreEncoded):
     def encode(self, choose=None) -> tuple[EPR, Encoded]:
         # No stats: the header is a noticeable part of a model that packs to a few kilobytes, and
         # `squeezefmt info` derives the size ratio from the stream lengths anyway.
-        enc = Encoded(streams=[build_stream(self.q, self.log_steps)], side=_side(self.transform, self.log_steps.ndim))
-        return EPR(), enc
+        payload, used = code_latents(self.q, self.coder)
+        stream = np.ascontiguousarray(self.log_steps, dtype="<f2").tobytes() + payload
+        return EPR(), Encoded(streams=[stream], side=_side(self.transform, self.log_steps.ndim, used))
 
     def dense(self) -> np.ndarray:
         """The tensor a decoder produces."""

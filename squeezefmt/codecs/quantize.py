@@ -22,9 +22,9 @@ import numpy as np
 
 from ..buffers import empty_aligned, gather
 from ..dtypes import FLOAT_NAMES, dtype_name, numpy_dtype
-from ..entropy import huffman
 from ..errors import CodecError, StreamError
 from .base import Codec, Encoded, TensorSpec, expect_streams, lossy_stats
+from .index_coding import check_coder, decode_indices, encode_indices
 from .registry import register
 
 ALLOWED_BITS = tuple(range(1, 9)) + (16,)
@@ -130,7 +130,7 @@ class Quantize(Codec):
     version = 1
     lossless = False
 
-    def __init__(self, bits: int = 8, per_channel: bool = False, axis: int = -1):
+    def __init__(self, bits: int = 8, per_channel: bool = False, axis: int = -1, coder: str = "huffman"):
         self.bits = _check_bits(bits)
         if not isinstance(per_channel, bool):
             raise StreamError(f"quant: per_channel must be a boolean, got {per_channel!r}")
@@ -138,9 +138,13 @@ class Quantize(Codec):
             raise StreamError(f"quant: axis must be an integer, got {axis!r}")
         self.per_channel = per_channel
         self.axis = axis
+        self.coder = check_coder(coder, "quant")   # index coder (codecs/index_coding.py)
 
     def get_config(self):
-        return {"bits": self.bits, "per_channel": self.per_channel, "axis": self.axis}
+        cfg = {"bits": self.bits, "per_channel": self.per_channel, "axis": self.axis}
+        if self.coder != "huffman":      # absent for Huffman: files from before the option are unchanged
+            cfg["coder"] = self.coder
+        return cfg
 
     # -- the stream -------------------------------------------------------------------------
 
@@ -190,9 +194,9 @@ class Quantize(Codec):
         bshape = _broadcast_shape(array.ndim, ax, channels)
         symbols = (q + shift.reshape(bshape)).reshape(-1)
         alphabet = (1 << self.bits) + int(shift.max())
-        payload = huffman.encode(symbols, alphabet_size=alphabet)
+        payload, side = encode_indices(symbols, alphabet, self.coder)
         decoded = dequantize(q, zp.reshape(bshape), step.reshape(bshape), name)
-        return Encoded(streams=[params + payload], stats=lossy_stats(array, decoded))
+        return Encoded(streams=[params + payload], side=side, stats=lossy_stats(array, decoded))
 
     def decode(self, streams, side, spec: TensorSpec) -> np.ndarray:
         expect_streams(streams, 1, self.codec_id)
@@ -219,7 +223,9 @@ class Quantize(Codec):
             raise StreamError(f"quant: a zero point exceeds {qmax}")
         shift = self._symbol_shift(zp)
         alphabet = (1 << self.bits) + int(shift.max())
-        sym = huffman.decode(data[head:], n, dtype=np.uint8 if alphabet <= 256 else np.uint16)
+        if not isinstance(side, dict) or set(side) - {"coder", "center"}:
+            raise StreamError(f"quant: unknown side information {side!r}")
+        sym = decode_indices(data[head:], n, alphabet, side, np.uint8 if alphabet <= 256 else np.uint16)
         bshape = _broadcast_shape(len(spec.shape), ax, channels)
         sym = sym.reshape(spec.shape if spec.shape else (1,))
         shift, zp, step = shift.reshape(bshape or (1,)), zp.reshape(bshape or (1,)), step.reshape(bshape or (1,))

@@ -11,7 +11,14 @@ preset             delta   tensors
                            of round t+1's delta)
 ``lossy-delta-3``  yes     as ``lossy-delta`` with a 4-bit first round and 3-bit deltas (about 1.5x
                            fewer bytes; 2-bit deltas no longer train, see tools/fl_demo.py)
+``lossy-delta-ac`` yes     ``cabac`` codec (RDO quantization, arithmetic coded): first round at a step
+                           of 0.25 RMS per tensor, deltas at 2 RMS of the delta, with error feedback
+                           (about 2x fewer bytes than ``lossy-delta``; tools/bench_fl_coder.py)
 =================  ======  ==========================================================================
+
+Quantized indices are coded with ``coder`` (default ``"auto"``: canonical Huffman or the
+context-adaptive arithmetic coder, whichever is smaller per tensor; ``"huffman"`` is the coding of
+squeezefmt before the arithmetic coder existed; see spec/codecs.md "Index coder").
 
 Float tensors with fewer than ``min_lossy_elements`` elements (biases, normalisation parameters)
 and non-float tensors stay lossless in every preset. Lossy presets use the ``quant`` codec
@@ -25,15 +32,26 @@ import dataclasses
 import numpy as np
 
 from ..codecs import Codec
+from ..codecs.cabac_quant import CabacQuant
 from ..codecs.quantize import Quantize
 from ..dtypes import dtype_name
 from ..errors import SqueezeError
 from .payload import ADD_DTYPES, CodecChooser
 
 
-def quantize_codec(bits: int, per_channel: bool = False) -> Codec:
-    """The ``quant`` codec (uniform scalar quantization, Huffman-coded indices)."""
-    return Quantize(bits=bits, per_channel=per_channel)
+def quantize_codec(bits: int, per_channel: bool = False, coder: str = "auto") -> Codec:
+    """The ``quant`` codec (uniform scalar quantization; indices coded by ``coder``)."""
+    return Quantize(bits=bits, per_channel=per_channel, coder=coder)
+
+
+def cabac_chooser(rel_step: float, min_elements: int = 256, lam: float = 0.1) -> CodecChooser:
+    """Per tensor: the ``cabac`` codec at ``rel_step`` times the tensor's RMS for float tensors of at
+    least ``min_elements`` elements, else None (lossless)."""
+    def choose(name: str, array: np.ndarray) -> Codec | None:
+        if dtype_name(array.dtype) in ADD_DTYPES and array.size >= min_elements:
+            return CabacQuant(rel_step=rel_step, lam=lam)
+        return None
+    return choose
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +74,7 @@ class FederatedPreset:
     full_codec: CodecChooser | None = None
     delta_codec: CodecChooser | None = None
     planner_preset: str = "lossless"
+    coder: str = "auto"
 
     def __post_init__(self):
         if not isinstance(self.full_every, int) or self.full_every < 0:
@@ -63,6 +82,8 @@ class FederatedPreset:
         for b in (self.bits, self.delta_bits):
             if b is not None and not (isinstance(b, int) and 1 <= b <= 16):
                 raise SqueezeError(f"quantization bits must be an integer in 1..16, got {b!r}")
+        if self.coder not in ("huffman", "cabac", "auto"):
+            raise SqueezeError(f"coder must be 'huffman', 'cabac' or 'auto', got {self.coder!r}")
 
     @property
     def op(self) -> str:
@@ -81,7 +102,7 @@ class FederatedPreset:
 
         def choose(name: str, array: np.ndarray) -> Codec | None:
             if dtype_name(array.dtype) in ADD_DTYPES and array.size >= self.min_lossy_elements:
-                return quantize_codec(bits, self.per_channel)
+                return quantize_codec(bits, self.per_channel, self.coder)
             return None
         return choose
 
@@ -101,6 +122,8 @@ PRESETS: dict[str, FederatedPreset] = {
     "lossy": FederatedPreset("lossy", bits=8),
     "lossy-delta": FederatedPreset("lossy-delta", delta=True, bits=8, delta_bits=4),
     "lossy-delta-3": FederatedPreset("lossy-delta-3", delta=True, bits=4, delta_bits=3),
+    "lossy-delta-ac": FederatedPreset("lossy-delta-ac", delta=True, full_codec=cabac_chooser(0.25),
+                                      delta_codec=cabac_chooser(2.0)),
 }
 
 
@@ -117,4 +140,4 @@ def get_preset(preset: "str | FederatedPreset", **overrides) -> FederatedPreset:
     return p.replace(**overrides) if overrides else p
 
 
-__all__ = ["FederatedPreset", "PRESETS", "get_preset", "quantize_codec"]
+__all__ = ["FederatedPreset", "PRESETS", "get_preset", "quantize_codec", "cabac_chooser"]
