@@ -16,6 +16,7 @@ _C_MODULES = [
     ("squeezefmt.entropy._huffmanc", "squeezefmt/entropy/_huffmanc.c"),
     ("squeezefmt.entropy._cabacc", "squeezefmt/entropy/_cabacc.c"),
     ("squeezefmt.codecs._bytegroupc", "squeezefmt/codecs/_bytegroupc.c"),
+    ("squeezefmt._decodec", "squeezefmt/_decodec.c"),
 ]
 
 

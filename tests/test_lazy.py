@@ -13,6 +13,7 @@ import squeezefmt  # noqa: E402
 import squeezefmt.keras as sk  # noqa: E402
 from squeezefmt import errors  # noqa: E402
 from squeezefmt.keras.lazy import close, lazy_state  # noqa: E402
+from squeezefmt.keras.lazy_schedule import configure  # noqa: E402
 
 pytestmark = pytest.mark.tf
 L = tf.keras.layers
@@ -115,7 +116,8 @@ def deep_mlp(depth=20, width=128, seed=5):
 
 
 def test_lazy_inference_never_holds_all_layers_at_once():
-    """Count live decoded bytes: exactly one layer is alive at any time, in graph (predict) and eager mode."""
+    """Count live decoded bytes: model(x) holds one layer at a time; predict (layer-major, decode of the
+    next layer overlapped) at most two, and decodes every layer once per call instead of once per batch."""
     model = deep_mlp()
     data = sk.save(model)
     xs = np.random.default_rng(6).normal(size=(12, 128)).astype(np.float32)
@@ -124,16 +126,16 @@ def test_lazy_inference_never_holds_all_layers_at_once():
     layer_bytes = 128 * 128 * 4 + 128 * 4
     total = 20 * layer_bytes
     eager = sk.load(data)
-    for run in (lambda m: m.predict(xs, batch_size=4, verbose=0), lambda m: m(xs).numpy()):
+    for run, alive in ((lambda m: m.predict(xs, batch_size=4, verbose=0), 2), (lambda m: m(xs).numpy(), 1)):
         cache.reset_peak()
         before = cache.stats()["decodes"]
         out = run(lazy)
         gc.collect()
         stats = cache.stats()
         assert np.array_equal(out, run(eager))
-        assert stats["peak_live_bytes"] == layer_bytes < total / 10, stats  # one layer at a time
+        assert layer_bytes <= stats["peak_live_bytes"] <= alive * layer_bytes < total / 5, stats
         assert stats["live_bytes"] == 0, stats          # nothing decoded survives the call
-        assert stats["decodes"] - before in (20, 60)     # every layer decoded once per batch
+        assert stats["decodes"] - before == 20          # every layer decoded once per call
 
 
 def test_decode_cache_keeps_layers_between_batches():
@@ -141,6 +143,7 @@ def test_decode_cache_keeps_layers_between_batches():
     data = sk.save(model)
     xs = np.random.default_rng(7).normal(size=(8, 32)).astype(np.float32)
     lazy = sk.load(data, lazy=True, cache_bytes=1 << 20)
+    configure(lazy, enabled=False)  # the per-batch predict path, which the cache is for
     first = lazy.predict(xs, batch_size=4, verbose=0)
     stats = lazy_state(lazy).cache.stats()
     assert stats["decodes"] == 6 and stats["hits"] == 6  # second batch: every layer from the cache

@@ -26,7 +26,22 @@ Latency is measured afterwards: ``model.predict`` and ``model(x)`` on one batch 
 batch after a warm-up batch.
 The goal (design.md section 7): ``sqz_lazy`` at most compressed size + largest layer + 10 %.
 
-Prints the memory and latency tables and writes ``bench-results/bench_memory.json``.
+Speed table (``--speed``, on by default; ``--speed-only`` skips the tables above): ``predict`` over
+1, 32 and 640 rows (``--rows``) in batches of 32, time (best of ``--repeats``) and peak RSS above the
+baseline, each mode in its own process:
+
+* ``eager``: ``squeezefmt.keras.load``;
+* ``lazy_batch``: ``load(lazy=True)`` with layer-major predict switched off (every layer decoded once
+  per batch);
+* ``lazy_layer``: layer-major predict without the decode overlap;
+* ``lazy_overlap``: layer-major predict, the next stage decoded while one computes (the default).
+
+on the Dense model above (every preset), on a CNN (``examples/mnist_cnn.h5``, lossless) and on 12
+Dense(2048) layers packed with 8-bit quantization (``--wide``). Goals (issue 15): 640-row lazy
+predict <= 1.5x eager in the same run; lazy peak RSS <= (.sqz + two largest layers + activations)
+x 1.1; identical outputs; one 32-row call <= eager + one decode of the float weights at 2 GB/s.
+
+Prints the tables and writes ``bench-results/bench_memory.json``.
 """
 from __future__ import annotations
 
@@ -48,6 +63,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 MiB = 1 << 20
 WIDTHS = (1024, 1024, 768, 512)
 MODES = ("tf_h5", "sqz_eager", "sqz_lazy", "sqz_lazy_cached")
+SPEED_MODES = ("eager", "lazy_batch", "lazy_layer", "lazy_overlap")
 
 
 # -- process memory (Linux /proc) -----------------------------------------------------------------
@@ -76,12 +92,12 @@ def reset_peak() -> bool:
 
 # -- the model ------------------------------------------------------------------------------------
 
-def build_model(layers: int, seed: int):
+def build_model(layers: int, seed: int, cycle=WIDTHS):
     import numpy as np
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(seed)
-    widths = [WIDTHS[i % len(WIDTHS)] for i in range(layers + 1)]
+    widths = [cycle[i % len(cycle)] for i in range(layers + 1)]
     model = tf.keras.Sequential([tf.keras.Input((widths[0],))] + [
         tf.keras.layers.Dense(w, activation="relu", name=f"dense_{i:02d}") for i, w in enumerate(widths[1:])])
     rng = np.random.default_rng(seed)
@@ -179,6 +195,130 @@ def child(mode: str, path: str, batch: int, batches: int, seed: int, cache_bytes
     return result
 
 
+# -- speed table: eager / lazy per batch / layer-major / layer-major + overlap ------------------------
+
+def speed_child(mode: str, path: str, rows_list: list[int], batch: int, repeats: int, seed: int) -> dict:
+    import numpy as np
+    import tensorflow as tf
+
+    import squeezefmt.keras as sk
+    from squeezefmt.keras.lazy import lazy_state
+    from squeezefmt.keras.lazy_schedule import configure
+
+    warm = tf.keras.Sequential([tf.keras.Input((8,)), tf.keras.layers.Dense(8)])
+    warm.predict(np.zeros((2, 8), np.float32), verbose=0)
+    del warm
+    model = sk.load(path, lazy=mode != "eager")
+    if mode == "lazy_batch":
+        configure(model, enabled=False)
+    elif mode == "lazy_layer":
+        configure(model, overlap=False)
+    shape = tuple(model.input_shape[1:])
+    xs = np.random.default_rng(seed).random((max(rows_list),) + shape).astype(np.float32)
+    model.predict(xs[:batch], batch_size=batch, verbose=0)  # tracing
+    gc.collect()
+    baseline = proc_status("VmRSS")
+    out = {"mode": mode, "baseline_rss": baseline, "rows": {}}
+    for rows in rows_list:
+        reset_peak()
+        times, pred = [], None
+        before = lazy_state(model).cache.stats()["decodes"] if mode != "eager" else 0
+        for _ in range(repeats):
+            t = time.perf_counter()
+            pred = model.predict(xs[:rows], batch_size=batch, verbose=0)
+            times.append(time.perf_counter() - t)
+        entry = {"seconds": min(times), "peak_delta": proc_status("VmHWM") - baseline,
+                 "output_sha256": hashlib.sha256(np.ascontiguousarray(pred).tobytes()).hexdigest(),
+                 "output_bytes": int(np.asarray(pred).nbytes)}
+        if mode != "eager":
+            entry["decodes_per_call"] = (lazy_state(model).cache.stats()["decodes"] - before) / repeats
+            if mode != "lazy_batch":
+                entry["schedule"] = dict(configure(model).last_call)
+        out["rows"][str(rows)] = entry
+        del pred
+        gc.collect()
+    return out
+
+
+def run_speed_child(args, mode: str, path: str) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--speed-child", mode, "--path", path, "--batch", str(args.batch),
+           "--rows", args.rows, "--repeats", str(args.repeats), "--seed", str(args.seed)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{mode} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def layer_sizes(path: str) -> list[int]:
+    import squeezefmt
+
+    with squeezefmt.open(path) as f:
+        return [f.nbytes(name) for name in f.layer_names()]
+
+
+def speed_case(args, label: str, path: str) -> dict:
+    runs = {m: run_speed_child(args, m, path) for m in SPEED_MODES}
+    sizes = sorted(layer_sizes(path), reverse=True)
+    sqz = os.path.getsize(path)
+    case = {"case": label, "sqz_bytes": sqz, "float_bytes": sum(sizes), "two_largest_layers": sum(sizes[:2]),
+            "runs": runs, "goals": {}}
+    for rows in args.rows.split(","):
+        eager = runs["eager"]["rows"][rows]
+        lazy = runs["lazy_overlap"]["rows"][rows]
+        sched = lazy.get("schedule", {})
+        activations = sched.get("chunk_rows", 0) * sched.get("activation_bytes_per_row", 0) + lazy["output_bytes"]
+        bound = (sqz + sum(sizes[:2]) + activations) * 1.10
+        case["goals"][rows] = {
+            "lazy_over_eager_time": lazy["seconds"] / eager["seconds"],
+            "rss_bound": int(bound), "rss_ok": lazy["peak_delta"] <= bound,
+            "identical": all(runs[m]["rows"][rows]["output_sha256"] == eager["output_sha256"]
+                             for m in ("lazy_layer", "lazy_overlap")),
+            "per_batch_identical": runs["lazy_batch"]["rows"][rows]["output_sha256"] == eager["output_sha256"],
+            "decode_budget_s": eager["seconds"] + sum(sizes) / 2e9,
+        }
+    return case
+
+
+def print_speed(cases: list[dict], batch: int) -> None:
+    print(f"\nspeed: predict(x[:rows], batch_size={batch}); time in ms (best of repeats) / peak RSS above baseline in MiB")
+    head = "".join(f"{m:>20}" for m in SPEED_MODES)
+    for case in cases:
+        print(f"\n{case['case']}: .sqz {case['sqz_bytes'] / MiB:.1f} MiB, float weights {case['float_bytes'] / MiB:.1f} MiB, "
+              f"two largest layers {case['two_largest_layers'] / MiB:.1f} MiB")
+        print(f"{'rows':>6}{head}{'lazy/eager':>12}{'RSS goal':>10}{'RSS ok':>8}{'same':>6}{'same/b':>8}"
+              f"{'32-row goal ms':>16}")
+        for rows, goal in case["goals"].items():
+            cells = "".join(f"{r['rows'][rows]['seconds'] * 1e3:>10.1f} /{r['rows'][rows]['peak_delta'] / MiB:>7.1f}"
+                            for r in (case["runs"][m] for m in SPEED_MODES))
+            print(f"{rows:>6}{cells}{goal['lazy_over_eager_time']:>12.2f}{goal['rss_bound'] / MiB:>10.1f}"
+                  f"{str(goal['rss_ok']):>8}{str(goal['identical']):>6}{str(goal['per_batch_identical']):>8}"
+                  f"{goal['decode_budget_s'] * 1e3:>16.1f}")
+    print("(lazy/eager: lazy_overlap over eager time; RSS goal: (.sqz + two largest layers + activations) x 1.1, "
+          "activations = the chunk's stage activations + the output; same: layer-major outputs == eager's, "
+          "same/b: the per-batch path's; 32-row goal: eager + the float weights at 2 GB/s)")
+
+
+def speed_tables(args, work: str, info: dict | None) -> list[dict]:
+    import squeezefmt.keras as sk
+    from squeezefmt.presets import custom_preset
+
+    cases = []
+    if info is not None:
+        for name, c in info["containers"].items():
+            cases.append(speed_case(args, f"{info['layers']} Dense layers, {name}", c["path"]))
+    cnn = os.path.join(work, "cnn.sqz")
+    sk.pack(os.path.join(REPO, "examples", "mnist_cnn.h5"), cnn)
+    cases.append(speed_case(args, "CNN examples/mnist_cnn.h5, lossless", cnn))
+    if args.wide:
+        model = build_model(12, args.seed, cycle=(2048,))
+        h5, wide = os.path.join(work, "wide.h5"), os.path.join(work, "wide.sqz")
+        model.save(h5, include_optimizer=False)
+        sk.pack(h5, wide, preset=custom_preset(quantize=8))
+        cases.append(speed_case(args, "12 x Dense(2048), quantize 8", wide))
+    print_speed(cases, args.batch)
+    return cases
+
+
 def run_child(args, mode: str, path: str, cache_bytes: int) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", mode, "--path", path, "--batch", str(args.batch),
            "--batches", str(args.batches), "--seed", str(args.seed), "--cache-bytes", str(cache_bytes)]
@@ -202,12 +342,23 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default=None, help="keep the .h5/.sqz here (default: a temporary directory)")
     ap.add_argument("--out", default=os.path.join(REPO, "bench-results", "bench_memory.json"))
+    ap.add_argument("--speed", action=argparse.BooleanOptionalAction, default=True, help="the speed table")
+    ap.add_argument("--speed-only", action="store_true", help="only the speed table")
+    ap.add_argument("--wide", action=argparse.BooleanOptionalAction, default=True,
+                    help="speed table: also 12 x Dense(2048) packed with 8-bit quantization")
+    ap.add_argument("--rows", default="1,32,640", help="speed table: rows per predict call")
+    ap.add_argument("--repeats", type=int, default=3, help="speed table: best of this many calls")
     ap.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    ap.add_argument("--speed-child", choices=SPEED_MODES, help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
     ap.add_argument("--cache-bytes", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.path, args.batch, args.batches, args.seed, args.cache_bytes)))
+        return
+    if args.speed_child:
+        rows = [int(r) for r in args.rows.split(",")]
+        print(json.dumps(speed_child(args.speed_child, args.path, rows, args.batch, args.repeats, args.seed)))
         return
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -218,41 +369,44 @@ def main() -> None:
         print(f"model: {info['layers']} Dense layers, float32 weights {float_bytes / MiB:.1f} MiB, "
               f"largest layer {largest / MiB:.2f} MiB, .h5 {info['h5_bytes'] / MiB:.1f} MiB; "
               f"batch {args.batch} x {args.batches}")
-        reference = run_child(args, "tf_h5", info["h5"], 0)
-        rows = []
-        for name, c in info["containers"].items():
-            results = {m: run_child(args, m, c["path"], float_bytes + MiB) for m in MODES[1:]}
-            eager_hash = results["sqz_eager"]["output_sha256"]
-            goal = (c["bytes"] + largest) * 1.10
-            for m, r in results.items():
-                r["same_predictions_as_eager"] = r["output_sha256"] == eager_hash
-            rows.append({"preset": name, **c, "goal_bytes": int(goal),
-                         "lazy_meets_goal": results["sqz_lazy"]["peak_delta"] <= goal, "runs": results})
+        result = {"model": {k: v for k, v in info.items() if k not in ("containers", "h5")}, "batch": args.batch}
+        if not args.speed_only:
+            reference = run_child(args, "tf_h5", info["h5"], 0)
+            rows = []
+            for name, c in info["containers"].items():
+                results = {m: run_child(args, m, c["path"], float_bytes + MiB) for m in MODES[1:]}
+                eager_hash = results["sqz_eager"]["output_sha256"]
+                goal = (c["bytes"] + largest) * 1.10
+                for m, r in results.items():
+                    r["same_predictions_as_eager"] = r["output_sha256"] == eager_hash
+                rows.append({"preset": name, **c, "goal_bytes": int(goal),
+                             "lazy_meets_goal": results["sqz_lazy"]["peak_delta"] <= goal, "runs": results})
 
-        for key, title in (("peak_delta", "load + one batch"),
-                           ("peak_delta_all_batches", f"load + one batch + predict over {args.batches} batches")):
-            print(f"\npeak memory above the TensorFlow baseline, {title} (MiB; each run in its own process)")
-            print(f"{'container':<20}{'.sqz':>8}{'goal':>8}{'tf_h5':>8}{'eager':>8}{'lazy':>8}{'cached':>8}"
-                  f"{'lazy/tf':>9}{'goal met':>9}  same preds")
+            for key, title in (("peak_delta", "load + one batch"),
+                               ("peak_delta_all_batches", f"load + one batch + predict over {args.batches} batches")):
+                print(f"\npeak memory above the TensorFlow baseline, {title} (MiB; each run in its own process)")
+                print(f"{'container':<20}{'.sqz':>8}{'goal':>8}{'tf_h5':>8}{'eager':>8}{'lazy':>8}{'cached':>8}"
+                      f"{'lazy/tf':>9}{'goal met':>9}  same preds")
+                for row in rows:
+                    r = row["runs"]
+                    print(f"{row['preset']:<20}{mib(row['bytes'])}{mib(row['goal_bytes'])}{mib(reference[key])}"
+                          f"{mib(r['sqz_eager'][key])}{mib(r['sqz_lazy'][key])}{mib(r['sqz_lazy_cached'][key])}"
+                          f"{r['sqz_lazy'][key] / reference[key]:9.3f}{str(r['sqz_lazy'][key] <= row['goal_bytes']):>9}  "
+                          f"{all(x['same_predictions_as_eager'] for x in r.values())}")
+            print(f"(TensorFlow baseline RSS in these processes: {reference['baseline_rss'] / MiB:.0f} MiB)")
+
+            print("\nlatency per batch (ms): model.predict / model(x)")
+            print(f"{'container':<20}{'tf_h5':>16}{'eager':>16}{'lazy':>16}{'cached':>16}{'lazy/eager':>12}")
+            ref = f"{reference['predict_ms_per_batch']:.2f}/{reference['call_ms_per_batch']:.2f}"
             for row in rows:
                 r = row["runs"]
-                print(f"{row['preset']:<20}{mib(row['bytes'])}{mib(row['goal_bytes'])}{mib(reference[key])}"
-                      f"{mib(r['sqz_eager'][key])}{mib(r['sqz_lazy'][key])}{mib(r['sqz_lazy_cached'][key])}"
-                      f"{r['sqz_lazy'][key] / reference[key]:9.3f}{str(r['sqz_lazy'][key] <= row['goal_bytes']):>9}  "
-                      f"{all(x['same_predictions_as_eager'] for x in r.values())}")
-        print(f"(TensorFlow baseline RSS in these processes: {reference['baseline_rss'] / MiB:.0f} MiB)")
+                cells = [f"{r[m]['predict_ms_per_batch']:.2f}/{r[m]['call_ms_per_batch']:.2f}" for m in MODES[1:]]
+                ratio = r["sqz_lazy"]["predict_ms_per_batch"] / r["sqz_eager"]["predict_ms_per_batch"]
+                print(f"{row['preset']:<20}{ref:>16}" + "".join(f"{c:>16}" for c in cells) + f"{ratio:12.2f}")
 
-        print("\nlatency per batch (ms): model.predict / model(x)")
-        print(f"{'container':<20}{'tf_h5':>16}{'eager':>16}{'lazy':>16}{'cached':>16}{'lazy/eager':>12}")
-        ref = f"{reference['predict_ms_per_batch']:.2f}/{reference['call_ms_per_batch']:.2f}"
-        for row in rows:
-            r = row["runs"]
-            cells = [f"{r[m]['predict_ms_per_batch']:.2f}/{r[m]['call_ms_per_batch']:.2f}" for m in MODES[1:]]
-            ratio = r["sqz_lazy"]["predict_ms_per_batch"] / r["sqz_eager"]["predict_ms_per_batch"]
-            print(f"{row['preset']:<20}{ref:>16}" + "".join(f"{c:>16}" for c in cells) + f"{ratio:12.2f}")
-
-        result = {"model": {k: v for k, v in info.items() if k not in ("containers", "h5")},
-                  "batch": args.batch, "batches": args.batches, "tf_h5": reference, "containers": rows}
+            result.update({"batches": args.batches, "tf_h5": reference, "containers": rows})
+        if args.speed or args.speed_only:
+            result["speed"] = speed_tables(args, work, info)
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as fh:
             json.dump(result, fh, indent=2)

@@ -94,16 +94,50 @@ class ByteGroup(Zstd):
         if not isinstance(modes, list) or len(modes) != width or any(m not in ("zstd", "raw") for m in modes):
             raise StreamError(f"bytegroup: side 'planes' must list {width} of 'zstd'/'raw', got {modes!r}")
         count = spec.size
-        planes = []
+        sources = []
         for i, (mode, stream) in enumerate(zip(modes, streams)):
             if mode == "raw":
                 if len(stream) != count:
                     raise StreamError(f"bytegroup: raw plane {i} has {len(stream)} bytes, expected {count}")
-                planes.append(stream)
+                sources.append(memoryview(stream).cast("B"))  # joined straight from the (mapped) file
             else:
-                planes.append(zstd_util.decompress_exact(stream, count, f"bytegroup plane {i}"))
-        u = join_planes(planes, width, count, rotate=spec.dtype in FLOAT_NAMES)
+                sources.append(zstd_util.FrameReader(stream, count, f"bytegroup plane {i}"))
+        u = empty_aligned(count, _UINT[width], populate=True)  # every stream checked to fill it
+        join_streams(sources, u, rotate=spec.dtype in FLOAT_NAMES)
         return from_storage(u.view(_storage_dtype(spec.dtype)).reshape(spec.shape), spec.dtype)
+
+
+#: Elements joined per step: zstd planes are decompressed into scratch of this many bytes per plane.
+JOIN_BLOCK = 1 << 17
+
+
+def join_streams(sources: list, out: np.ndarray, rotate: bool) -> None:
+    """Join planes into ``out`` block by block: a raw plane is a view of the stream, a zstd plane a
+    :class:`~squeezefmt.codecs.zstd_util.FrameReader` decompressed into a small reused buffer."""
+    count = out.size
+    scratch = [bytearray(min(count, JOIN_BLOCK)) if not isinstance(s, memoryview) else None for s in sources]
+    for start in range(0, count, JOIN_BLOCK):
+        end = min(count, start + JOIN_BLOCK)
+        parts = []
+        for src, buf in zip(sources, scratch):
+            if buf is None:
+                parts.append(src[start:end])
+            else:
+                part = memoryview(buf)[:end - start]
+                src.readinto(part)
+                parts.append(part)
+        join_planes_into(parts, out[start:end], rotate)
+    for src in sources:
+        if not isinstance(src, memoryview):
+            src.finish()
+
+
+def join_planes_into(planes: list, out: np.ndarray, rotate: bool) -> None:
+    """:func:`join_planes` into the contiguous unsigned array ``out`` (C loop when built)."""
+    if _bytegroupc is not None:
+        _bytegroupc.join(planes, out, rotate)
+    else:
+        out[...] = join_planes_reference(planes, out.dtype.itemsize, out.size, rotate)
 
 
 def _storage_dtype(name: str) -> np.dtype:

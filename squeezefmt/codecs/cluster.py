@@ -327,7 +327,7 @@ def _gather(book: np.ndarray, idx: np.ndarray, book_name: str, out_name: str) ->
         if out_name != "float32":
             return cast_float(np.asarray(book, dtype=np.float32)[idx], out_name)
         book = np.asarray(book, dtype=np.float32)
-    out = empty_aligned(idx.shape, book.dtype)
+    out = empty_aligned(idx.shape, book.dtype, populate=True)
     gather(book, idx, out)  # indices checked by the caller; straight into an aligned buffer
     return from_storage(out, out_name) if book_name == out_name else out
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..buffers import empty_aligned, gather
+from ..buffers import _decodec, empty_aligned, gather
 from ..dtypes import FLOAT_NAMES, dtype_name, numpy_dtype
 from ..errors import CodecError, StreamError
 from .base import Codec, Encoded, TensorSpec, expect_streams, lossy_stats
@@ -120,6 +120,22 @@ def cast_float(values: np.ndarray, out_name: str) -> np.ndarray:
         bits[nan] = 0x7FC0
         return bits.astype(np.uint16)
     return np.asarray(values).astype(target)
+
+
+def dequantize_channels_reference(sym, out, shift, zp, step, ax: int, qmax: int, out_name: str) -> None:
+    """Per-channel ``out = dequantize(sym - shift)`` (numpy reference of the C ``dequant`` loop).
+
+    Works in slices of the leading axis, so the int64/float temporaries of the formula stay small
+    instead of 2-3 times the tensor (lazy inference's peak memory sees them).
+    """
+    rows = max(1, DECODE_CHUNK_ELEMENTS // max(1, sym[0].size))
+    for r0 in range(0, sym.shape[0], rows):
+        part = slice(r0, r0 + rows)
+        params = (shift[part], zp[part], step[part]) if ax == 0 else (shift, zp, step)
+        q = sym[part].astype(np.int64) - params[0]
+        if int(q.min()) < 0 or int(q.max()) > qmax:
+            raise StreamError(f"quant: a decoded index lies outside its channel's 0..{qmax} range")
+        out[part] = dequantize(q, params[1], params[2], out_name)
 
 
 @register
@@ -229,7 +245,7 @@ class Quantize(Codec):
         bshape = _broadcast_shape(len(spec.shape), ax, channels)
         sym = sym.reshape(spec.shape if spec.shape else (1,))
         shift, zp, step = shift.reshape(bshape or (1,)), zp.reshape(bshape or (1,)), step.reshape(bshape or (1,))
-        out = empty_aligned(sym.shape, numpy_dtype(spec.dtype))
+        out = empty_aligned(sym.shape, numpy_dtype(spec.dtype), populate=True)  # every element written below
         if channels == 1:
             # One table entry per symbol, computed with the formula below (so the values are the same
             # bits); decoding is then one gather.
@@ -238,14 +254,13 @@ class Quantize(Codec):
             table = dequantize(np.arange(qmax + 1, dtype=np.int64), zp.reshape(()), step.reshape(()), spec.dtype)
             gather(table, sym, out)
             return out.reshape(spec.shape)
-        # Per channel: dequantize in slices of the leading axis, so the int64/float temporaries of the
-        # formula stay small instead of 2-3 times the tensor (lazy inference's peak memory sees them).
-        rows = max(1, DECODE_CHUNK_ELEMENTS // max(1, sym[0].size))
-        for r0 in range(0, sym.shape[0], rows):
-            part = slice(r0, r0 + rows)
-            params = (shift[part], zp[part], step[part]) if ax == 0 else (shift, zp, step)
-            q = sym[part].astype(np.int64) - params[0]
-            if int(q.min()) < 0 or int(q.max()) > qmax:
+        if _decodec is not None and out.dtype == np.float32:
+            inner = int(np.prod(spec.shape[ax + 1:], dtype=np.int64))
+            as32 = [np.ascontiguousarray(v.reshape(-1), dtype=np.int32) for v in (shift, zp)]
+            bad = _decodec.dequant(sym.reshape(-1), out.reshape(-1), as32[0], as32[1],
+                                   np.ascontiguousarray(step.reshape(-1), dtype=np.float32), inner, qmax)
+            if bad:
                 raise StreamError(f"quant: a decoded index lies outside its channel's 0..{qmax} range")
-            out[part] = dequantize(q, params[1], params[2], spec.dtype)
+        else:
+            dequantize_channels_reference(sym, out, shift, zp, step, ax, qmax, spec.dtype)
         return out.reshape(spec.shape)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..buffers import aligned_copy
+from ..buffers import empty_aligned
 from ..dtypes import as_storage, from_storage, itemsize, numpy_dtype
 import squeezefmt.codecs.zstd_util as zstd_util
 from .base import Codec, Encoded, TensorSpec, expect_streams
@@ -27,6 +27,9 @@ class Zstd(Codec):
 
     def decode(self, streams, side, spec: TensorSpec) -> np.ndarray:
         expect_streams(streams, 1, self.codec_id)
-        data = zstd_util.decompress_exact(streams[0], spec.size * itemsize(spec.dtype), "zstd")
-        flat = aligned_copy(np.frombuffer(data, dtype=numpy_dtype(spec.dtype, storage=True)))  # writable
+        storage = numpy_dtype(spec.dtype, storage=True)
+        reader = zstd_util.FrameReader(streams[0], spec.size * storage.itemsize, "zstd")  # checked before writing
+        flat = empty_aligned(spec.size, storage, populate=True)
+        reader.readinto(flat)  # straight into the output: no intermediate bytes, no copy
+        reader.finish()
         return from_storage(flat.reshape(spec.shape), spec.dtype)

@@ -38,6 +38,7 @@ import os
 
 import numpy as np
 
+from ..buffers import empty_aligned
 from ..errors import CodecError, StreamError
 from . import huffman_ref as _ref
 from .huffman_ref import (  # noqa: F401  (re-exported constants)
@@ -198,7 +199,7 @@ def decode(data, count: int, dtype=np.uint8, *, backend: str | None = None) -> n
     data = _as_buffer(data)
     _check_count_fits(data, count)
     if impl == "c":
-        out = np.empty(count, dtype=native)
+        out = empty_aligned(count, native, populate=True)  # the decoder writes every symbol or fails
         _c.decode(data, out)
     else:
         out = _ref.decode(data, count, native.type)

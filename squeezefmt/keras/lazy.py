@@ -22,6 +22,10 @@ How it works
       ``tf.function``), it adds a ``tf.numpy_function`` op that decodes the layer when the graph runs,
       with a control dependency on the layer's inputs, so layer *i+1* is decoded only after layer
       *i* has produced its output and released its weights.
+    * ``model.predict`` is replaced by the layer-major schedule of :mod:`.lazy_schedule` (each layer
+      decoded once per call, next stage decoded while one computes); it binds the decoded weights
+      through ``LazyLayer.provided`` instead of the decode op, and falls back to Keras's predict
+      (the per-batch path above) for what it cannot run.
     * Decoding goes through a :class:`~squeezefmt.container.cache.LayerCache`: ``cache_bytes=0``
       (default) keeps nothing; a budget keeps recently used layers (LRU) so that repeated batches
       do not pay the decode again. ``lazy_state(model).cache.stats()`` counts decodes and the live
@@ -42,8 +46,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..api import open as open_sqz
+from ..buffers import keep_buffers
 from ..container.cache import LayerCache
 from ..errors import KerasFormatError, LazyWeightError
+from . import lazy_schedule
 from .archive import keras_metadata
 from .rebuild import build_model, import_tf
 from .resolve import resolve_weights
@@ -270,6 +276,7 @@ class LazyLayer:
         self.key = layer.name
         self._cache = cache
         self._released = [ReleasedWeight(r) for r in self.records]
+        self.provided: list | None = None  # weight tensors to use instead of decoding (lazy_schedule)
 
     def decode(self) -> list[np.ndarray]:
         """The layer's arrays, checked against the shapes and dtypes the layer asked for."""
@@ -285,6 +292,8 @@ class LazyLayer:
 
     def tensors_for_call(self, inputs) -> list:
         tf = import_tf()
+        if self.provided is not None:
+            return list(self.provided)
         if tf.executing_eagerly():
             arrays = self.decode()
             return [_eager_tensor(arrays.pop(0)) for _ in range(len(arrays))]
@@ -371,6 +380,11 @@ def load_lazy(path, *, safe_mode: bool = True, custom_objects: Mapping[str, Any]
         f.close()
         raise
     object.__setattr__(model, STATE_ATTR, LazyState(file=f, cache=cache, layers=layers))
+    # Every call decodes the same layers again: keep their output buffers mapped (two stages in flight
+    # plus the entropy decoders' symbol buffers) instead of faulting fresh pages in each time.
+    sizes = [sum(f.nbytes(t) for t in lz.tensors if t in f) for lz in layers]
+    keep_buffers(3 * max(sizes, default=0))
+    lazy_schedule.install(model, layers, _eager_tensor)  # layer-major predict
     weakref.finalize(model, f.close)
     return model
 

@@ -1,0 +1,182 @@
+"""Layer-major predict of lazy models (squeezefmt/keras/lazy_schedule.py): identical outputs, one decode per call."""
+from __future__ import annotations
+
+import gc
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+import squeezefmt.keras as sk  # noqa: E402
+from squeezefmt.keras.lazy import lazy_state  # noqa: E402
+from squeezefmt.keras.lazy_schedule import configure  # noqa: E402
+
+pytestmark = pytest.mark.tf
+L = tf.keras.layers
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+
+
+def randomize(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        layer.set_weights([
+            (np.abs(rng.normal(size=v.shape)) + 0.5 if "variance" in v.name else rng.normal(size=v.shape) * 0.2)
+            .astype(v.dtype.as_numpy_dtype) for v in layer.weights])
+    return model
+
+
+def same(a, b) -> bool:
+    fa, fb = tf.nest.flatten(a), tf.nest.flatten(b)
+    return len(fa) == len(fb) and all(np.asarray(x).tobytes() == np.asarray(y).tobytes() for x, y in zip(fa, fb))
+
+
+def decodes(model) -> int:
+    return lazy_state(model).cache.stats()["decodes"]
+
+
+def check_layer_major(data, x, batch_sizes=(32, 5), **load_kwargs):
+    """Layer-major lazy predict == eager predict, bit for bit, each lazy layer decoded once per call."""
+    eager = sk.load(data, **load_kwargs)
+    lazy = sk.load(data, lazy=True, **load_kwargs)
+    n_lazy = len(lazy_state(lazy).layers)
+    for bs in batch_sizes:
+        before = decodes(lazy)
+        out = lazy.predict(x, batch_size=bs, verbose=0)
+        assert same(out, eager.predict(x, batch_size=bs, verbose=0)), bs
+        schedule = configure(lazy)
+        assert schedule.last_call["chunks"] == 1, schedule.last_call
+        assert decodes(lazy) - before == n_lazy
+    return eager, lazy
+
+
+def mlp(depth=12, width=64, seed=0):
+    tf.keras.utils.set_random_seed(seed)
+    model = tf.keras.Sequential([L.Input((width,))] + [L.Dense(width, activation="tanh") for _ in range(depth)])
+    return randomize(model, seed)
+
+
+def test_sequential_mlp_identical_and_decoded_once_per_call():
+    x = np.random.default_rng(1).normal(size=(130, 64)).astype(np.float32)
+    _, lazy = check_layer_major(sk.save(mlp()), x)
+    assert configure(lazy).last_call["stages"] == 12
+
+
+def test_functional_dag_with_two_inputs_two_outputs_and_a_shared_layer():
+    tf.keras.utils.set_random_seed(2)
+    a, b = L.Input((8, 8, 3), name="img"), L.Input((5,), name="vec")
+    x = L.ZeroPadding2D(1)(a)
+    x = L.Conv2D(6, 3, use_bias=False)(x)
+    x = L.BatchNormalization()(x)
+    x = L.Activation("relu")(x)
+    y = L.SeparableConv2D(6, 3, padding="same", activation="relu")(x)
+    x = L.Add()([x, y])                                   # a skip connection across a stage
+    x = L.GlobalAveragePooling2D()(x)
+    shared = L.Dense(6, activation="relu", name="shared")
+    v = shared(L.Dense(6)(b))
+    w = shared(x)                                         # the same layer in two places
+    out1 = L.Dense(3, activation="softmax", name="p")(L.Concatenate()([v, w]))
+    out2 = L.Dense(2, name="q")(L.Multiply()([v, w]))
+    model = randomize(tf.keras.Model([a, b], [out1, out2]))
+    rng = np.random.default_rng(3)
+    xs = [rng.normal(size=(70, 8, 8, 3)).astype(np.float32), rng.normal(size=(70, 5)).astype(np.float32)]
+    eager, lazy = check_layer_major(sk.save(model), xs)
+    # a dict of inputs by name, and float64 inputs (Keras casts them to float32)
+    as_dict = {"img": xs[0].astype(np.float64), "vec": xs[1]}
+    assert same(lazy.predict(as_dict, batch_size=16, verbose=0), eager.predict(as_dict, batch_size=16, verbose=0))
+    assert same(lazy(xs), eager(xs))
+
+
+def test_every_weighted_layer_kind_and_nested_model():
+    tf.keras.utils.set_random_seed(0)
+    inner = tf.keras.Sequential([L.Dense(8, activation="relu"), L.BatchNormalization(), L.Dense(4)], name="inner")
+    inp = L.Input((10, 10, 3))
+    x = L.Conv2D(8, 3, padding="same")(inp)
+    x = L.BatchNormalization()(x)
+    x = L.DepthwiseConv2D(3)(x)
+    x = L.SeparableConv2D(6, 3, activation="relu")(x)
+    x = L.Reshape((36, 6))(x)
+    x = L.LSTM(5, return_sequences=True)(x)
+    x = L.GRU(8)(x)
+    x = L.LayerNormalization()(x)
+    out = inner(x)
+    model = randomize(tf.keras.Model(inp, out))
+    xs = np.random.default_rng(1).normal(size=(40, 10, 10, 3)).astype(np.float32)
+    check_layer_major(sk.save(model), xs, batch_sizes=(16,))
+
+    tf.keras.utils.set_random_seed(1)
+    emb = tf.keras.Sequential([L.Input((7,), dtype="int32"), L.Embedding(50, 6), L.Flatten(),
+                               sk.TTDense(input_dims=[6, 7], output_dims=[4, 4], tt_rank=3, activation="relu"),
+                               L.Dense(3)])
+    emb = randomize(emb)
+    ids = np.random.default_rng(2).integers(0, 50, size=(33, 7))          # int64 rows into an int32 input
+    check_layer_major(sk.save(emb), ids, batch_sizes=(8,))
+
+
+def test_cnn_examples_identical_to_eager_issue_13_item_10(tmp_path):
+    """Regression: lazy predict of a Conv2D + BN CNN used to differ from eager predict (Grappler fusions)."""
+    x = np.random.default_rng(4).random((96, 28, 28, 1)).astype(np.float32)
+    for name in ("mnist_cnn.h5", "fashion_cnn.h5"):
+        sk.pack(os.path.join(EXAMPLES, name), tmp_path / "m.sqz")
+        data = (tmp_path / "m.sqz").read_bytes()
+        check_layer_major(data, x)
+
+
+def test_chunks_bound_activations_and_outputs_stay_identical():
+    model = mlp(depth=6, width=64)
+    data = sk.save(model)
+    x = np.random.default_rng(5).normal(size=(100, 64)).astype(np.float32)
+    eager, lazy = sk.load(data), sk.load(data, lazy=True)
+    schedule = configure(lazy, activation_bytes=64 * 4 * 2 * 20)  # 20 rows of a stage's input + output
+    before = decodes(lazy)
+    out = lazy.predict(x, batch_size=8, verbose=0)
+    assert same(out, eager.predict(x, batch_size=8, verbose=0))
+    assert schedule.last_call["chunk_rows"] == 16 and schedule.last_call["chunks"] == 7
+    assert decodes(lazy) - before == 6 * 7
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_at_most_two_stages_decoded_at_once(overlap):
+    widths = [32, 256, 32, 256, 32, 64]
+    tf.keras.utils.set_random_seed(6)
+    model = randomize(tf.keras.Sequential([L.Input((16,))] + [L.Dense(w, activation="relu") for w in widths]))
+    data = sk.save(model)
+    lazy = sk.load(data, lazy=True)
+    configure(lazy, overlap=overlap)
+    cache = lazy_state(lazy).cache
+    cache.reset_peak()
+    x = np.random.default_rng(7).normal(size=(50, 16)).astype(np.float32)
+    assert same(lazy.predict(x, verbose=0), sk.load(data).predict(x, verbose=0))
+    gc.collect()
+    sizes = sorted((sum(w.nbytes for w in layer.get_weights()) for layer in model.layers), reverse=True)
+    stats = cache.stats()
+    assert stats["live_bytes"] == 0
+    assert stats["peak_live_bytes"] <= (sizes[0] + sizes[1] if overlap else sizes[0]), stats
+
+
+def test_stateful_rnn_falls_back_with_one_warning():
+    tf.keras.utils.set_random_seed(8)
+    model = randomize(tf.keras.Sequential([L.Input(batch_shape=(4, 6, 3)), L.LSTM(5, stateful=True), L.Dense(2)]))
+    data = sk.save(model)
+    lazy = sk.load(data, lazy=True)
+    x = np.random.default_rng(9).normal(size=(8, 6, 3)).astype(np.float32)
+    with pytest.warns(RuntimeWarning, match="stateful"):
+        first = lazy.predict(x, batch_size=4, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lazy.predict(x, batch_size=4, verbose=0)  # said once
+    assert first.shape == (8, 2)
+    assert decodes(lazy) == 2 * 2 * 2  # per-batch path: both layers, every batch, both calls
+
+
+def test_disabled_schedule_uses_the_per_batch_path():
+    data = sk.save(mlp(depth=3, width=16))
+    lazy = sk.load(data, lazy=True)
+    configure(lazy, enabled=False)
+    x = np.random.default_rng(10).normal(size=(12, 16)).astype(np.float32)
+    lazy.predict(x, batch_size=4, verbose=0)
+    assert decodes(lazy) == 3 * 3
+    with pytest.raises(ValueError, match="activation_bytes"):
+        configure(lazy, activation_bytes=0)

@@ -1,0 +1,163 @@
+"""Decode throughput into float32: the C stages against numpy take and memcpy, and whole codecs.
+
+    python tools/bench_decode.py [--mib 16] [--repeats 15]
+
+Two tables, one run (best of ``--repeats``, one thread):
+
+* **stages**: the loops that turn decoded symbols/planes into the float32 output, each writing a
+  ``--mib`` MiB float32 array that is already mapped (so page faults are not counted): the C loop
+  (squeezefmt/_decodec.c, squeezefmt/codecs/_bytegroupc.c), its numpy reference, and two baselines of
+  the same output size measured in the same run: ``memcpy`` (``np.copyto`` of float32) and
+  ``numpy take`` (``np.take`` of a 256-entry float32 table by uint8 indices).
+* **codecs**: ``SqzFile.tensor`` of one 2048 x N float32 tensor (whole decode: CRC, entropy stage,
+  float stage), per codec, against zstd-19 of the same float32 bytes decompressed by python-zstandard
+  alone; once into a freshly mapped output (the default) and once with output buffers kept for reuse
+  (``buffers.keep_buffers``, what lazy models do), which removes the page faults of fresh memory.
+
+GB/s are bytes of float32 output per second. Writes bench-results/bench_decode.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import mmap
+import os
+import sys
+import time
+
+import numpy as np
+import zstandard
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import squeezefmt  # noqa: E402
+from squeezefmt import buffers  # noqa: E402
+from squeezefmt.codecs import bytegroup, quantize  # noqa: E402
+from squeezefmt.codecs.bytegroup import ByteGroup  # noqa: E402
+from squeezefmt.codecs.cluster import Cluster  # noqa: E402
+from squeezefmt.codecs.quantize import Quantize  # noqa: E402
+from squeezefmt.codecs.raw import Raw  # noqa: E402
+from squeezefmt.codecs.zstd_codec import Zstd  # noqa: E402
+
+
+def best(fn, repeats: int) -> float:
+    fn()
+    t_best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        t_best = min(t_best, time.perf_counter() - t)
+    return t_best
+
+
+def stage_rows(n: int, repeats: int) -> list[dict]:
+    rng = np.random.default_rng(0)
+    out = buffers.empty_aligned(n, np.float32, populate=True)
+    out.fill(0)
+    src = rng.standard_normal(n).astype(np.float32)
+    idx = rng.integers(0, 256, n).astype(np.uint8)
+    table = rng.standard_normal(256).astype(np.float32)
+    channels = 2048
+    shift = np.zeros(channels, np.int32)
+    zp = rng.integers(100, 150, channels).astype(np.int32)
+    step = (rng.random(channels) * 1e-3 + 1e-4).astype(np.float32)
+    planes = [bytes(rng.integers(0, 256, n).astype(np.uint8)) for _ in range(4)]
+    u32 = out.view(np.uint32)
+    sym2 = idx.reshape(-1, channels)
+    tests = {
+        "memcpy (np.copyto float32)": lambda: np.copyto(out, src),
+        "numpy take (256-entry table, uint8 idx)": lambda: np.take(table, idx, out=out),
+        "new anonymous map, first write faults pages": lambda: _fresh_map(n * 4, False),
+        "new anonymous map, MAP_POPULATE": lambda: _fresh_map(n * 4, True),
+        "gather C (cluster / 1-channel quant)": lambda: buffers.gather(table, idx, out),
+        "gather reference (chunked np.take)": lambda: buffers.gather_reference(table, idx, out),
+        "dequant C (quant per channel)": lambda: buffers._decodec.dequant(idx, out, shift, zp, step, 1, 255),
+        "dequant reference": lambda: quantize.dequantize_channels_reference(
+            sym2, out.reshape(sym2.shape), shift.astype(np.int64), zp.astype(np.int64), step, 1, 255, "float32"),
+        "bytegroup join C (4 planes, rotate)": lambda: bytegroup.join_planes_into(planes, u32, True),
+        "bytegroup join reference": lambda: u32.__setitem__(slice(None), bytegroup.join_planes_reference(
+            planes, 4, n, True)),
+    }
+    rows = []
+    for name, fn in tests.items():
+        if "C " in name and buffers._decodec is None:
+            continue
+        seconds = best(fn, repeats)
+        rows.append({"stage": name, "seconds": seconds, "GBps": n * 4 / seconds / 1e9})
+    memcpy, take = rows[0]["GBps"], rows[1]["GBps"]
+    for r in rows:
+        r["x_memcpy"], r["x_take"] = r["GBps"] / memcpy, r["GBps"] / take
+    return rows
+
+
+def _fresh_map(nbytes: int, populate: bool) -> None:
+    """What a decode into a new output buffer pays before writing anything: mapping the pages."""
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | (mmap.MAP_POPULATE if populate else 0)
+    m = mmap.mmap(-1, nbytes, flags=flags)
+    a = np.frombuffer(m, np.uint8)
+    a[::4096] = 1
+    del a
+    m.close()
+
+
+def codec_rows(n: int, repeats: int) -> list[dict]:
+    rng = np.random.default_rng(1)
+    w = (rng.standard_t(4, size=(2048, n // 2048)) * 0.03).astype(np.float32)
+    cases = {
+        "raw": Raw(), "zstd-19": Zstd(19), "bytegroup (lossless preset)": ByteGroup(19),
+        "quant 8-bit per tensor": Quantize(8), "quant 8-bit per channel": Quantize(8, per_channel=True),
+        "cluster 5-bit": Cluster(5),
+    }
+    rows = []
+    z = zstandard.ZstdCompressor(level=19).compress(w.tobytes())
+    dz = zstandard.ZstdDecompressor()
+    s = best(lambda: dz.decompress(z), repeats)
+    rows.append({"codec": "baseline: zstd-19 of the bytes, python-zstandard decompress", "seconds": s,
+                 "GBps": w.nbytes / s / 1e9, "stored_bytes": len(z), "kept_seconds": s, "kept_GBps": w.nbytes / s / 1e9})
+    for name, codec in cases.items():
+        data = squeezefmt.save({"w": w}, codecs={"w": codec})
+        with squeezefmt.open(data) as f:
+            info = f.info("w")
+            s = best(lambda: f.tensor("w"), repeats)
+            previous = buffers.keep_buffers(4 * w.nbytes)  # outputs reused, as lazy models do
+            kept = best(lambda: f.tensor("w"), repeats)
+            if not previous:
+                buffers.keep_buffers(0)
+        rows.append({"codec": name, "seconds": s, "GBps": w.nbytes / s / 1e9, "stored_bytes": info.stored_bytes,
+                     "kept_seconds": kept, "kept_GBps": w.nbytes / kept / 1e9})
+    base = rows[0]["GBps"]
+    for r in rows:
+        r["x_zstd"], r["kept_x_zstd"] = r["GBps"] / base, r["kept_GBps"] / base
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mib", type=int, default=16, help="float32 output size per stage/codec run (MiB)")
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--json", default=os.path.join("bench-results", "bench_decode.json"))
+    args = ap.parse_args(argv)
+    n = (args.mib << 20) // 4
+    n -= n % 2048
+    stages = stage_rows(n, args.repeats)
+    print(f"float stages, {args.mib} MiB float32 output into mapped memory, one thread (best of {args.repeats})")
+    print(f"  {'stage':<44}{'ms':>8}{'GB/s':>8}{'x memcpy':>10}{'x take':>8}")
+    for r in stages:
+        print(f"  {r['stage']:<44}{r['seconds'] * 1e3:>8.2f}{r['GBps']:>8.2f}{r['x_memcpy']:>10.2f}{r['x_take']:>8.2f}")
+    codecs = codec_rows(n, args.repeats)
+    print(f"\nwhole tensor decode (SqzFile.tensor), 2048 x {n // 2048} float32")
+    print(f"  {'':<73}{'fresh output buffer':>24}{'kept buffers (lazy)':>24}")
+    print(f"  {'codec':<62}{'stored MiB':>11}{'ms':>8}{'GB/s':>8}{'x zstd':>8}{'ms':>8}{'GB/s':>8}{'x zstd':>8}")
+    for r in codecs:
+        print(f"  {r['codec']:<62}{r['stored_bytes'] / 2**20:>11.2f}{r['seconds'] * 1e3:>8.2f}{r['GBps']:>8.2f}"
+              f"{r['x_zstd']:>8.2f}{r['kept_seconds'] * 1e3:>8.2f}{r['kept_GBps']:>8.2f}{r['kept_x_zstd']:>8.2f}")
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w") as fh:
+        json.dump({"mib": args.mib, "repeats": args.repeats, "stages": stages, "codecs": codecs,
+                   "c_decodec": buffers._decodec is not None}, fh, indent=2)
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
