@@ -100,14 +100,31 @@ def main():
               help="Comma-separated layer names for --tt-rank/--tt-tol (default: every Dense where TT is smaller).")
 @click.option("--tt-dims", multiple=True, metavar="IN:OUT",
               help="TT factorisation for kernels of that shape, e.g. 7,4,7,4:5,5,5,5 (default automatic; repeatable).")
+@click.option("--eval", "eval_path", type=click.Path(exists=True, dir_okay=False), default=None, metavar="DATA.npz",
+              help="Accuracy-aware packing (lossy): choose per-tensor steps for the smallest file whose top-1 accuracy "
+                   "on DATA.npz ('x' or 'x0','x1',..., and 'y') drops by at most --max-drop; verified on held-out rows.")
+@click.option("--max-drop", type=click.FloatRange(-100.0, 100.0), default=None, metavar="POINTS",
+              help="With --eval: accuracy budget in percentage points (default 0.1).")
+@click.option("--holdout", type=click.FloatRange(0.0, 1.0, max_open=True), default=None, metavar="FRACTION",
+              help="With --eval: fraction of DATA.npz rows held out of the search to verify on (default 0.5).")
+@click.option("--confidence", type=click.FloatRange(0.0, 10.0), default=None, metavar="Z",
+              help="With --eval: the budget applies to the accuracy minus Z standard errors of its change "
+                   "(default 1; 0 trusts the search data as they are).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per_channel, quiet,
-         epr_max_rel_rms=None, epr_bits=None, tt_rank=None, tt_tol=None, tt_layers=None, tt_dims=()):
+         epr_max_rel_rms=None, epr_bits=None, tt_rank=None, tt_tol=None, tt_layers=None, tt_dims=(),
+         eval_path=None, max_drop=None, holdout=None, confidence=None):
     """Pack a Keras file MODEL (.h5, .keras or .weights.h5) into the .sqz container OUTPUT."""
     from .keras.formats import read_archive
     from .keras.pack import pack_archive
     from .keras.transforms.tt import TTOptions, parse_dims
 
+    from . import cli_eval  # accuracy-aware packing (--eval)
+    cli_eval.check_usage(eval_path, max_drop, holdout, confidence, preset, dict(
+        prune=prune, cluster=cluster, quantize=quantize, per_channel=per_channel, epr_max_rel_rms=epr_max_rel_rms,
+        epr_bits=epr_bits, tt_rank=tt_rank, tt_tol=tt_tol))
+    if eval_path is not None:
+        return cli_eval.run(model, output, eval_path, max_drop, holdout, confidence, include_optimizer, quiet)
     try:
         if epr_max_rel_rms is not None or epr_bits is not None:  # EPR-trained layers need no option
             preset = preset_registry.epr_preset_name(max_rel_rms=epr_max_rel_rms, bits_per_weight=epr_bits)

