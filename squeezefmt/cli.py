@@ -158,7 +158,7 @@ def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per
          epr_max_rel_rms=None, epr_bits=None, tt_rank=None, tt_tol=None, tt_layers=None, tt_dims=(),
          eval_path=None, max_drop=None, holdout=None, confidence=None, canonical_zeros=None,
          epr_float16_steps=False):
-    """Pack a Keras .h5 file MODEL into the .sqz container OUTPUT."""
+    """Pack a Keras file MODEL (.h5, .keras or .weights.h5) into the .sqz container OUTPUT."""
     from .keras.formats import read_archive
     from .keras.pack import pack_archive
     from .keras.transforms.tt import TTOptions, parse_dims
@@ -213,7 +213,11 @@ def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per
 @click.argument("output", type=click.Path(dir_okay=False))
 @click.option("--quiet", "-q", is_flag=True)
 def unpack(container, output, quiet):
-    """Write the Keras .h5 stored in CONTAINER to OUTPUT (loads with tf.keras.models.load_model)."""
+    """Write the Keras file stored in CONTAINER to OUTPUT (loads with keras.models.load_model).
+
+    OUTPUT's extension picks the format: .keras (packed from a .keras), .weights.h5 (packed from a
+    Keras 3 file), else a legacy .h5.
+    """
     from .keras.pack import unpack as do_unpack
 
     try:
@@ -222,6 +226,15 @@ def unpack(container, output, quiet):
         _fail(exc)
     if not quiet:
         click.echo(f"wrote {output} ({os.path.getsize(output)} bytes)")
+
+
+def _refuse_keras_file(path) -> None:
+    """A Keras file given where a container is expected: say what it is and how to pack it."""
+    from .keras.formats.keras_v3 import describe
+
+    what = describe(path)
+    if what is not None:
+        _fail(SqueezeError(f"{path}: {what}"))
 
 
 def _bits_per_weight(nbytes: int, *shapes) -> float | None:
@@ -267,6 +280,7 @@ def info_dict(path, limits: Limits = DEFAULT_LIMITS) -> dict:
 @_max_decoded
 def info(container, as_json, max_decoded_bytes=None):
     """Show per-tensor codec, shape, sizes and ratio of CONTAINER (ratio: raw tensor bytes / stored)."""
+    _refuse_keras_file(container)
     try:
         d = info_dict(container, _limits(max_decoded_bytes))
     except (SqueezeError, OSError) as exc:
@@ -297,6 +311,7 @@ def info(container, as_json, max_decoded_bytes=None):
 @_max_decoded
 def verify(container, quiet, max_decoded_bytes=None):
     """Check every checksum and decode every tensor of CONTAINER (exit 0 when intact)."""
+    _refuse_keras_file(container)
     try:
         with open_sqz(container, limits=_limits(max_decoded_bytes)) as f:
             with _Progress(len(f), "verifying", quiet) as bar:

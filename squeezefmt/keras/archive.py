@@ -37,6 +37,7 @@ class KerasArchive:
     backend: str | None = None
     optimizer: list[dict[str, str]] | None = None  # [{"name", "tensor"}] when optimizer state is kept
     source_sha256: str | None = None
+    keras_v3: dict[str, Any] | None = None     # Keras 3 sources: format, h5 groups (formats/keras_v3.py)
 
     def metadata(self) -> dict[str, Any]:
         """The ``"keras"`` metadata object (schema :data:`METADATA_VERSION`)."""
@@ -47,6 +48,8 @@ class KerasArchive:
         }
         if self.optimizer is not None:
             meta["optimizer"] = self.optimizer
+        if self.keras_v3 is not None:
+            meta["keras_v3"] = self.keras_v3
         return meta
 
     def layer_classes(self) -> dict[str, str]:
@@ -57,7 +60,8 @@ class KerasArchive:
         out = {}
         for layer in self.layers:
             for w in layer["weights"]:
-                out[w["tensor"]] = TensorContext(layer_class=layer.get("class_name"), role=weight_role(w["name"]))
+                role = w["role"] if "role" in w else weight_role(w["name"])  # Keras 3 files: None when unknown
+                out[w["tensor"]] = TensorContext(layer_class=layer.get("class_name"), role=role)
         for w in self.optimizer or []:
             out[w["tensor"]] = TensorContext(layer_class=None, role="optimizer")
         return out

@@ -167,6 +167,19 @@ _RECORDER = _Recorder()
 
 def recording_add_weight():
     """Within this context (on this thread), ``Layer.add_weight`` records a :class:`PendingWeight` instead of a variable."""
+    from .compat import is_keras3  # noqa: PLC0415
+
+    if is_keras3():  # Keras 3: uninitialized variables stand in (keras/lazy_keras3.py)
+        from .lazy_keras3 import recording_add_weight as keras3_recording  # noqa: PLC0415
+
+        tf = import_tf()
+
+        def record(layer, variable):
+            return PendingWeight(owner=layer, name=str(variable.name), shape=tuple(variable.shape),
+                                 dtype=tf.as_dtype(variable.dtype), trainable=bool(variable.trainable),
+                                 placeholder=variable)
+
+        return keras3_recording(record)
     return _RECORDER.scope()
 
 
@@ -204,11 +217,19 @@ def keras_weight_order(layer) -> list[PendingWeight]:
     return out
 
 
+#: Keras 3's own variable tracking lists: never the attribute a layer computes with.
+_TRACKING_LISTS = frozenset({"_trainable_variables", "_non_trainable_variables", "_seed_generators"})
+
+
 def _find_slot(rec: PendingWeight) -> tuple[str, int | None]:
-    """Which attribute of its owner holds ``rec``'s placeholder (directly or as a list item)."""
-    for attr, value in list(vars(rec.owner).items()):
+    """Which attribute of its owner holds ``rec``'s placeholder (directly, else as a list item)."""
+    items = list(vars(rec.owner).items())
+    for attr, value in items:
         if value is rec.placeholder:
             return attr, None
+    for attr, value in items:
+        if attr in _TRACKING_LISTS:
+            continue
         if isinstance(value, (list, tuple)) or type(value).__name__ == "ListWrapper":
             for i, item in enumerate(value):
                 if item is rec.placeholder:

@@ -234,7 +234,8 @@ def activation_bytes_per_row(stages: list[Stage], graph: Graph) -> int:
 
 def _row_bytes(graph: Graph, key: str) -> int:
     shape = graph.shapes[key]
-    return int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(graph.dtypes[key].as_numpy_dtype).itemsize
+    dtype = graph.dtypes[key]  # a tf.DType (tf.keras 2) or a dtype name (Keras 3)
+    return int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(getattr(dtype, "as_numpy_dtype", dtype)).itemsize
 
 
 # -- the schedule ---------------------------------------------------------------------------------

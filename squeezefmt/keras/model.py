@@ -5,7 +5,6 @@ Imports TensorFlow lazily, on first use (through :mod:`.rebuild`).
 from __future__ import annotations
 
 import io
-import warnings
 from typing import Any, Mapping
 
 import numpy as np
@@ -18,8 +17,46 @@ from .pack import pack_archive
 from .rebuild import build_model, check_safe, import_tf, squeezefmt_custom_objects  # noqa: F401 - public names
 from .resolve import resolve_weights
 
+def _numpy_dtype(dtype) -> np.dtype:
+    """A variable's dtype as numpy's (``tf.DType`` under tf.keras 2, a string under Keras 3)."""
+    return np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
+
+
 def _weighted(layers) -> list:
     return [layer for layer in layers if layer.weights]
+
+
+def matched_layers(model, meta: Mapping[str, Any]) -> list:
+    """``(stored layer, model layer, its weights)`` for every stored layer that has weights.
+
+    Layers are matched by position among the layers that have weights (Keras's legacy .h5 rule),
+    or, for a Keras 3 ``.weights.h5`` source, by their Keras 3 path (``layers/dense_1``, Keras's rule
+    for that format). The weights are listed trainable first, as the container stores them.
+    """
+    from .compat import is_keras3, keras3_paths, layer_weights  # noqa: PLC0415
+
+    stored = [layer for layer in meta["layers"] if layer["weights"]]
+    if (meta.get("keras_v3") or {}).get("match") == "path":
+        by_path = keras3_paths(model)
+        missing = [s["path"] for s in stored if s.get("path") not in by_path]
+        if missing:
+            raise KerasFormatError(f"the model has no layer at {missing[0]!r} (Keras 3 weights are matched by path)")
+        targets = [by_path[s["path"]] for s in stored]
+    else:
+        targets = _weighted(model.layers)
+    if len(stored) != len(targets):
+        raise KerasFormatError(
+            f"the container has weights for {len(stored)} layers, the model has {len(targets)} layers with weights"
+        )
+    out = []
+    for layer_meta, layer in zip(stored, targets):
+        weights = layer_weights(layer)
+        indices = [w.get("index") for w in layer_meta["weights"]]
+        if is_keras3() and None not in indices and sorted(indices) == list(range(len(layer.weights))):
+            # Keras 3 variable order is known exactly (a .weights.h5 alone does not say which are trainable)
+            weights = [layer.weights[i] for i in indices]
+        out.append((layer_meta, layer, weights))
+    return out
 
 
 def assign_weights(model, meta: Mapping[str, Any], fetch) -> None:
@@ -27,30 +64,24 @@ def assign_weights(model, meta: Mapping[str, Any], fetch) -> None:
 
     ``fetch(tensor_name)`` returns the decoded array. Layers are matched by position among the layers
     that have weights, as ``load_weights`` does; weights within a layer follow trainable then
-    non-trainable order.
+    non-trainable order. CuDNN-layout LSTM/GRU weights are converted as Keras converts them
+    (keras/rnn_convert.py).
     """
-    tf = import_tf()
-    stored = [layer for layer in meta["layers"] if layer["weights"]]
-    targets = _weighted(model.layers)
-    if len(stored) != len(targets):
-        raise KerasFormatError(
-            f"the container has weights for {len(stored)} layers, the model has {len(targets)} layers with weights"
-        )
-    for layer_meta, layer in zip(stored, targets):
-        symbolic = layer.trainable_weights + layer.non_trainable_weights
+    from .rnn_convert import convert_layer_weights  # noqa: PLC0415
+
+    for layer_meta, layer, symbolic in matched_layers(model, meta):
         if len(symbolic) != len(layer_meta["weights"]):
             raise KerasFormatError(
                 f"layer {layer.name!r} expects {len(symbolic)} weights, the container has {len(layer_meta['weights'])}"
             )
-        pairs = []
-        for var, w in zip(symbolic, layer_meta["weights"]):
-            value = fetch(w["tensor"])
+        values = convert_layer_weights(layer, [fetch(w["tensor"]) for w in layer_meta["weights"]])
+        for var, w, value in zip(symbolic, layer_meta["weights"], values):
             if tuple(var.shape) != tuple(value.shape):
                 raise KerasFormatError(
                     f"weight {w['tensor']!r} has shape {value.shape}, layer {layer.name!r} expects {tuple(var.shape)}"
                 )
-            pairs.append((var, value))
-        tf.keras.backend.batch_set_value(pairs)
+        for var, value in zip(symbolic, values):
+            var.assign(np.asarray(value, dtype=_numpy_dtype(var.dtype)))
 
 
 def load(path, *, lazy: bool = False, safe_mode: bool = True, custom_objects: Mapping[str, Any] | None = None,
@@ -92,13 +123,13 @@ def load_weights(model, path) -> None:
 
 def to_archive(model, *, include_optimizer: bool = False):
     """The :class:`~squeezefmt.keras.archive.KerasArchive` of an in-memory model (via an in-memory .h5)."""
-    tf = import_tf()
     import h5py  # noqa: PLC0415
 
+    from .compat import save_h5  # noqa: PLC0415
+
     buf = io.BytesIO()
-    with h5py.File(buf, "w") as h5, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*HDF5 file via `model.save\\(\\)`")
-        tf.keras.models.save_model(model, h5, save_format="h5", include_optimizer=include_optimizer)
+    with h5py.File(buf, "w") as h5:
+        save_h5(model, h5, include_optimizer)
     buf.seek(0)
     with h5py.File(buf, "r") as h5:
         return read_h5(h5, include_optimizer=include_optimizer)

@@ -77,7 +77,8 @@ def pack(
     canonical_zeros: bool | None = None,
     epr_float16_steps: bool = False,
 ):
-    """Convert a Keras .h5 (full model or weights only) into a .sqz container.
+    """Convert a Keras file into a .sqz container: a legacy .h5 (full model or weights only, Keras 2
+    or 3), a Keras 3 ``.keras`` archive or a Keras 3 ``.weights.h5`` (see keras/formats/).
 
     Returns the container bytes when ``target`` is None. Optimizer state is left out unless
     ``include_optimizer`` is set. ``tt=TTOptions(max_rank=8)``: TT-SVD of the Dense kernels (lossy;
@@ -101,14 +102,32 @@ def pack_tt(h5_path, target=None, *, max_rank=None, tol=None, layers=None, dims=
     return result, report
 
 
+def _writer(target: str, meta: Mapping[str, Any]):
+    """The writer for ``target``'s extension: ``.keras`` and ``.weights.h5`` (from Keras 3 files), else .h5."""
+    if target.endswith(".keras"):
+        from .formats.keras_v3_write import write_keras_zip  # noqa: PLC0415
+
+        return write_keras_zip
+    if target.endswith(".weights.h5") and meta.get("keras_v3"):
+        from .formats.keras_v3_write import write_weights  # noqa: PLC0415
+
+        return write_weights
+    return write_h5
+
+
 def unpack(sqz_source, h5_target) -> None:
-    """Write the Keras .h5 a container was packed from (weights as decoded)."""
+    """Write the Keras file a container was packed from (weights as decoded).
+
+    The target's extension picks the format: ``.keras`` (a container packed from a Keras 3 ``.keras``),
+    ``.weights.h5`` (packed from a Keras 3 ``.keras`` or ``.weights.h5``), anything else a legacy .h5.
+    """
     with open_sqz(sqz_source) as f:
         meta, fetch = resolve_weights(keras_metadata(f), f, "stored")  # a TT tensor -> its layer's cores
         arrays = weight_arrays(meta, fetch)
+    write = _writer(os.fspath(h5_target), meta)
     tmp = f"{os.fspath(h5_target)}.tmp-{os.getpid()}"
     try:
-        write_h5(tmp, meta, arrays)
+        write(tmp, meta, arrays)
         os.replace(tmp, h5_target)
     except BaseException:
         if os.path.exists(tmp):

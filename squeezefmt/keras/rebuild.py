@@ -1,4 +1,4 @@
-"""Rebuilding a ``tf.keras.Model`` from stored metadata: safe mode, custom objects, ``build_model``.
+"""Rebuilding a Keras model (tf.keras 2 or Keras 3) from stored metadata: safe mode, custom objects, ``build_model``.
 
 This module imports TensorFlow (lazily, on first use), as do :mod:`.model` and :mod:`.lazy`, which
 rebuild through it.
@@ -41,20 +41,10 @@ def check_safe(model_config: Any) -> None:
             )
 
 
-def _keras_safe_mode(enabled: bool):
-    """Keras 2.14's own guard against Lambda bytecode, set to match ``safe_mode``."""
-    try:
-        from keras.src.saving.serialization_lib import SafeModeScope  # noqa: PLC0415
-    except ImportError:  # other Keras 2 layouts: no scope to set
-        import contextlib
-
-        return contextlib.nullcontext()
-    return SafeModeScope(enabled)
-
-
 def build_model(meta: Mapping[str, Any], *, safe_mode: bool = True, custom_objects: Mapping[str, Any] | None = None):
-    """An uninitialised ``tf.keras.Model`` from the stored model config."""
-    tf = import_tf()
+    """An uninitialised Keras model from the stored model config (tf.keras 2 or Keras 3, see compat.py)."""
+    from .compat import model_from_config  # noqa: PLC0415
+
     text = meta.get("model_config")
     if meta.get("kind") != "model" or not text:
         raise KerasFormatError(
@@ -66,7 +56,6 @@ def build_model(meta: Mapping[str, Any], *, safe_mode: bool = True, custom_objec
         check_safe(config)
     objects = {**squeezefmt_custom_objects(), **dict(custom_objects or {})}
     try:
-        with _keras_safe_mode(safe_mode):
-            return tf.keras.models.model_from_json(text, custom_objects=objects)
+        return model_from_config(config, objects, safe_mode)
     except (ValueError, TypeError, KeyError) as exc:
         raise KerasFormatError(f"cannot rebuild the Keras model from its config: {exc}") from exc

@@ -1,7 +1,8 @@
 """Reading Keras files into a :class:`~squeezefmt.keras.archive.KerasArchive` (no TensorFlow).
 
 :func:`read_archive` sniffs the file kind from its first bytes and hands it to the reader
-registered for that kind. Today: HDF5 (:mod:`.h5`: Keras 2 full-model and weights-only .h5).
+registered for that kind: HDF5 (:mod:`.h5`: legacy full-model and weights-only .h5, written by Keras
+2 or Keras 3), Keras 3 ``.keras`` zips and Keras 3 ``.weights.h5`` files (:mod:`.keras_v3`).
 
 Extension point: a reader module (e.g. ``keras_v3.py`` for Keras 3 ``.keras`` zips, or a Keras 3
 ``.weights.h5`` layout inside HDF5) calls :func:`register_reader` with a ``sniff(head, path)``
@@ -52,8 +53,7 @@ def read_archive(source, *, include_optimizer: bool = False) -> KerasArchive:
         if reader.sniff(head, path):
             return reader.read(path, include_optimizer=include_optimizer)
     if head.startswith(ZIP_MAGIC):
-        raise KerasFormatError(f"{path!r} is a zip file (a Keras 3 .keras archive?); this squeezefmt reads "
-                               "Keras .h5 files only")
+        raise KerasFormatError(f"{path!r} is a zip file but not a Keras 3 .keras archive")
     return _read_h5(path, include_optimizer=include_optimizer)  # h5py's own check (user blocks, clear error)
 
 
@@ -68,3 +68,29 @@ def _read_h5(path, *, include_optimizer: bool = False) -> KerasArchive:
 
 
 register_reader("h5", _is_hdf5, _read_h5)
+
+
+def _is_zip(head: bytes, path: str) -> bool:
+    return head.startswith(ZIP_MAGIC)
+
+
+def _read_keras_zip(path, *, include_optimizer: bool = False) -> KerasArchive:
+    from .keras_v3 import read_keras_zip  # noqa: PLC0415
+
+    return read_keras_zip(path, include_optimizer=include_optimizer)
+
+
+def _is_keras3_weights(head: bytes, path: str) -> bool:
+    from .keras_v3 import sniff_keras3_weights  # noqa: PLC0415
+
+    return sniff_keras3_weights(head, path)
+
+
+def _read_keras3_weights(path, *, include_optimizer: bool = False) -> KerasArchive:
+    from .keras_v3 import read_weights_h5  # noqa: PLC0415
+
+    return read_weights_h5(path, include_optimizer=include_optimizer)
+
+
+register_reader("keras_zip", _is_zip, _read_keras_zip)                    # Keras 3 .keras
+register_reader("keras3_weights", _is_keras3_weights, _read_keras3_weights)  # Keras 3 .weights.h5 (tried first)
