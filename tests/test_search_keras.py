@@ -49,11 +49,10 @@ def files(tmp_path_factory):
     two.fit([x_tr[:, :32], x_tr[:, 32:]], y_tr, batch_size=128, epochs=40, verbose=0)
     reg = tf.keras.Sequential([tf.keras.Input((64,)), L.Dense(16, activation="relu"), L.Dense(1)])
     paths = {k: str(d / f"{k}.h5") for k in ("mlp", "two", "reg")}
-    mlp.save(paths["mlp"], save_format="h5")
-    two.save(paths["two"], save_format="h5")
-    reg.save(paths["reg"], save_format="h5")
-    paths["weights"] = str(d / "mlp_weights.h5")
-    mlp.save_weights(paths["weights"], save_format="h5")
+    for key, model in (("mlp", mlp), ("two", two), ("reg", reg)):
+        model.save(paths[key])  # HDF5 by the .h5 suffix, in tf.keras 2 and Keras 3 alike
+    paths["weights"] = str(d / "mlp.weights.h5")  # the name Keras 3 requires; tf.keras 2 writes HDF5 too
+    mlp.save_weights(paths["weights"])
     paths["data"] = str(d / "data.npz")
     np.savez(paths["data"], x=x_te, y=y_te)
     paths["onehot"] = str(d / "onehot.npz")

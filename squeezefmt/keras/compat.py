@@ -17,6 +17,13 @@ from typing import Any, Mapping
 from ..errors import KerasFormatError
 
 
+def numpy_dtype(dtype):
+    """A Keras variable's dtype as numpy's (a ``tf.DType`` under tf.keras 2, a string under Keras 3)."""
+    import numpy as np  # noqa: PLC0415
+
+    return np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
+
+
 @functools.lru_cache(maxsize=None)
 def _keras3():
     """The ``keras`` package when it is Keras 3, else None."""

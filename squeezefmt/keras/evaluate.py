@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import KerasFormatError
 from ..search.data import EvalData, EvalDataError
 from .archive import KerasArchive
+from .compat import numpy_dtype
 from .rebuild import build_model, import_tf
 
 #: Rows per forward pass.
@@ -62,7 +63,6 @@ class KerasClassifier:
         self.classes = int(shape[1])
         self.variables = _ordered_variables(self.model, archive)
         self.exact = archive.arrays
-        self._set = tf.keras.backend.batch_set_value
         self._call = tf.function(lambda xs: self.model(xs, training=False), reduce_retracing=True)
 
     def check(self, data: EvalData) -> None:
@@ -83,7 +83,8 @@ class KerasClassifier:
     def predict(self, arrays: Mapping[str, np.ndarray], data: EvalData) -> np.ndarray:
         """Class probabilities of ``data`` with the weights in ``arrays``."""
         try:
-            self._set([(v, np.asarray(arrays[name], dtype=v.dtype.as_numpy_dtype)) for name, v in self.variables])
+            for name, v in self.variables:  # assign() works in tf.keras 2 and Keras 3 alike
+                v.assign(np.asarray(arrays[name], dtype=numpy_dtype(v.dtype)))
         except KeyError as exc:
             raise KerasFormatError(f"no array for weight {exc.args[0]!r}") from None
         out = []

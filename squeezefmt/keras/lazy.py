@@ -51,6 +51,7 @@ from ..container.cache import LayerCache
 from ..errors import KerasFormatError, LazyWeightError
 from . import lazy_schedule
 from .archive import keras_metadata
+from .compat import numpy_dtype
 from .rebuild import build_model, import_tf
 from .resolve import resolve_weights
 
@@ -286,7 +287,7 @@ class LazyLayer:
             if tuple(a.shape) != rec.shape:
                 raise KerasFormatError(
                     f"weight {tensor!r} has shape {a.shape}, layer {self.layer.name!r} expects {rec.shape}")
-            want = np.dtype(rec.dtype.as_numpy_dtype)
+            want = numpy_dtype(rec.dtype)
             out.append(a if a.dtype == want else a.astype(want))
         return out
 

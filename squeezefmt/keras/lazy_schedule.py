@@ -42,6 +42,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .compat import numpy_dtype
+
 #: Default bound on the activations kept between stages (bytes).
 DEFAULT_ACTIVATION_BYTES = 32 << 20
 
@@ -235,7 +237,7 @@ def activation_bytes_per_row(stages: list[Stage], graph: Graph) -> int:
 def _row_bytes(graph: Graph, key: str) -> int:
     shape = graph.shapes[key]
     dtype = graph.dtypes[key]  # a tf.DType (tf.keras 2) or a dtype name (Keras 3)
-    return int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(getattr(dtype, "as_numpy_dtype", dtype)).itemsize
+    return int(np.prod(shape[1:], dtype=np.int64)) * numpy_dtype(dtype).itemsize
 
 
 # -- the schedule ---------------------------------------------------------------------------------

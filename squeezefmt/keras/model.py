@@ -12,14 +12,11 @@ import numpy as np
 from ..api import open as open_sqz
 from ..errors import KerasFormatError
 from .archive import keras_metadata
+from .compat import numpy_dtype as _numpy_dtype
 from .formats.h5 import read_h5
 from .pack import pack_archive
 from .rebuild import build_model, check_safe, import_tf, squeezefmt_custom_objects  # noqa: F401 - public names
 from .resolve import resolve_weights
-
-def _numpy_dtype(dtype) -> np.dtype:
-    """A variable's dtype as numpy's (``tf.DType`` under tf.keras 2, a string under Keras 3)."""
-    return np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
 
 
 def _weighted(layers) -> list:
