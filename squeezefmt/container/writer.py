@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 from ..codecs import Encoded
 from ..errors import SqueezeError
-from . import tempfiles
+from .tempfiles import SUFFIX as TEMP_SUFFIX, prefix_for, remove_stale
 from .compact import compact_metadata, compact_tensor
 from .header import dumps
 from .layout import ALIGN, PREAMBLE_SIZE, align, build_preamble, crc32, stream_offset
@@ -204,8 +204,8 @@ def _atomic_write(pieces: list[bytes], path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(errno.ENOENT, "the output folder does not exist", path)
-    tempfiles.remove_stale(path)  # leftovers of killed earlier writes to this target
-    fd, tmp = tempfile.mkstemp(prefix=tempfiles.prefix_for(path), suffix=tempfiles.SUFFIX, dir=directory)
+    remove_stale(path)  # leftovers of killed earlier writes to this target
+    fd, tmp = tempfile.mkstemp(prefix=prefix_for(path), suffix=TEMP_SUFFIX, dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             for p in pieces:

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..dtypes import FLOAT_NAMES, dtype_name
 from ..errors import SqueezeError
-from . import allocate
+from .allocate import bisect_path, lagrangian_path, refine, total_rate
 from .backend import StepBackend, default_backend
 from .sensitivity import build_tables, measure
 
@@ -176,7 +176,7 @@ class StepSearch:
         self.tables = build_tables(self.arrays, self.names, self.backend, exact)
         self.say("sensitivities")
         measure(self.arrays, self.tables, self.objective, base, stop, progress=lambda n: self.say(f"  measured {n}"))
-        self.path = allocate.lagrangian_path(self.tables)
+        self.path = lagrangian_path(self.tables)
         self.prepare_seconds = time.perf_counter() - t0
         self.prepare_evaluations = self.objective.evaluations
         return self
@@ -186,7 +186,7 @@ class StepSearch:
         for t, k in zip(self.tables, alloc):
             trial[t.name] = t.decoded(k, self.arrays[t.name])
         m, _ = self.objective(trial)
-        history.append((allocate.total_rate(self.tables, alloc), self.base - m, tuple(alloc)))
+        history.append((total_rate(self.tables, alloc), self.base - m, tuple(alloc)))
         return self.base - m
 
     def run(self, max_drop: float, refine_evaluations: int = 0) -> SearchResult:
@@ -197,11 +197,11 @@ class StepSearch:
         history: list = []
         drop_of = lambda alloc: self._drop_of(alloc, history)  # noqa: E731
         self.say(f"allocation: bisecting {len(self.path)} Lagrangian allocations")
-        index, _ = allocate.bisect_path(self.path, drop_of, max_drop)
+        index, _ = bisect_path(self.path, drop_of, max_drop)
         alloc = self.path[index] if index is not None else None
         if alloc is not None and any(alloc) and refine_evaluations:
             self.say("greedy refinement")
-            alloc, _, _ = allocate.refine(self.tables, alloc, drop_of, max_drop, refine_evaluations)
+            alloc, _, _ = refine(self.tables, alloc, drop_of, max_drop, refine_evaluations)
         met = alloc is not None and any(alloc)
         if not met:  # the lossy allocation with the smallest drop seen (then the smallest file)
             lossy = [h for h in history if any(h[2])]
@@ -257,7 +257,7 @@ class StepSearch:
             return self.base - m
 
         self.say(f"allocation: bisecting {len(family)} scales of the compact step shape")
-        index, drops = allocate.bisect_path(list(range(len(family))), drop_of, max_drop)
+        index, drops = bisect_path(list(range(len(family))), drop_of, max_drop)
         if index is None or not any(c is not None for c in family[index].values()):
             return result
         alloc = family[index]
