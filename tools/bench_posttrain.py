@@ -55,8 +55,8 @@ NNCODEC_QPS = (-38, -32, -28, -24, -20, -18, -16, -14, -12, -10)
 def squeezefmt_options(quick: bool) -> list:
     """``[(family, setting, preset name)]`` for every lossy squeezefmt option (and lossless)."""
     from squeezefmt.presets.compact import preset_name as compact_name
-    from squeezefmt.epr import preset_name as epr_name
-    from squeezefmt.planner import custom_preset
+    from squeezefmt.presets.epr import preset_name as epr_name
+    from squeezefmt.presets import custom_preset
 
     rows = [("lossless", "", "lossless")]
     rows += [("quantize", f"{b} bits", custom_preset(quantize=b)) for b in ((8, 4) if quick else (8, 6, 5, 4))]
