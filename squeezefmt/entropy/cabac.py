@@ -36,12 +36,12 @@ Backends: the C extension ``_cabacc`` (``"c"``) when built, else the reference
 from __future__ import annotations
 
 import operator
-import os
 
 import numpy as np
 
 from ..errors import CodecError, StreamError
 from . import cabac_ref as _ref
+from .backend_switch import BackendSwitch
 from . import huffman
 from .cabac_ref import MAX_EG_ORDER, MAX_GT, MAX_MAGNITUDE
 
@@ -57,7 +57,7 @@ MAX_RAW_WIDTH = 32
 HEADER_BYTES = 2
 
 BACKENDS = ("c", "python") if _c is not None else ("python",)
-_backend = "python" if _c is None or os.environ.get("SQUEEZEFMT_PURE_PYTHON") == "1" else "c"
+_switch = BackendSwitch("cabac", "_cabacc", _c)
 
 __all__ = ["encode", "decode", "rdoq", "choose_k", "choose_g", "stream_info", "estimate_bits", "get_backend",
            "set_backend", "BACKENDS", "MAX_GT", "MAX_MAGNITUDE"]
@@ -65,28 +65,15 @@ __all__ = ["encode", "decode", "rdoq", "choose_k", "choose_g", "stream_info", "e
 
 def get_backend() -> str:
     """The default backend: ``"c"`` (the ``_cabacc`` extension) or ``"python"`` (the reference)."""
-    return _backend
+    return _switch.default
 
 
 def set_backend(name: str) -> str:
     """Set the default backend (``"c"``, ``"python"`` or ``"auto"``); returns the previous one."""
-    global _backend
-    previous = _backend
-    _backend = _resolve(name)
-    return previous
+    return _switch.set(name)
 
 
-def _resolve(name: str | None) -> str:
-    if name is None:
-        return _backend
-    if name == "auto":
-        return "c" if _c is not None else "python"
-    if name not in ("c", "python"):
-        raise ValueError(f"unknown cabac backend {name!r} (choose 'c', 'python' or 'auto')")
-    if name == "c" and _c is None:
-        raise ValueError("the C extension squeezefmt.entropy._cabacc is not built "
-                         "(run `python setup.py build_ext --inplace`)")
-    return name
+_resolve = _switch.resolve
 
 
 # --------------------------------------------------------------------------------------------

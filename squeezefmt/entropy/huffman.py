@@ -34,13 +34,13 @@ also takes ``backend=`` for one call.
 from __future__ import annotations
 
 import operator
-import os
 
 import numpy as np
 
 from ..buffers import empty_aligned
 from ..errors import CodecError, StreamError
 from . import huffman_ref as _ref
+from .backend_switch import BackendSwitch
 from .huffman_ref import (  # noqa: F401  (re-exported constants)
     MAX_ALPHABET, MAX_CODE_LENGTH, MAX_PACK_WIDTH, MAX_RAW_WIDTH, MODE_CONST, MODE_HUFFMAN, MODE_NAMES,
     MODE_RAW, raw_width,
@@ -54,7 +54,7 @@ except ImportError:  # pragma: no cover - depends on the build
 DEFAULT_MAX_CODE_LENGTH = 15
 
 BACKENDS = ("c", "python") if _c is not None else ("python",)
-_backend = "python" if _c is None or os.environ.get("SQUEEZEFMT_PURE_PYTHON") == "1" else "c"
+_switch = BackendSwitch("huffman", "_huffmanc", _c)
 
 __all__ = [
     "encode", "decode", "pack_bits", "unpack_bits", "code_lengths", "stream_info", "get_backend",
@@ -64,28 +64,15 @@ __all__ = [
 
 def get_backend() -> str:
     """The default backend: ``"c"`` (the ``_huffmanc`` extension) or ``"python"`` (the reference)."""
-    return _backend
+    return _switch.default
 
 
 def set_backend(name: str) -> str:
     """Set the default backend (``"c"``, ``"python"`` or ``"auto"``); returns the previous one."""
-    global _backend
-    previous = _backend
-    _backend = _resolve(name)
-    return previous
+    return _switch.set(name)
 
 
-def _resolve(name: str | None) -> str:
-    if name is None:
-        return _backend
-    if name == "auto":
-        return "c" if _c is not None else "python"
-    if name not in ("c", "python"):
-        raise ValueError(f"unknown huffman backend {name!r} (choose 'c', 'python' or 'auto')")
-    if name == "c" and _c is None:
-        raise ValueError("the C extension squeezefmt.entropy._huffmanc is not built "
-                         "(run `python setup.py build_ext --inplace`)")
-    return name
+_resolve = _switch.resolve
 
 
 # --------------------------------------------------------------------------------------------
