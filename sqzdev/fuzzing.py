@@ -21,6 +21,7 @@ from squeezefmt.container.jsonbound import decode_header
 from squeezefmt.container.layout import PREAMBLE_SIZE, parse_preamble
 from squeezefmt.container.limits import Limits
 from sqzdev import VECTORS
+from sqzdev.procmem import proc_status, reset_peak  # noqa: F401 - reset_peak is used by tests through here
 from sqzdev.vectors.core import forge
 
 #: The fuzzer's reader limits: the defaults, with the decoded size capped so honest bombs stay cheap
@@ -394,23 +395,6 @@ TARGETS: dict[str, Callable[[bytes], int]] = {
 # running one input
 
 
-def status_kb(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field):
-                return int(line.split()[1])
-    return 0
-
-
-def reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
 class Finding(Exception):
     pass
 
@@ -422,7 +406,7 @@ def run_one(target: str, data: bytes, *, timeout: float = 1.0, check_memory: boo
     _LIMITS = limits
     fn = TARGETS[target]
     measure = check_memory and len(data) < SMALL_INPUT and reset_peak()
-    base = status_kb("VmRSS:") if measure else 0
+    base = proc_status("VmRSS") if measure else 0
     t0 = time.perf_counter()
     kind, detail, declared = None, "", 0
     try:
@@ -440,7 +424,7 @@ def run_one(target: str, data: bytes, *, timeout: float = 1.0, check_memory: boo
     seconds = time.perf_counter() - t0
     extra_mib = 0.0
     if measure:
-        grown = (status_kb("VmHWM:") - base) * 1024
+        grown = proc_status("VmHWM") - base
         extra_mib = (grown - declared) / 2**20
         if kind is None and grown > declared + MEMORY_SLACK:
             kind, detail = "memory", f"peak RSS grew {grown >> 20} MiB for {declared >> 20} MiB declared"

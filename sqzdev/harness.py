@@ -87,3 +87,18 @@ def reject_broken_vector(path: str):
             f.verify()
     assert str(info.value), "errors must say what is wrong"
     return info.value
+
+
+def randomize_weights(model, seed: int = 0):
+    """Non-trivial weights in every layer of a Keras model (BatchNorm variances positive), no training.
+
+    Works under tf.keras 2 (``tf.DType``) and Keras 3 (string dtypes); returns the model.
+    """
+    import numpy as np  # noqa: PLC0415 - the harness module itself stays import-light
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        layer.set_weights([
+            (np.abs(rng.normal(size=v.shape)) + 0.5 if "variance" in v.name else rng.normal(size=v.shape) * 0.2)
+            .astype(np.dtype(getattr(v.dtype, "as_numpy_dtype", v.dtype))) for v in layer.weights])
+    return model

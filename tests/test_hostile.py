@@ -30,7 +30,7 @@ from squeezefmt.container.jsonbound import loads_bounded
 from squeezefmt.container.layout import PREAMBLE_SIZE, align, encode_header
 from squeezefmt.container.limits import DEFAULT_LIMITS, Limits
 
-from sqzdev.fuzzing import reset_peak, status_kb
+from sqzdev.procmem import proc_status, reset_peak
 from sqzdev.vectors.core import assemble, forge, split
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -197,12 +197,12 @@ def _peak_growth(fn) -> int:
     """Bytes the peak resident set grew while ``fn()`` ran (Linux), or -1 when it cannot be measured."""
     if not reset_peak():
         return -1
-    base = status_kb("VmRSS:")
+    base = proc_status("VmRSS")
     try:
         fn()
     except errors.SqueezeError:
         pass
-    return (status_kb("VmHWM:") - base) * 1024
+    return proc_status("VmHWM") - base
 
 
 def lying_epr(dtype=np.float32, elements=1 << 28) -> bytes:

@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from sqzdev.harness import randomize_weights
+
 tf = pytest.importorskip("tensorflow")
 
 import squeezefmt  # noqa: E402
@@ -19,14 +21,7 @@ pytestmark = pytest.mark.tf
 L = tf.keras.layers
 
 
-def randomize(model, seed=0):
-    """Non-trivial weights everywhere (BN variances positive), without training."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        layer.set_weights([
-            (np.abs(rng.normal(size=v.shape)) + 0.5 if "variance" in v.name else rng.normal(size=v.shape) * 0.2)
-            .astype(v.dtype.as_numpy_dtype) for v in layer.weights])
-    return model
+randomize = randomize_weights
 
 
 def assert_lazy_matches_eager(data, x, **load_kwargs):

@@ -8,6 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
+from sqzdev.harness import randomize_weights
+
 tf = pytest.importorskip("tensorflow")
 
 import squeezefmt.keras as sk  # noqa: E402
@@ -19,13 +21,7 @@ L = tf.keras.layers
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
 
-def randomize(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        layer.set_weights([
-            (np.abs(rng.normal(size=v.shape)) + 0.5 if "variance" in v.name else rng.normal(size=v.shape) * 0.2)
-            .astype(v.dtype.as_numpy_dtype) for v in layer.weights])
-    return model
+randomize = randomize_weights
 
 
 def same(a, b) -> bool:

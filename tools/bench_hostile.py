@@ -26,7 +26,7 @@ from squeezefmt.codecs.epr import EPRLatents  # noqa: E402
 from squeezefmt.codecs.zstd_codec import Zstd  # noqa: E402
 from squeezefmt.container.layout import PREAMBLE_SIZE, align, encode_header  # noqa: E402
 
-from sqzdev.fuzzing import reset_peak, status_kb  # noqa: E402
+from sqzdev.procmem import proc_status, reset_peak  # noqa: E402
 from sqzdev.vectors.core import assemble, forge, split  # noqa: E402
 
 
@@ -59,7 +59,7 @@ def cases():
 
 def measure(fn):
     reset_peak()
-    base = status_kb("VmRSS:")
+    base = proc_status("VmRSS")
     t0 = time.perf_counter()
     try:
         fn()
@@ -68,7 +68,7 @@ def measure(fn):
         outcome = type(exc).__name__
     except Exception as exc:  # noqa: BLE001 - the baseline may fail any way
         outcome = type(exc).__name__
-    return time.perf_counter() - t0, (status_kb("VmHWM:") - base) / 1024, outcome
+    return time.perf_counter() - t0, (proc_status("VmHWM") - base) / 2**20, outcome
 
 
 def main() -> int:

@@ -68,26 +68,7 @@ SPEED_MODES = ("eager", "lazy_batch", "lazy_layer", "lazy_overlap")
 
 # -- process memory (Linux /proc) -----------------------------------------------------------------
 
-def proc_status(field: str) -> int:
-    """A ``/proc/self/status`` memory field in bytes (0 when unavailable)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False when the kernel does not allow it."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
+from sqzdev.procmem import proc_status, reset_peak  # noqa: E402
 
 
 # -- the model ------------------------------------------------------------------------------------
