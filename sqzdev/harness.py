@@ -102,3 +102,19 @@ def randomize_weights(model, seed: int = 0):
             (np.abs(rng.normal(size=v.shape)) + 0.5 if "variance" in v.name else rng.normal(size=v.shape) * 0.2)
             .astype(np.dtype(getattr(v.dtype, "as_numpy_dtype", v.dtype))) for v in layer.weights])
     return model
+
+
+def check_manifest(root: str) -> None:
+    """Assert that ``root/MANIFEST.json`` lists exactly the files under ``root/{valid,broken}`` with
+    their SHA-256: the frozen vectors are neither added to nor changed behind the manifest's back."""
+    import hashlib  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    with open(os.path.join(root, "MANIFEST.json")) as f:
+        manifest = json.load(f)
+    on_disk = {f"{sub}/{fn}" for sub in ("valid", "broken") if os.path.isdir(os.path.join(root, sub))
+               for fn in os.listdir(os.path.join(root, sub))}
+    assert set(manifest) == on_disk
+    for rel, digest in manifest.items():
+        with open(os.path.join(root, rel), "rb") as f:
+            assert hashlib.sha256(f.read()).hexdigest() == digest, f"{root}/{rel} changed: vectors are frozen"

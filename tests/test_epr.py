@@ -1,8 +1,6 @@
 """The ``epr`` codec without TensorFlow: stream layout, post-training targets, RDFT, validation, vectors."""
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 
 import numpy as np
@@ -19,6 +17,7 @@ from squeezefmt.entropy import gamma
 from squeezefmt.rdft import from_rdft, rdft_shape, to_rdft
 
 from conftest import VECTORS
+from sqzdev.harness import check_manifest
 
 EPR_VECTORS = os.path.join(VECTORS, "epr")
 
@@ -277,13 +276,7 @@ def _vector_files(sub):
 
 
 def test_epr_manifest_matches_files():
-    with open(os.path.join(EPR_VECTORS, "MANIFEST.json")) as f:
-        manifest = json.load(f)
-    on_disk = {f"{sub}/{fn}" for sub in ("valid", "broken") for fn in os.listdir(os.path.join(EPR_VECTORS, sub))}
-    assert set(manifest) == on_disk
-    for rel, digest in manifest.items():
-        with open(os.path.join(EPR_VECTORS, rel), "rb") as f:
-            assert hashlib.sha256(f.read()).hexdigest() == digest, f"{rel} changed: vectors are frozen"
+    check_manifest(EPR_VECTORS)
 
 
 @pytest.mark.parametrize("fn", _vector_files("valid"))

@@ -1,7 +1,6 @@
 """The ``tt`` codec (numpy only): exact cores, TT-SVD, frozen vectors, hostile side information."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
@@ -18,7 +17,7 @@ from squeezefmt.codecs.tt import TT, TTCores, is_tt, read_tt
 from squeezefmt.tt_math import TTMatrix
 
 from conftest import VECTORS
-from sqzdev.harness import TF_MODULES, reject_broken_vector, run_isolated, run_without_tensorflow
+from sqzdev.harness import TF_MODULES, check_manifest, reject_broken_vector, run_isolated, run_without_tensorflow
 
 TT_VECTORS = os.path.join(VECTORS, "tt")
 
@@ -115,13 +114,7 @@ BROKEN = sorted(f for f in os.listdir(os.path.join(TT_VECTORS, "broken")) if f.e
 
 
 def test_tt_manifest_matches_files():
-    with open(os.path.join(TT_VECTORS, "MANIFEST.json")) as f:
-        manifest = json.load(f)
-    on_disk = {f"{sub}/{fn}" for sub in ("valid", "broken") for fn in os.listdir(os.path.join(TT_VECTORS, sub))}
-    assert set(manifest) == on_disk
-    for rel, digest in manifest.items():
-        with open(os.path.join(TT_VECTORS, rel), "rb") as f:
-            assert hashlib.sha256(f.read()).hexdigest() == digest, f"{rel} changed: vectors are frozen"
+    check_manifest(TT_VECTORS)
 
 
 @pytest.mark.parametrize("stem", VALID)
