@@ -16,7 +16,8 @@ Rows, all in one run and from the same decoded weights a user would get:
   ``--per-channel``), ``--cluster``, ``--prune``, ``--preset deep-compression``, post-training EPR
   (``--preset epr``, ``--epr-max-rel-rms``, ``--epr-bits``), ``--preset compact`` and its
   ``compact-x<scale>`` family, and ``--eval`` at several budgets, with the default ``--confidence 1``
-  (family ``eval``) and with ``--confidence 0`` (``eval z=0``); one sensitivity measurement per model,
+  (family ``eval``) and with ``--confidence 0`` (``eval z=0``), for each ``--roundings`` value (default
+  ``gptq``, the CLI's default; ``rdo`` rows are ``eval-rdo``); one sensitivity measurement per model and rounding,
   one allocation per row; ``search_s`` is its time, the shared measurement included.
   TT-SVD (``--tt-rank``) is left out: it replaces Dense layers by TT layers rather than compressing
   weights in place.
@@ -134,7 +135,7 @@ def bench_options(ev: Evaluated, options, say) -> list:
     return rows
 
 
-def bench_eval(ev: Evaluated, budgets, confidences, say) -> list:
+def bench_eval(ev: Evaluated, budgets, confidences, say, rounding: str = "gptq") -> list:
     """``--eval`` at each budget and ``--confidence``: one sensitivity measurement on the search half,
     one allocation per budget and confidence (family ``eval`` for the default confidence 1)."""
     from squeezefmt.presets.epr import wants_epr
@@ -144,7 +145,10 @@ def bench_eval(ev: Evaluated, budgets, confidences, say) -> list:
     ctx = ev.archive.contexts()
     select = lambda n, a: n in ctx and wants_epr(a, ctx[n])  # noqa: E731 - as pack --eval selects
     t0 = time.process_time()
-    searcher = StepSearch(ev.archive.arrays, scorer.guarded_accuracy, distortion=scorer.kl, select=select)
+    from squeezefmt.keras.eval_pack import search_backend
+    backend = search_backend(ev.clf, ev.search_data, rounding)
+    searcher = StepSearch(ev.archive.arrays, scorer.guarded_accuracy, distortion=scorer.kl, select=select,
+                          backend=backend)
     searcher.prepare(max(budgets))
     prepare_cpu = time.process_time() - t0
     rows = []
@@ -154,8 +158,9 @@ def bench_eval(ev: Evaluated, budgets, confidences, say) -> list:
         result = searcher.run(budget)
         cpu = prepare_cpu + time.process_time() - c0
         nbytes, decoded, enc, dec = _pack_and_decode(ev, "lossless", result.codecs)
-        rows.append(ev.row("eval" if z == 1 else f"eval z={z:g}", f"max-drop {budget:g}", nbytes, decoded, enc, dec,
-                           met=result.met, confidence=z,
+        family = "eval" if rounding == "gptq" else f"eval-{rounding}"
+        rows.append(ev.row(family if z == 1 else f"{family} z={z:g}", f"max-drop {budget:g}", nbytes, decoded, enc, dec,
+                           met=result.met, confidence=z, rounding=rounding,
                            search_s=result.seconds, search_cpu_s=cpu, evaluations=result.evaluations,
                            steps={n: c.step for n, c in result.choices.items()},
                            bits_per_weight={n: round(c.bits_per_weight, 3) for n, c in result.choices.items()}))
@@ -259,6 +264,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default="mnist_cnn,cnn390k")
     ap.add_argument("--budgets", default=",".join(f"{b:g}" for b in BUDGETS), help="--eval budgets (points)")
     ap.add_argument("--confidences", default="1,0", help="--eval --confidence values")
+    ap.add_argument("--roundings", default="gptq", help="--eval --rounding values (gptq, rdo)")
     ap.add_argument("--qps", default=",".join(str(q) for q in NNCODEC_QPS), help="NNCodec qps")
     ap.add_argument("--nncodec-python", default=None)
     ap.add_argument("--quick", action="store_true", help="fewer settings per option")
@@ -293,7 +299,8 @@ def main(argv=None) -> int:
         parts = args.parts.split(",")
         rows = bench_options(ev, options if "options" in parts else options[:1], say)
         if "eval" in parts:
-            rows += bench_eval(ev, budgets, confidences, say)
+            for rounding in args.roundings.split(","):
+                rows += bench_eval(ev, budgets, confidences, say, rounding)
         if nnc is not None and "nncodec" in parts:
             rows += bench_nncodec(ev, nnc, [int(q) for q in args.qps.split(",") if q], say)
         results["models"][name] = {"path": paths[name], "float_bytes": ev.raw, "base_acc_held": ev.base[0],

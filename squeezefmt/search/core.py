@@ -235,7 +235,7 @@ class StepSearch:
                     rms = float(np.sqrt(np.mean(np.square(a, dtype=np.float64))))
                     c = None
                     if a.ndim >= 2 and a.size >= FAMILY_MIN_ELEMENTS and rms > 0:
-                        c = self.backend.candidate(a, scale * rel_step(a.size) * rms)
+                        c = self.backend.candidate(a, scale * rel_step(a.size) * rms, name=t.name)
                         c = c if c.nbytes < t.rate[0] else None
                     alloc[t.name] = c
                 family.append(alloc)
