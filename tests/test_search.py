@@ -180,3 +180,36 @@ def test_lagrangian_path_is_ordered_and_bisect_finds_the_boundary():
     assert allocate.bisect_path(path, lambda a: 1.0, 0.5)[0] is None
     alloc, d, n = allocate.refine(tables, path[index], drop, 0.3, 10)
     assert allocate.total_rate(tables, alloc) <= rates[index] and (d is None or d <= 0.3) and n <= 10
+
+
+def test_fine_tensors_get_the_coarsest_shared_step_within_budget(digits_mlp):
+    """``fine`` tensors (here the biases, with a scale vector that matters) are quantized last at one
+    relative step: the coarsest of FINE_REL_STEPS whose measured drop keeps the budget, never exact
+    when a step fits, and the result's codecs reproduce exactly what was measured."""
+    from squeezefmt.search import StepSearch
+    from squeezefmt.search.core import FINE_REL_STEPS
+
+    w, (xs, ys), _ = digits_mlp
+    w = dict(w, **{"fc1/bias": w["fc1/bias"] + np.float32(0.05), "out/bias": w["out/bias"] + np.float32(0.3)})
+    metric = _accuracy(xs, ys)
+    kernels = lambda n, a: n.endswith("kernel")  # noqa: E731
+    biases = lambda n, a: n.endswith("bias")  # noqa: E731
+    result = StepSearch(w, metric, select=kernels, fine=biases).prepare(1.0).run(1.0)
+    assert result.met
+    assert "out/bias" not in result.codecs  # 10 values: no quantized form is smaller than the exact one
+    for n in ("fc1/bias",):
+        c = result.choices[n]
+        rms = float(np.sqrt(np.mean(np.square(w[n], dtype=np.float64))))
+        assert any(np.isclose(c.step, float(np.float16(r * rms)), rtol=1e-3) for r in FINE_REL_STEPS)
+    blob = squeezefmt.save(w, codecs=result.codecs)
+    decoded = squeezefmt.load(blob)
+    assert metric(decoded) == pytest.approx(result.metric)
+    assert base_minus(metric, w, decoded) <= 1.0
+    # a budget nothing fine can meet leaves the fine tensors exact
+    tight = StepSearch(w, lambda a: metric(a) - 100.0 * any(a[n] is not w[n] for n in ("fc1/bias", "out/bias")),
+                       select=kernels, fine=biases).prepare(1.0).run(1.0)
+    assert "fc1/bias" not in tight.codecs and tight.met
+
+
+def base_minus(metric, exact, decoded):
+    return metric(exact) - metric(decoded)

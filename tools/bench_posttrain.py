@@ -147,8 +147,9 @@ def bench_eval(ev: Evaluated, budgets, confidences, say, rounding: str = "gptq")
     t0 = time.process_time()
     from squeezefmt.keras.eval_pack import search_backend
     backend = search_backend(ev.clf, ev.search_data, rounding)
+    from squeezefmt.keras.eval_pack import fine_select
     searcher = StepSearch(ev.archive.arrays, scorer.guarded_accuracy, distortion=scorer.kl, select=select,
-                          backend=backend)
+                          backend=backend, fine=fine_select(ctx))
     searcher.prepare(max(budgets))
     prepare_cpu = time.process_time() - t0
     rows = []

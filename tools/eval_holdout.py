@@ -32,7 +32,7 @@ sys.path.insert(0, ROOT)
 def one_split(archive, clf, data, seed: int, budgets, confidences, say, rounding: str = "gptq") -> list:
     """Rows for one split: every (confidence, budget) allocation, packed and scored on both halves."""
     import squeezefmt
-    from squeezefmt.keras.eval_pack import search_backend
+    from squeezefmt.keras.eval_pack import fine_select, search_backend
     from squeezefmt.keras.pack import pack_archive
     from squeezefmt.presets.epr import wants_epr
     from squeezefmt.search import StepSearch
@@ -44,7 +44,7 @@ def one_split(archive, clf, data, seed: int, budgets, confidences, say, rounding
     t0 = time.process_time()
     backend = search_backend(clf, search_data, rounding)
     searcher = StepSearch(archive.arrays, scorer.guarded_accuracy, distortion=scorer.kl, select=select,
-                          backend=backend)
+                          backend=backend, fine=fine_select(ctx))
     searcher.prepare(max(budgets))
     prepare_cpu = time.process_time() - t0
     raw = sum(a.nbytes for a in archive.arrays.values())

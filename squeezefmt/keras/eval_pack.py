@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 from ..presets.epr import wants_epr
 from ..errors import SqueezeError
-from ..search import SearchResult, Verification, search, verify
+from ..search import SearchResult, StepSearch, Verification, verify
 from ..search.data import load_eval_data
 from .evaluate import KerasClassifier
 from .formats import read_archive
@@ -86,6 +86,16 @@ ROUNDINGS = ("gptq", "rdo")
 GPTQ_LAM = 0.05
 
 
+#: Roles of the small tensors quantized last at one shared relative step (moving variances stay exact:
+#: an absolute step can zero a small variance).
+FINE_ROLES = frozenset({"gamma", "beta", "moving_mean"})
+
+
+def fine_select(contexts: dict):
+    """The ``fine`` selection of :class:`~squeezefmt.search.StepSearch`: BatchNorm scales, offsets, means."""
+    return lambda name, array: contexts.get(name) is not None and contexts[name].role in FINE_ROLES
+
+
 def search_backend(clf: KerasClassifier, search_data, rounding: str = "gptq"):
     """The step backend of the search: GPTQ rounding of the kernels it can handle, fed the input
     moments of ``search_data`` (:mod:`.hessians`); the others (and ``rounding="rdo"``) as ``compact``."""
@@ -123,8 +133,8 @@ def pack_with_eval(model_path, output, data_path, *, max_drop: float, holdout: f
     contexts = archive.contexts()
     select = lambda name, array: contexts.get(name) is not None and contexts[name].role != "optimizer" and \
         wants_epr(array, contexts[name])  # noqa: E731 - kernels, biases, embeddings
-    result = search(archive.arrays, scorer.guarded_accuracy, distortion=scorer.kl, max_drop=max_drop, select=select,
-                    backend=backend, progress=progress)
+    result = StepSearch(archive.arrays, scorer.guarded_accuracy, distortion=scorer.kl, select=select,
+                        backend=backend, progress=progress, fine=fine_select(contexts)).prepare(max_drop).run(max_drop)
     options = {"preset": "lossless", "include_optimizer": include_optimizer,
                "eval": {"max_drop": max_drop, "metric": "top-1 accuracy", "search_rows": len(search_data),
                         "confidence": confidence, "rounding": getattr(backend, "name", rounding)}}
