@@ -40,7 +40,7 @@ Metric = Callable[[Mapping[str, np.ndarray]], float]
 #: Tensors with fewer elements are left exact by the default selection.
 MIN_ELEMENTS = 8
 #: Scales of the one-parameter family (see :meth:`StepSearch._family`), ascending; and its smallest kernel.
-FAMILY_SCALES = tuple(2.0 ** (k / 4) for k in range(-8, 5))
+FAMILY_SCALES = tuple(2.0 ** (k / 4) for k in range(-8, 13))
 FAMILY_MIN_ELEMENTS = 256
 #: Relative steps (times the tensor's RMS) tried, coarsest first, for the small ``fine`` tensors.
 FINE_REL_STEPS = (2.0 ** -5, 2.0 ** -7, 2.0 ** -9)
