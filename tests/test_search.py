@@ -213,3 +213,29 @@ def test_fine_tensors_get_the_coarsest_shared_step_within_budget(digits_mlp):
 
 def base_minus(metric, exact, decoded):
     return metric(exact) - metric(decoded)
+
+
+def test_isotonic_fit_pools_violators():
+    from squeezefmt.search.allocate import isotonic_increasing
+
+    assert isotonic_increasing([0, 0.2, 0.1, 0.3]) == pytest.approx([0, 0.15, 0.15, 0.3])
+    assert isotonic_increasing([3, 2, 1]) == pytest.approx([2, 2, 2])
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=50)
+    f = isotonic_increasing(v)
+    assert np.all(np.diff(f) >= -1e-12) and sum(f) == pytest.approx(v.sum())
+
+
+def test_scan_path_is_not_fooled_by_one_lucky_or_unlucky_point():
+    from squeezefmt.search.allocate import bisect_path, scan_path
+
+    # index 0 = smallest file; drops fall as the file grows, with one lucky dip and one unlucky bump
+    drops = [0.9, 0.5, 0.3, 0.04, 0.2, 0.12, 0.06, 0.25, 0.03, 0.02, 0.0]
+    path = list(range(len(drops)))
+    best, seen = scan_path(path, lambda i: drops[i], 0.1)
+    assert best == 8    # 0.25 at index 7 pools with its neighbours; the lucky 0.04 at 3 does not pass the fit
+    assert bisect_path(path, lambda i: drops[i], 0.1)[0] in (3, 6, 8)   # bisection lands where its probes fall
+    # the scan stops after STOP_RUN allocations far over the budget
+    calls = []
+    scan_path(path, lambda i: calls.append(i) or (1.0 if i < 9 else 0.0), 0.1)
+    assert calls == [10, 9, 8, 7, 6]

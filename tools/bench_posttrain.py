@@ -213,7 +213,7 @@ def nncodec_python(arg) -> str | None:
         if cand and os.path.exists(cand):
             ok = subprocess.run([cand, "-c", "import nncodec.nn"], capture_output=True).returncode == 0
             if ok:
-                return cand
+                return os.path.abspath(cand)
     return None
 
 
@@ -244,6 +244,21 @@ def fmt(row: dict) -> str:
         extra = f"  search {row['search_s']:.0f}s wall / {row['search_cpu_s']:.0f}s CPU{'' if row['met'] else '  NOT MET'}"
     return (f"  {row['family']:<17}{row['setting']:<15}{row['bytes']:>9} {row['ratio']:>7.2f}x "
             f"{row['d_held']:>+7.2f} {row['d_search']:>+7.2f} {row['encode_s']:>8.3f} {row['decode_s']:>8.3f}{extra}")
+
+
+def versus_nncodec(rows: list) -> list:
+    """For each NNCodec row, the smallest squeezefmt file at least as accurate on held-out AND on search
+    rows (None: no squeezefmt option matches its accuracy); printed as the "ahead of NNCodec" check."""
+    ours = [r for r in rows if r["family"] not in ("nncodec", "lossless")]
+    out = []
+    for n in (r for r in rows if r["family"] == "nncodec"):
+        match = [r for r in ours if r["d_held"] >= n["d_held"] - 1e-9 and r["d_search"] >= n["d_search"] - 1e-9]
+        best = max(match, key=lambda r: r["ratio"]) if match else None
+        out.append({"nncodec": n["setting"], "nncodec_ratio": n["ratio"], "d_held": n["d_held"],
+                    "d_search": n["d_search"], "ours": None if best is None else f"{best['family']} {best['setting']}",
+                    "ours_ratio": None if best is None else best["ratio"],
+                    "ahead": best is not None and best["ratio"] >= n["ratio"]})
+    return out
 
 
 HEADER = (f"  {'option':<17}{'setting':<15}{'bytes':>9} {'ratio':>8} {'d_held':>7} {'d_srch':>7} "
@@ -304,8 +319,16 @@ def main(argv=None) -> int:
                 rows += bench_eval(ev, budgets, confidences, say, rounding)
         if nnc is not None and "nncodec" in parts:
             rows += bench_nncodec(ev, nnc, [int(q) for q in args.qps.split(",") if q], say)
+        vs = versus_nncodec(rows)
+        if vs:
+            print("\n  NNCodec point          its ratio  d_held d_srch   best squeezefmt at least as accurate (both halves)")
+            for v in vs:
+                ours = f"{v['ours']} {v['ours_ratio']:.2f}x" if v["ours"] else "none"
+                print(f"  {v['nncodec']:<22}{v['nncodec_ratio']:>8.2f}x {v['d_held']:>+7.2f} {v['d_search']:>+6.2f}   "
+                      f"{ours}{'' if v['ahead'] else '   <- NNCodec ahead'}")
         results["models"][name] = {"path": paths[name], "float_bytes": ev.raw, "base_acc_held": ev.base[0],
-                                   "base_acc_search": ev.base[1], "rows": rows, "seconds": time.perf_counter() - t0}
+                                   "base_acc_search": ev.base[1], "rows": rows, "versus_nncodec": vs,
+                                   "seconds": time.perf_counter() - t0}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)

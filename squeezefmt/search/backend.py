@@ -178,7 +178,7 @@ class GPTQStepBackend(StepBackend):
             H = np.asarray(H, dtype=np.float64)
             order = hessian_order(H)
             self.hessians[name] = H
-            self._factors[name] = (order, inverse_factor(H[np.ix_(order, order)]))
+            self._factors[name] = inverse_factor(H[np.ix_(order, order)])  # gptq_indices rounds in this order
 
     def candidate(self, array: np.ndarray, step: float, name: str | None = None) -> Candidate:
         from ..codecs.cabac_quant import CabacQuant, compact_steps, dequantize  # noqa: PLC0415
@@ -190,7 +190,6 @@ class GPTQStepBackend(StepBackend):
             return self.fallback.candidate(array, step, name=name)
         s = float(stored[0])
         W = np.asarray(array, np.float64).reshape(H.shape[0], array.shape[-1])
-        order, U = self._factors[name]
-        q = gptq_indices(W, H, s, dead_zone=self.dead_zone, lam=self.lam, factor=U)
+        q = gptq_indices(W, H, s, dead_zone=self.dead_zone, lam=self.lam, factor=self._factors[name])
         target = dequantize(q.reshape(-1), stored, array.shape, None, dtype_name(array.dtype))
         return measure_codec(PresetIndices(CabacQuant(step=s, lam=0.0), target), array, s)

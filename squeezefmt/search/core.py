@@ -14,7 +14,8 @@ Steps: (1) the exact metric; (2) rate tables: every selected tensor at a grid of
 counts (:mod:`.sensitivity`, :mod:`.backend`); (3) sensitivities, one tensor at a time; (4) the
 Lagrangian path of allocations, bisected on the measured metric (optionally followed by greedy
 coarsening within the budget, :mod:`.allocate`), and a one-parameter family (every kernel at the
-``compact`` preset's relative step times a scale) bisected the same way; the smaller file within the
+``compact`` preset's relative step times a scale) scanned, its measured drops fitted with a
+monotone curve (:func:`~squeezefmt.search.allocate.scan_path`); the smaller file within the
 budget wins; (5) optionally (``fine``), small tensors such as BatchNorm parameters at one shared
 relative step, the coarsest of :data:`FINE_REL_STEPS` that keeps the budget. The search never imports TensorFlow. The result is *met* only when an
 allocation that quantizes something stays within the budget; otherwise ``result.met`` is False and the
@@ -31,7 +32,7 @@ import numpy as np
 
 from ..dtypes import FLOAT_NAMES, dtype_name
 from ..errors import SqueezeError
-from .allocate import bisect_path, lagrangian_path, refine, total_rate
+from .allocate import bisect_path, lagrangian_path, refine, scan_path, total_rate
 from .backend import StepBackend, default_backend
 from .sensitivity import build_tables, measure
 
@@ -263,8 +264,8 @@ class StepSearch:
             result.history.append((self._family_rate(family[i]), self.base - m))
             return self.base - m
 
-        self.say(f"allocation: bisecting {len(family)} scales of the compact step shape")
-        index, drops = bisect_path(list(range(len(family))), drop_of, max_drop)
+        self.say(f"allocation: scanning {len(family)} scales of the compact step shape")
+        index, drops = scan_path(list(range(len(family))), drop_of, max_drop)
         if index is None or not any(c is not None for c in family[index].values()):
             return result
         alloc = family[index]
