@@ -132,7 +132,7 @@ def _arrays_and_codecs():
     return st.lists(st.tuples(shapes, dtypes, codec, st.integers(0, 2**32 - 1)), max_size=6)
 
 
-@given(_arrays_and_codecs(), st.sampled_from([(1, 0), (1, 1), None]))
+@given(_arrays_and_codecs(), st.sampled_from([(1, 0), (1, 1), (1, 2), None]))
 def test_round_trip_property(specs, version):
     arrays, codecs = {}, {}
     for i, (shape, dtype, codec, seed) in enumerate(specs):
