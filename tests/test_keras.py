@@ -57,8 +57,7 @@ def test_load_from_bytes_and_file_object(model_files):
     d, _, x, ref = model_files
     data = sk.pack(d / "m.h5")
     assert np.array_equal(sk.load(data).predict(x, verbose=0), ref)
-    import hashlib
-import io
+    import io
     assert np.array_equal(sk.load(io.BytesIO(data)).predict(x, verbose=0), ref)
 
 
