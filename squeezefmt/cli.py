@@ -153,11 +153,13 @@ def main():
 @click.option("--confidence", type=click.FloatRange(0.0, 10.0), default=None, metavar="Z",
               help="With --eval: the budget applies to the accuracy minus Z standard errors of its change "
                    "(default 1; 0 trusts the search data as they are).")
+@click.option("--record-source", is_flag=True,
+              help="Store MODEL's file name and SHA-256 in the metadata (provenance; about 90 header bytes).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per_channel, quiet,
          epr_max_rel_rms=None, epr_bits=None, tt_rank=None, tt_tol=None, tt_layers=None, tt_dims=(),
          eval_path=None, max_drop=None, holdout=None, confidence=None, canonical_zeros=None,
-         epr_float16_steps=False):
+         epr_float16_steps=False, record_source=False):
     """Pack a Keras file MODEL (.h5, .keras or .weights.h5) into the .sqz container OUTPUT."""
     from .keras.formats import read_archive
     from .keras.pack import pack_archive
@@ -190,7 +192,7 @@ def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per
             pack_archive(archive, output, preset=preset, progress=bar.step, tt=tt, tt_report=tt_report,
                          options={"preset": preset, "include_optimizer": include_optimizer},
                          source_name=os.path.basename(model), canonical_zeros=canonical_zeros,
-                         epr_float16_steps=epr_float16_steps)
+                         epr_float16_steps=epr_float16_steps, record_source=record_source)
     except (SqueezeError, OSError) as exc:
         _fail(exc)
     if tt is not None and not tt_report:

@@ -282,5 +282,9 @@ def main() -> None:
 
     for rel, data in v11_files():
         put(os.path.join(ROOT, rel), data)
+    from .v12 import v12_files  # noqa: PLC0415 - format 1.2 vectors
+
+    for rel, data in v12_files():
+        put(os.path.join(ROOT, rel), data)
     manifest = write_manifest(ROOT)
     print(f"wrote {len(written)} new files; manifest lists {len(manifest)}")
