@@ -463,7 +463,12 @@ _PROBE = Probe()
 
 def run_one(target: str, data: bytes, *, timeout: float = 1.0, check_memory: bool = True,
             limits: Limits = FUZZ_LIMITS) -> dict:
-    """Run ``data`` through ``target``; returns ``{"ok", "kind", "detail", "seconds", "extra_mib"}``.
+    """Run ``data`` through ``target``; returns ``{"ok", "kind", "detail", "seconds", "cpu_seconds",
+    "extra_mib"}``.
+
+    Time: a run is a ``timeout`` when it used more than ``timeout`` seconds of CPU (this thread's),
+    or more than ten times that in wall-clock time (a run that waits). Wall-clock time alone would
+    flag a fuzzer that the scheduler starves (a niced run on a busy machine), not squeezefmt.
 
     Memory (inputs under SMALL_INPUT): the peak RSS is reset before the run and read after it, on
     /proc descriptors kept open (a few microseconds, see :class:`sqzdev.procmem.Probe`).
@@ -474,7 +479,7 @@ def run_one(target: str, data: bytes, *, timeout: float = 1.0, check_memory: boo
     measure = check_memory and len(data) < SMALL_INPUT and _PROBE.reset_peak()
     base = _PROBE.rss() if measure else 0
     _NOTE["declared"] = None
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     kind, detail, declared = None, "", None
     try:
         declared = fn(data)
@@ -486,7 +491,7 @@ def run_one(target: str, data: bytes, *, timeout: float = 1.0, check_memory: boo
         pass
     except Exception as exc:  # noqa: BLE001 - that is what we are looking for
         kind, detail = type(exc).__name__, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.thread_time() - c0
     extra_mib = 0.0
     if measure:
         grown = _PROBE.peak() - base
@@ -497,9 +502,10 @@ def run_one(target: str, data: bytes, *, timeout: float = 1.0, check_memory: boo
         extra_mib = (grown - declared) / 2**20
         if kind is None and grown > declared + MEMORY_SLACK:
             kind, detail = "memory", f"peak RSS grew {grown >> 20} MiB for {declared >> 20} MiB declared"
-    if kind is None and seconds > timeout:
-        kind, detail = "timeout", f"{seconds:.2f} s"
-    return {"ok": kind is None, "kind": kind, "detail": detail, "seconds": seconds, "extra_mib": extra_mib}
+    if kind is None and (cpu > timeout or seconds > 10 * timeout):
+        kind, detail = "timeout", f"{cpu:.2f} s of CPU, {seconds:.2f} s wall-clock"
+    return {"ok": kind is None, "kind": kind, "detail": detail, "seconds": seconds, "cpu_seconds": cpu,
+            "extra_mib": extra_mib}
 
 
 def save_finding(outdir: str, target: str, data: bytes, result: dict) -> str:
@@ -520,7 +526,8 @@ def save_finding(outdir: str, target: str, data: bytes, result: dict) -> str:
 def new_stats(targets) -> dict:
     """The statistics a run reports (and :mod:`sqzdev.fuzzpool` adds up over processes)."""
     return {"execs": 0, "findings": [], "by_target": {t: 0 for t in targets}, "max_seconds": 0.0,
-            "max_extra_mib": 0.0, "max_by_target": {t: {"seconds": 0.0, "extra_mib": 0.0} for t in targets},
+            "max_extra_mib": 0.0, "max_cpu_seconds": 0.0,
+            "max_by_target": {t: {"seconds": 0.0, "cpu_seconds": 0.0, "extra_mib": 0.0} for t in targets},
             "cpu_seconds": 0.0, "wall_seconds": 0.0}
 
 
@@ -606,9 +613,10 @@ def _count(stats: dict, target: str, result: dict) -> None:
     stats["execs"] += 1
     stats["by_target"][target] += 1
     top = stats["max_by_target"][target]
-    top["seconds"] = max(top["seconds"], result["seconds"])
-    top["extra_mib"] = max(top["extra_mib"], result["extra_mib"])
+    for k in ("seconds", "cpu_seconds", "extra_mib"):
+        top[k] = max(top[k], result[k])
     stats["max_seconds"] = max(stats["max_seconds"], result["seconds"])
+    stats["max_cpu_seconds"] = max(stats["max_cpu_seconds"], result["cpu_seconds"])
     stats["max_extra_mib"] = max(stats["max_extra_mib"], result["extra_mib"])
 
 

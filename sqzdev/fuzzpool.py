@@ -3,7 +3,9 @@ their statistics added up and written to a JSON file every minute while the run 
 
 A worker that dies (a crash inside a C decoder: nothing Python could catch) is reported as a
 ``crash`` finding with the input it was running (kept by :class:`sqzdev.fuzzing.Inflight`) and
-replaced by a fresh one with the next seed.
+replaced by a fresh one with the next seed. A worker stuck on one input for ``hang_seconds`` of
+wall-clock time (an endless loop never returns to the fuzzer's own time check) is killed and
+reported the same way as a ``hang``.
 """
 from __future__ import annotations
 
@@ -34,26 +36,39 @@ def merge(parts: list[dict], targets) -> dict:
         out["cpu_seconds"] += p["cpu_seconds"]
         out["max_seconds"] = max(out["max_seconds"], p["max_seconds"])
         out["max_extra_mib"] = max(out["max_extra_mib"], p["max_extra_mib"])
+        out["max_cpu_seconds"] = max(out["max_cpu_seconds"], p["max_cpu_seconds"])
         for t, n in p["by_target"].items():
             out["by_target"][t] = out["by_target"].get(t, 0) + n
-            top = out["max_by_target"].setdefault(t, {"seconds": 0.0, "extra_mib": 0.0})
-            for k in ("seconds", "extra_mib"):
+            top = out["max_by_target"].setdefault(t, {"seconds": 0.0, "cpu_seconds": 0.0, "extra_mib": 0.0})
+            for k in ("seconds", "cpu_seconds", "extra_mib"):
                 top[k] = max(top[k], p["max_by_target"][t][k])
     return out
 
 
-def _crash_finding(findings_dir: str | None, pid: int, exitcode) -> dict:
+def _crash_finding(findings_dir: str | None, pid: int, exitcode, kind: str = "crash") -> dict:
     """The input a dead worker was running, saved as a finding."""
-    finding = {"target": "?", "kind": "crash", "path": None, "detail": f"worker exit code {exitcode}"}
+    detail = f"worker exit code {exitcode}" if kind == "crash" else "killed: one input ran too long"
+    finding = {"target": "?", "kind": kind, "path": None, "detail": detail}
     path = os.path.join(findings_dir, f".inflight-{pid}") if findings_dir else None
     if path and os.path.exists(path):
         with open(path, "rb") as fh:
             target, _, data = fh.read().partition(b"\n")
         finding["target"] = target.decode(errors="replace")
         finding["path"] = fuzzing.save_finding(findings_dir, finding["target"], data,
-                                               {"kind": "crash", "detail": finding["detail"]})
+                                               {"kind": kind, "detail": finding["detail"]})
         os.unlink(path)
     return finding
+
+
+def _stuck(findings_dir: str | None, pid: int, seconds: float) -> bool:
+    """Whether worker ``pid`` has been on one input for ``seconds`` (its in-flight file is rewritten
+    before every input)."""
+    if not findings_dir:
+        return False
+    try:
+        return time.time() - os.stat(os.path.join(findings_dir, f".inflight-{pid}")).st_mtime > seconds
+    except OSError:
+        return False
 
 
 def write_json(path: str, stats: dict) -> None:
@@ -66,7 +81,7 @@ def write_json(path: str, stats: dict) -> None:
 
 def run_pool(seconds: float, *, processes: int = 1, targets=("container", "federated", "h5"), weights=None,
              seed: int = 0, findings_dir: str | None = None, json_path: str | None = None,
-             write_every: float = 60.0, log=print) -> dict:
+             write_every: float = 60.0, hang_seconds: float = 300.0, log=print) -> dict:
     """Fuzz with ``processes`` workers (seeds ``seed``, ``seed + 1``, ...) for ``seconds``; returns the
     merged statistics, also written to ``json_path`` every ``write_every`` seconds and at the end."""
     ctx = mp.get_context("fork")
@@ -86,6 +101,7 @@ def run_pool(seconds: float, *, processes: int = 1, targets=("container", "feder
         workers[index] = p
 
     ended: list[int] = []
+    hung: set[int] = set()
     for _ in range(processes):
         spawn()
 
@@ -111,15 +127,19 @@ def run_pool(seconds: float, *, processes: int = 1, targets=("container", "feder
             pass
         for index, p in list(workers.items()):
             if p.is_alive():
+                if _stuck(findings_dir, p.pid, hang_seconds):
+                    hung.add(p.pid)
+                    p.kill()
                 continue
             p.join()
             del workers[index]
             ended.append(index)
             if p.exitcode != 0:
-                crash = _crash_finding(findings_dir, p.pid, p.exitcode)
+                kind = "hang" if p.pid in hung else "crash"
+                crash = _crash_finding(findings_dir, p.pid, p.exitcode, kind)
                 crashes.append(crash)
                 if log:
-                    log(f"FINDING {crash['target']} crash {crash['path']} (exit code {p.exitcode})")
+                    log(f"FINDING {crash['target']} {kind} {crash['path']} (exit code {p.exitcode})")
                 if seconds - (time.monotonic() - t0) > 1:
                     spawn()  # its last report stays in ``latest``
         if time.monotonic() >= next_write:

@@ -230,3 +230,34 @@ def test_forge_keeps_the_frozen_vectors_and_mutants_open_at_a_fast_level():
     with squeezefmt.open(fast) as f, squeezefmt.open(base) as g:
         f.verify()
         assert all(np.array_equal(f.tensor(n), g.tensor(n)) for n in g.keys())
+
+
+def test_timeout_is_cpu_time_not_a_starved_scheduler(monkeypatch):
+    """A run that computes for over a second is a timeout; one that only waits (as a niced fuzzer on a
+    busy machine does) is not, until it waits ten times as long."""
+    import time
+
+    def spin(_data):
+        end = time.thread_time() + 0.3
+        while time.thread_time() < end:
+            pass
+
+    monkeypatch.setitem(fuzz.TARGETS, "spin", spin)
+    monkeypatch.setitem(fuzz.TARGETS, "wait", lambda _data: time.sleep(0.3))
+    assert fuzz.run_one("spin", b"x", timeout=0.2)["kind"] == "timeout"
+    assert fuzz.run_one("wait", b"x", timeout=0.2)["ok"]
+    assert fuzz.run_one("wait", b"x", timeout=0.02)["kind"] == "timeout"
+
+
+def test_pool_kills_a_worker_stuck_on_one_input(monkeypatch, tmp_path):
+    from sqzdev.fuzzpool import run_pool
+
+    def endless(_data):
+        while True:
+            pass
+
+    monkeypatch.setitem(fuzz.TARGETS, "endless", endless)
+    stats = run_pool(4, processes=1, targets=("endless",), seed=1, findings_dir=str(tmp_path), hang_seconds=1.5,
+                     log=None)
+    hangs = [f for f in stats["findings"] if f["kind"] == "hang"]
+    assert hangs and hangs[0]["target"] == "endless" and os.path.exists(hangs[0]["path"])
