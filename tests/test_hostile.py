@@ -365,6 +365,37 @@ def test_decoded_bytes_cap_counts_all_tensors_on_open(tmp_path):
     assert runner.invoke(main, ["verify", str(path), "--max-decoded-bytes", "lots"]).exit_code == 2
 
 
+def test_unpack_takes_the_decoded_bytes_cap(tmp_path):
+    """``squeezefmt unpack --max-decoded-bytes``: a bomb (a few KB of zstd declaring 64 MiB) is refused
+    with one line and exit code 1, as by verify, and no output file appears; a real packed model
+    under the cap unpacks (h5py only: no TensorFlow needed)."""
+    from squeezefmt.cli import main
+
+    bomb = tmp_path / "bomb.sqz"
+    bomb.write_bytes(squeezefmt.save({"z": np.zeros(16 << 20, np.float32)}, codecs={"z": Zstd(3)}))
+    assert bomb.stat().st_size < 16_000
+    runner = CliRunner()
+    out = tmp_path / "out.h5"
+    for cmd in ("unpack", "verify"):
+        r = runner.invoke(main, [cmd, str(bomb)] + ([str(out)] if cmd == "unpack" else []) +
+                          ["--max-decoded-bytes", "1M"])
+        assert r.exit_code == 1, (cmd, r.output)
+        assert len(r.output.strip().splitlines()) == 1 and "max_decoded_bytes" in r.output, r.output
+        assert r.output.startswith("squeezefmt: error:")
+    assert not out.exists() and not list(tmp_path.glob("out.h5.tmp*"))
+    assert runner.invoke(main, ["unpack", str(bomb), str(out), "--max-decoded-bytes", "big"]).exit_code == 2
+
+    fixture = os.path.join(os.path.dirname(__file__), "fixtures", "keras3", "cnn.h5")
+    packed = tmp_path / "cnn.sqz"
+    assert runner.invoke(main, ["pack", fixture, str(packed), "--quiet"]).exit_code == 0
+    with squeezefmt.open(str(packed)) as f:
+        decoded = sum(f.entry(n).nbytes for n in f.keys())
+    r = runner.invoke(main, ["unpack", str(packed), str(out), "--max-decoded-bytes", str(decoded - 1)])
+    assert r.exit_code == 1 and not out.exists(), r.output
+    r = runner.invoke(main, ["unpack", str(packed), str(out), "--max-decoded-bytes", str(decoded)])
+    assert r.exit_code == 0 and out.exists(), r.output
+
+
 def test_honest_bomb_is_refused_by_the_default_cap():
     blob = small_container(Zstd(3), np.zeros(16, np.float32))
     with pytest.raises(errors.LimitError):
