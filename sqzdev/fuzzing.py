@@ -25,7 +25,8 @@ from sqzdev.procmem import Probe, reset_peak  # noqa: F401 - reset_peak is used 
 from sqzdev.vectors.core import forge
 
 #: The fuzzer's reader limits: the defaults, with the decoded size capped so honest bombs stay cheap
-#: (and below the memory slack: epr into float16 needs an int32 latent buffer, twice its output).
+#: (and below the memory slack: cabac-coded epr holds int32 latents and float32 products, 4x its
+#: float16 output).
 FUZZ_LIMITS = Limits(max_decoded_bytes=16 << 20, max_tensor_bytes=16 << 20)
 #: Memory finding: peak RSS growth beyond the declared output of an input smaller than SMALL_INPUT.
 MEMORY_SLACK = 64 << 20
