@@ -5,7 +5,8 @@ A worker that dies (a crash inside a C decoder: nothing Python could catch) is r
 ``crash`` finding with the input it was running (kept by :class:`sqzdev.fuzzing.Inflight`) and
 replaced by a fresh one with the next seed. A worker stuck on one input for ``hang_seconds`` of
 wall-clock time (an endless loop never returns to the fuzzer's own time check) is killed and
-reported the same way as a ``hang``.
+reported the same way as a ``hang``. SIGTERM to the supervisor stops the workers and writes the
+statistics so far (``"stopped": true``).
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import json
 import multiprocessing as mp
 import os
 import queue
+import signal
+import threading
 import time
 
 from sqzdev import fuzzing
@@ -20,6 +23,8 @@ from sqzdev import fuzzing
 
 def _worker(q, index: int, seconds: float, targets, weights, seed: int, findings_dir: str | None,
             report_every: float) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the supervisor's handler is not the worker's
+
     def progress(stats):
         q.put((index, stats))
 
@@ -102,6 +107,9 @@ def run_pool(seconds: float, *, processes: int = 1, targets=("container", "feder
 
     ended: list[int] = []
     hung: set[int] = set()
+    stop: list[int] = []
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda signum, _frame: stop.append(signum))
     for _ in range(processes):
         spawn()
 
@@ -109,13 +117,22 @@ def run_pool(seconds: float, *, processes: int = 1, targets=("container", "feder
         stats = merge(list(latest.values()), targets)
         stats["findings"].extend(crashes)
         stats.update(started=started, seed=seed, processes=processes, wall_seconds=time.monotonic() - t0,
-                     finished=final, execs_per_second=stats["execs"] / max(1e-9, time.monotonic() - t0))
+                     finished=final, stopped=bool(stop),
+                     execs_per_second=stats["execs"] / max(1e-9, time.monotonic() - t0))
         if json_path:
             write_json(json_path, stats)
         return stats
 
     next_write = t0 + write_every
     while workers:
+        if stop:
+            for p in workers.values():
+                p.kill()
+                p.join()
+                if findings_dir and os.path.exists(os.path.join(findings_dir, f".inflight-{p.pid}")):
+                    os.unlink(os.path.join(findings_dir, f".inflight-{p.pid}"))
+            workers.clear()
+            break
         try:
             index, snap = q.get(timeout=1.0)
             known = {f["path"] for f in latest.get(index, {}).get("findings", [])}
@@ -151,4 +168,6 @@ def run_pool(seconds: float, *, processes: int = 1, targets=("container", "feder
             latest[index] = snap
         except queue.Empty:
             break
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)
     return report(final=True)

@@ -261,3 +261,22 @@ def test_pool_kills_a_worker_stuck_on_one_input(monkeypatch, tmp_path):
                      log=None)
     hangs = [f for f in stats["findings"] if f["kind"] == "hang"]
     assert hangs and hangs[0]["target"] == "endless" and os.path.exists(hangs[0]["path"])
+
+
+def test_sigterm_stops_a_long_run_and_writes_its_statistics(tmp_path):
+    out = tmp_path / "run.json"
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "fuzz.py"), "run", "--seconds", "600",
+                             "--processes", "2", "--target", "container", "--findings", str(tmp_path / "f"),
+                             "--json", str(out), "--write-every", "1"], env=dict(os.environ, PYTHONPATH=ROOT),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    import time
+
+    deadline = time.monotonic() + 300
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    proc.terminate()
+    stdout, stderr = proc.communicate(timeout=120)
+    stats = json.loads(out.read_text())
+    assert stats["stopped"] and stats["finished"] and stats["execs"] > 0, stderr[-2000:]
+    assert stats["findings"] == [] and proc.returncode == 0, stdout[-2000:]
+    assert not [p for p in os.listdir(tmp_path / "f") if p.startswith(".inflight")]
