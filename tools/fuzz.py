@@ -16,8 +16,10 @@ themselves honest.
 
 Findings: any exception that is not a SqueezeError (``FileNotFoundError`` aside), a SqueezeError
 from a reader's defensive catch-all (an internal exception the codec should have turned into its own
-StreamError), a run over ``--timeout`` seconds, or an input under 10 KB whose run makes the peak
-resident set grow more than 64 MiB beyond the declared size of what it decoded.
+StreamError), a run over 1 s of CPU time (or 10 s of wall-clock time: a niced fuzzer on a busy
+machine is starved, not hung), a worker that dies or stays on one input for 5 minutes, or an input
+under 10 KB whose run makes the peak resident set grow more than 64 MiB beyond the declared size of
+what it decoded (peak reset and read around every run, on /proc descriptors kept open).
 
 Drivers::
 
