@@ -78,13 +78,15 @@ def run_atheris(target: str, argv: list[str]) -> None:
         if not result["ok"]:
             raise Finding(f"{result['kind']}: {result['detail']}")
 
+    mutator = Mutator(random.Random(0), SEEDS_CACHE)  # one instance: its cache of parsed parents
+
     def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
-        rng = random.Random(seed)
+        rng = mutator.rng = random.Random(seed)
         if target == "h5":
             return atheris.Mutate(data, max_size)
         if not data or rng.random() < 0.05:
             data = rng.choice(SEEDS_CACHE or [b""])
-        out = Mutator(rng, SEEDS_CACHE).mutate(data)
+        out = mutator.mutate(data)
         return out[:max_size]
 
     SEEDS_CACHE.extend(d for _, d in seed_files("federated" if target == "federated" else "container"))
