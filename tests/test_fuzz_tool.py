@@ -108,7 +108,7 @@ def test_atheris_driver_runs(tmp_path):
     r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "fuzz.py"), "atheris", "--target", "container",
                         "--seed-dir", str(tmp_path / "corpus"), "--", str(tmp_path / "corpus"), "-runs=300",
                         "-timeout=10"], capture_output=True, text=True, timeout=1800,
-                       env=dict(os.environ, PYTHONPATH=ROOT))
+                       env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT] + sys.path)))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Done 300 runs" in r.stderr
 
