@@ -84,90 +84,113 @@ def write_json(path: str, stats: dict) -> None:
     os.replace(tmp, path)
 
 
+class _Pool:
+    """The supervisor's state: live workers by incarnation (worker i has seed ``seed + i``), the last
+    statistics each reported, and the findings only the supervisor sees (crashes and hangs)."""
+
+    def __init__(self, seconds, processes, targets, weights, seed, findings_dir, json_path, write_every,
+                 hang_seconds, log):
+        self.seconds, self.processes, self.targets, self.weights = seconds, processes, tuple(targets), weights
+        self.seed, self.findings_dir, self.json_path, self.log = seed, findings_dir, json_path, log
+        self.write_every, self.hang_seconds = write_every, hang_seconds
+        self.ctx = mp.get_context("fork")
+        self.q = self.ctx.Queue()
+        self.t0 = time.monotonic()
+        self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.latest: dict[int, dict] = {}
+        self.crashes: list[dict] = []
+        self.workers: dict[int, mp.Process] = {}
+        self.ended: list[int] = []
+        self.hung: set[int] = set()
+        self.stop: list[int] = []
+
+    def spawn(self) -> None:
+        index = len(self.workers) + len(self.ended)
+        left = self.seconds - (time.monotonic() - self.t0)
+        p = self.ctx.Process(target=_worker, args=(self.q, index, left, self.targets, self.weights, self.seed + index,
+                                                   self.findings_dir, min(10.0, self.write_every)), daemon=True)
+        p.start()
+        self.workers[index] = p
+
+    def report(self, final: bool = False) -> dict:
+        stats = merge(list(self.latest.values()), self.targets)
+        stats["findings"].extend(self.crashes)
+        wall = time.monotonic() - self.t0
+        stats.update(started=self.started, seed=self.seed, processes=self.processes, wall_seconds=wall,
+                     finished=final, stopped=bool(self.stop), execs_per_second=stats["execs"] / max(1e-9, wall))
+        if self.json_path:
+            write_json(self.json_path, stats)
+        return stats
+
+    def collect(self, timeout: float) -> None:
+        """Take the workers' reports (waiting up to ``timeout`` for the first), logging new findings."""
+        while True:
+            try:
+                index, snap = self.q.get(timeout=timeout) if timeout else self.q.get_nowait()
+            except queue.Empty:
+                return
+            timeout = 0
+            known = {f["path"] for f in self.latest.get(index, {}).get("findings", [])}
+            for f in snap["findings"]:
+                if f["path"] not in known and self.log:
+                    self.log(f"FINDING {f['target']} {f['kind']} {f['path']}\n{f['detail'][-1500:]}")
+            self.latest[index] = snap
+
+    def reap(self) -> None:
+        """Kill stuck workers; record the dead ones' inputs and replace them while time is left."""
+        for index, p in list(self.workers.items()):
+            if p.is_alive():
+                if _stuck(self.findings_dir, p.pid, self.hang_seconds):
+                    self.hung.add(p.pid)
+                    p.kill()
+                continue
+            p.join()
+            del self.workers[index]
+            self.ended.append(index)
+            if p.exitcode != 0:
+                kind = "hang" if p.pid in self.hung else "crash"
+                crash = _crash_finding(self.findings_dir, p.pid, p.exitcode, kind)
+                self.crashes.append(crash)
+                if self.log:
+                    self.log(f"FINDING {crash['target']} {kind} {crash['path']} (exit code {p.exitcode})")
+                if self.seconds - (time.monotonic() - self.t0) > 1:
+                    self.spawn()  # the dead worker's last report stays in ``latest``
+
+    def halt(self) -> None:
+        """Stop every worker now (SIGTERM to the supervisor): their in-flight inputs are no findings."""
+        for p in self.workers.values():
+            p.kill()
+            p.join()
+            inflight = os.path.join(self.findings_dir, f".inflight-{p.pid}") if self.findings_dir else None
+            if inflight and os.path.exists(inflight):
+                os.unlink(inflight)
+        self.workers.clear()
+
+
 def run_pool(seconds: float, *, processes: int = 1, targets=("container", "federated", "h5"), weights=None,
              seed: int = 0, findings_dir: str | None = None, json_path: str | None = None,
              write_every: float = 60.0, hang_seconds: float = 300.0, log=print) -> dict:
     """Fuzz with ``processes`` workers (seeds ``seed``, ``seed + 1``, ...) for ``seconds``; returns the
     merged statistics, also written to ``json_path`` every ``write_every`` seconds and at the end."""
-    ctx = mp.get_context("fork")
-    q = ctx.Queue()
-    t0 = time.monotonic()
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    latest: dict[int, dict] = {}
-    crashes: list[dict] = []
-    workers: dict[int, mp.Process] = {}  # by incarnation: worker i has seed ``seed + i``
-
-    def spawn() -> None:
-        index = len(workers) + len(ended)
-        left = seconds - (time.monotonic() - t0)
-        p = ctx.Process(target=_worker, args=(q, index, left, tuple(targets), weights, seed + index, findings_dir,
-                                              min(10.0, write_every)), daemon=True)
-        p.start()
-        workers[index] = p
-
-    ended: list[int] = []
-    hung: set[int] = set()
-    stop: list[int] = []
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, lambda signum, _frame: stop.append(signum))
-    for _ in range(processes):
-        spawn()
-
-    def report(final: bool = False) -> dict:
-        stats = merge(list(latest.values()), targets)
-        stats["findings"].extend(crashes)
-        stats.update(started=started, seed=seed, processes=processes, wall_seconds=time.monotonic() - t0,
-                     finished=final, stopped=bool(stop),
-                     execs_per_second=stats["execs"] / max(1e-9, time.monotonic() - t0))
-        if json_path:
-            write_json(json_path, stats)
-        return stats
-
-    next_write = t0 + write_every
-    while workers:
-        if stop:
-            for p in workers.values():
-                p.kill()
-                p.join()
-                if findings_dir and os.path.exists(os.path.join(findings_dir, f".inflight-{p.pid}")):
-                    os.unlink(os.path.join(findings_dir, f".inflight-{p.pid}"))
-            workers.clear()
-            break
-        try:
-            index, snap = q.get(timeout=1.0)
-            known = {f["path"] for f in latest.get(index, {}).get("findings", [])}
-            for f in snap["findings"]:
-                if f["path"] not in known and log:
-                    log(f"FINDING {f['target']} {f['kind']} {f['path']}\n{f['detail'][-1500:]}")
-            latest[index] = snap
-        except queue.Empty:
-            pass
-        for index, p in list(workers.items()):
-            if p.is_alive():
-                if _stuck(findings_dir, p.pid, hang_seconds):
-                    hung.add(p.pid)
-                    p.kill()
-                continue
-            p.join()
-            del workers[index]
-            ended.append(index)
-            if p.exitcode != 0:
-                kind = "hang" if p.pid in hung else "crash"
-                crash = _crash_finding(findings_dir, p.pid, p.exitcode, kind)
-                crashes.append(crash)
-                if log:
-                    log(f"FINDING {crash['target']} {kind} {crash['path']} (exit code {p.exitcode})")
-                if seconds - (time.monotonic() - t0) > 1:
-                    spawn()  # its last report stays in ``latest``
-        if time.monotonic() >= next_write:
-            next_write += write_every
-            report()
-    while True:  # the final reports of the workers that ended normally
-        try:
-            index, snap = q.get_nowait()
-            latest[index] = snap
-        except queue.Empty:
-            break
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, previous)
-    return report(final=True)
+    pool = _Pool(seconds, processes, targets, weights, seed, findings_dir, json_path, write_every, hang_seconds, log)
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        previous = signal.signal(signal.SIGTERM, lambda signum, _frame: pool.stop.append(signum))
+    try:
+        for _ in range(processes):
+            pool.spawn()
+        next_write = pool.t0 + write_every
+        while pool.workers:
+            if pool.stop:
+                pool.halt()
+                break
+            pool.collect(timeout=1.0)
+            pool.reap()
+            if time.monotonic() >= next_write:
+                next_write += write_every
+                pool.report()
+        pool.collect(timeout=0)  # the final reports of the workers that ended normally
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+    return pool.report(final=True)
