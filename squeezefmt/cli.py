@@ -214,7 +214,8 @@ def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per
 @click.argument("container", type=click.Path(exists=True, dir_okay=False))
 @click.argument("output", type=click.Path(dir_okay=False))
 @click.option("--quiet", "-q", is_flag=True)
-def unpack(container, output, quiet):
+@_max_decoded
+def unpack(container, output, quiet, max_decoded_bytes=None):
     """Write the Keras file stored in CONTAINER to OUTPUT (loads with keras.models.load_model).
 
     OUTPUT's extension picks the format: .keras (packed from a .keras), .weights.h5 (packed from a
@@ -223,7 +224,7 @@ def unpack(container, output, quiet):
     from .keras.pack import unpack as do_unpack
 
     try:
-        do_unpack(container, output)
+        do_unpack(container, output, limits=_limits(max_decoded_bytes))
     except (SqueezeError, OSError) as exc:
         _fail(exc)
     if not quiet:

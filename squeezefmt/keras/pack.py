@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from ..api import open as open_sqz
 from ..api import save
 from ..codecs import Codec
+from ..container.limits import DEFAULT_LIMITS, Limits
 from .archive import KerasArchive, keras_metadata
 from .formats import read_archive
 from .formats.h5 import write_h5
@@ -120,13 +121,15 @@ def _writer(target: str, meta: Mapping[str, Any]):
     return write_h5
 
 
-def unpack(sqz_source, h5_target) -> None:
+def unpack(sqz_source, h5_target, *, limits: Limits = DEFAULT_LIMITS) -> None:
     """Write the Keras file a container was packed from (weights as decoded).
 
     The target's extension picks the format: ``.keras`` (a container packed from a Keras 3 ``.keras``),
     ``.weights.h5`` (packed from a Keras 3 ``.keras`` or ``.weights.h5``), anything else a legacy .h5.
+    ``limits``: the reader's limits (``max_decoded_bytes`` caps what an untrusted container may decode
+    to; over it, :class:`~squeezefmt.errors.LimitError` before anything is decoded or written).
     """
-    with open_sqz(sqz_source) as f:
+    with open_sqz(sqz_source, limits=limits) as f:
         meta, fetch = resolve_weights(keras_metadata(f), f, "stored")  # a TT tensor -> its layer's cores
         arrays = weight_arrays(meta, fetch)
     write = _writer(os.fspath(h5_target), meta)
