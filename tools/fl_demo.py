@@ -17,6 +17,7 @@ evaluates on the test set the model the clients reconstruct. Configurations::
     lossy-delta+up    lossy-delta, and client updates sent back as lossy-delta deltas too
     lossy-delta-quant 8-bit first round, then 4-bit quantized deltas (lossy-delta before cabac)
     lossy-delta-3     4-bit first round, then 3-bit quantized deltas with error feedback
+    lossy-delta-nocarry  lossy-delta without the server's residual: what a payload leaves out is lost
 
 Measured from the strategy wrapper: downlink and uplink bytes per round (the bytes of
 ``Parameters.tensors`` that Flower's gRPC carries), server encode time, client decode/encode time
@@ -60,6 +61,7 @@ CONFIGS = {
     "lossy-delta+up": ("lossy-delta", "lossy-delta"),
     "lossy-delta-quant": ("lossy-delta-quant", None),
     "lossy-delta-ac": ("lossy-delta-ac", None),
+    "lossy-delta-nocarry": ("lossy-delta", None),
 }
 DEFAULT_CONFIGS = "baseline,lossless,lossless-delta,lossy,lossy-delta,lossy-delta-quant,lossy-delta-3,lossy-delta+up"
 QUICK_CONFIGS = "baseline,lossy-delta+up"
@@ -147,7 +149,8 @@ def run_server(args) -> int:
     preset, uplink = CONFIGS[args.config]
     lossy = bool(preset and preset.startswith("lossy"))
     strategy = SqueezeStrategy(inner, preset=preset, uplink=uplink, bits=args.bits if lossy else None,
-                               delta_bits=args.delta_bits if lossy and "delta" in preset else None)
+                               delta_bits=args.delta_bits if lossy and "delta" in preset else None,
+                               carry_residual=False if args.config.endswith("-nocarry") else None)
     t0 = time.perf_counter()
     fl.server.start_server(server_address=f"127.0.0.1:{args.port}", strategy=strategy,
                            config=fl.server.ServerConfig(num_rounds=args.rounds, round_timeout=args.round_timeout))

@@ -169,7 +169,7 @@ class SqueezeMessageStrategy(Strategy):
             user_fn = evaluate_fn
 
             def evaluate_fn(rnd, arrays):
-                self._ensure_encoded(rnd, arrays)      # the next broadcast: what the nodes will hold
+                self._ensure_encoded(rnd + 1, arrays)  # round rnd + 1's broadcast: what the nodes will hold
                 return user_fn(rnd, from_arrays(self.encoder.state))
         return super().start(grid, initial_arrays, num_rounds, timeout, train_config, evaluate_config, evaluate_fn)
 
