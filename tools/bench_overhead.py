@@ -15,7 +15,7 @@ Cases, each packed with the default options unless said:
 - every ``--epr`` .h5 (an EPR-trained model, e.g. from tools/epr_train.py);
 - federated payloads of a small MLP (784-64-10, 50,890 weights) and a tiny one (20-16-3, 387 weights),
   deterministic random weights and a simulated training step: ``lossless`` full, ``lossless-delta``
-  and ``lossy-delta`` round 2;
+  and ``lossy-delta-quant`` round 2 (the 8-bit / 4-bit quant deltas: the table in the README);
 - the bundled examples/mnist_cnn.h5 (a larger model) and a 64-tensor weights-only Dense/BatchNorm file
   (sqzdev/dense_bn_h5.py; the header-fallback case).
 
@@ -74,7 +74,7 @@ def _fl_payloads(label: str, n_in: int, hidden: int, n_out: int) -> dict[str, by
         r = np.random.default_rng(seed)
         return [w + r.normal(0, 0.002, w.shape).astype(np.float32) for w in ws]
     out = {}
-    for preset in ("lossless", "lossless-delta", "lossy-delta"):
+    for preset in ("lossless", "lossless-delta", "lossy-delta-quant"):
         enc = fl.BroadcastEncoder(preset)
         first = enc.encode(w0)
         second = enc.encode(step(w0, 1))
