@@ -156,11 +156,13 @@ def main():
 @click.option("--rounding", type=click.Choice(["gptq", "rdo"]), default=None,
               help="With --eval: how kernels are rounded. gptq (default): compensates rounding errors through the "
                    "layer inputs of the search data (Dense, Conv2D, pointwise kernels); rdo: as --preset compact.")
+@click.option("--record-source", is_flag=True,
+              help="Store MODEL's file name and SHA-256 in the metadata (provenance; about 90 header bytes).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per_channel, quiet,
          epr_max_rel_rms=None, epr_bits=None, tt_rank=None, tt_tol=None, tt_layers=None, tt_dims=(),
          eval_path=None, max_drop=None, holdout=None, confidence=None, canonical_zeros=None,
-         epr_float16_steps=False, rounding=None):
+         epr_float16_steps=False, rounding=None, record_source=False):
     """Pack a Keras file MODEL (.h5, .keras or .weights.h5) into the .sqz container OUTPUT."""
     from .keras.formats import read_archive
     from .keras.pack import pack_archive
@@ -194,7 +196,7 @@ def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per
             pack_archive(archive, output, preset=preset, progress=bar.step, tt=tt, tt_report=tt_report,
                          options={"preset": preset, "include_optimizer": include_optimizer},
                          source_name=os.path.basename(model), canonical_zeros=canonical_zeros,
-                         epr_float16_steps=epr_float16_steps)
+                         epr_float16_steps=epr_float16_steps, record_source=record_source)
     except (SqueezeError, OSError) as exc:
         _fail(exc)
     if tt is not None and not tt_report:
@@ -216,7 +218,8 @@ def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per
 @click.argument("container", type=click.Path(exists=True, dir_okay=False))
 @click.argument("output", type=click.Path(dir_okay=False))
 @click.option("--quiet", "-q", is_flag=True)
-def unpack(container, output, quiet):
+@_max_decoded
+def unpack(container, output, quiet, max_decoded_bytes=None):
     """Write the Keras file stored in CONTAINER to OUTPUT (loads with keras.models.load_model).
 
     OUTPUT's extension picks the format: .keras (packed from a .keras), .weights.h5 (packed from a
@@ -225,7 +228,7 @@ def unpack(container, output, quiet):
     from .keras.pack import unpack as do_unpack
 
     try:
-        do_unpack(container, output)
+        do_unpack(container, output, limits=_limits(max_decoded_bytes))
     except (SqueezeError, OSError) as exc:
         _fail(exc)
     if not quiet:

@@ -5,7 +5,7 @@ covers and how findings are classified; tests/test_fuzz_tool.py runs it.
 from __future__ import annotations
 
 import hashlib
-import io
+import itertools
 import json
 import os
 import random
@@ -18,18 +18,21 @@ import numpy as np
 import squeezefmt
 from squeezefmt import errors
 from squeezefmt.container.jsonbound import decode_header
-from squeezefmt.container.layout import PREAMBLE_SIZE, parse_preamble
+from squeezefmt.container.layout import PREAMBLE_SIZE, align, parse_preamble
 from squeezefmt.container.limits import Limits
 from sqzdev import VECTORS
-from sqzdev.procmem import proc_status, reset_peak  # noqa: F401 - reset_peak is used by tests through here
+from sqzdev.procmem import Probe, reset_peak  # noqa: F401 - reset_peak is used by tests through here
 from sqzdev.vectors.core import forge
 
 #: The fuzzer's reader limits: the defaults, with the decoded size capped so honest bombs stay cheap
-#: (and below the memory slack: epr into float16 needs an int32 latent buffer, twice its output).
+#: (and below the memory slack: cabac-coded epr holds int32 latents and float32 products, 4x its
+#: float16 output).
 FUZZ_LIMITS = Limits(max_decoded_bytes=16 << 20, max_tensor_bytes=16 << 20)
 #: Memory finding: peak RSS growth beyond the declared output of an input smaller than SMALL_INPUT.
 MEMORY_SLACK = 64 << 20
 SMALL_INPUT = 10_000
+#: zstd level of the forged headers: fast (the writer's 19 cost the fuzzer a sixth of its time).
+FORGE_LEVEL = 1
 
 INTERESTING_INTS = [0, 1, 2, 3, 7, 8, 15, 16, 31, 32, 63, 64, 255, 256, 4095, 4096, 65535, 65536, 2**31 - 1,
                     2**31, 2**32 - 1, 2**32, 2**53, 2**53 + 1, 2**62, 2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**70,
@@ -60,16 +63,23 @@ def seed_files(kind: str = "container") -> list[tuple[str, bytes]]:
 
 def split_container(data: bytes):
     """``(header object, stream bytes)`` of a container whose header parses, else None."""
+    parsed = _split_text(data)
+    return None if parsed is None else (json.loads(parsed[0]), list(parsed[1]))
+
+
+def _split_text(data: bytes):
+    """``(header JSON bytes, tuple of stream bytes)`` of a container whose header parses, else None."""
     try:
         pre = parse_preamble(data[:PREAMBLE_SIZE])
         if pre.json_len > FUZZ_LIMITS.max_header_bytes or pre.header_len > len(data):
             return None
-        header = json.loads(bytes(decode_header(data[PREAMBLE_SIZE:PREAMBLE_SIZE + pre.header_len], pre)))
+        text = bytes(decode_header(data[PREAMBLE_SIZE:PREAMBLE_SIZE + pre.header_len], pre))
+        header = json.loads(text)
         streams = []
         for t in header["tensors"]:
             for s in t["streams"]:
                 streams.append(data[s["offset"]: s["offset"] + s["length"]])
-        return header, streams
+        return text, tuple(streams), align(PREAMBLE_SIZE + pre.header_len)
     except Exception:  # noqa: BLE001 - not a parseable container: byte-level mutation only
         return None
 
@@ -81,9 +91,25 @@ def split_container(data: bytes):
 class Mutator:
     """Structure-aware mutations of a container (CRCs and canonical offsets recomputed)."""
 
+    #: Parsed parents kept (a pool of mutants is a few hundred; past this the cache starts over).
+    CACHE_SIZE = 4096
+
     def __init__(self, rng: random.Random, donors: list[bytes] | None = None):
         self.rng = rng
         self.donors = donors or []
+        self._parsed: dict[bytes, tuple | None] = {}
+
+    def split(self, data: bytes):
+        """:func:`split_container` of ``data``, parsed once per parent and then taken from a cache
+        (the header JSON is kept as text: ``json.loads`` of it is the mutable copy). The third item
+        is where the parent's streams start, the layout's first guess for its mutants."""
+        try:
+            parsed = self._parsed[data]
+        except KeyError:
+            if len(self._parsed) >= self.CACHE_SIZE:
+                self._parsed.clear()
+            parsed = self._parsed[data] = _split_text(data)
+        return None if parsed is None else (json.loads(parsed[0]), list(parsed[1]), parsed[2])
 
     # -- values ------------------------------------------------------------------------------------
     def value(self, old: Any = None, depth: int = 0) -> Any:
@@ -171,10 +197,10 @@ class Mutator:
     # -- whole containers ------------------------------------------------------------------------------
     def mutate(self, data: bytes) -> bytes:
         r = self.rng
-        parsed = split_container(data)
+        parsed = self.split(data)
         if parsed is None or r.random() < 0.1:
             return self.mutate_bytes(data)
-        header, streams = parsed
+        header, streams, start = parsed
         tensors = header.get("tensors") or []
         for _ in range(r.randrange(1, 3)):
             self._mutate_once(header, tensors, streams)
@@ -187,7 +213,8 @@ class Mutator:
                     key = r.choice(["offset", "length", "crc32"])
                     rec[key] = self.value(rec[key])
         try:
-            return forge(header, streams, mutate=final, minor=r.choice([0, 0, 0, 1, 7]))
+            return forge(header, streams, mutate=final, minor=r.choice([0, 0, 0, 1, 7]), level=FORGE_LEVEL,
+                         copy=False, start=start)
         except Exception:  # noqa: BLE001 - the mutation broke the stream/record pairing: raw bytes instead
             return self.mutate_bytes(data)
 
@@ -248,9 +275,9 @@ class Mutator:
         elif op == 9:
             header["metadata"] = self.poke(header.get("metadata", {})) if header.get("metadata") else self.value()
         elif op == 10 and self.donors:  # splice a tensor of another container
-            donor = split_container(r.choice(self.donors))
+            donor = self.split(r.choice(self.donors))
             if donor and donor[0].get("tensors"):
-                dh, ds = donor
+                dh, ds, _ = donor
                 j = r.randrange(len(dh["tensors"]))
                 d_first = sum(len(u["streams"]) for u in dh["tensors"][:j])
                 dt = dh["tensors"][j]
@@ -265,20 +292,28 @@ class Mutator:
 
 #: The limits the targets open containers with (run_one sets it; replay also uses the defaults).
 _LIMITS = FUZZ_LIMITS
+#: What a target has declared so far in the current run: the declared decoded bytes, noted as soon as
+#: the container is open, so a run that fails later need not open the input a second time.
+_NOTE: dict = {"declared": None}
+#: A run whose peak grew less than this cannot be a memory finding and reports its growth as its
+#: extra memory (an upper bound), without opening the input again to learn its declared size.
+EXACT_EXTRA_FROM = 1 << 20
 
 
 def _declared_container(data: bytes) -> int:
     try:
         with squeezefmt.open(data, limits=_LIMITS) as f:
-            return sum(f.entry(n).nbytes for n in f.keys())
+            declared = sum(f.entry(n).nbytes for n in f.keys())
     except errors.SqueezeError:
         return 0
+    _NOTE["declared"] = declared
+    return declared
 
 
 def target_container(data: bytes) -> int:
     """Open, verify, decode every tensor; returns the declared decoded bytes."""
     with squeezefmt.open(data, limits=_LIMITS) as f:
-        declared = sum(f.entry(n).nbytes for n in f.keys())
+        declared = _NOTE["declared"] = sum(f.entry(n).nbytes for n in f.keys())
         f.verify()
         for name in f.keys():
             f.tensor(name)
@@ -286,23 +321,36 @@ def target_container(data: bytes) -> int:
     return declared
 
 
-_FED_BASE: dict | None = None
+_FED_BASE: tuple | None = None
 
 
-def target_federated(data: bytes) -> int:
-    from squeezefmt.federated.payload import decode_model
-
+def _fed_base() -> tuple:
+    """The spec's federated base model as named arrays, and its content hash (computed once)."""
     global _FED_BASE
     if _FED_BASE is None:
+        from squeezefmt.federated.payload import as_named_arrays, content_hash
+
         with np.load(os.path.join(VECTORS, "federated", "base.npz"), allow_pickle=False) as z:
-            _FED_BASE = {k: z[k] for k in z.files}
-    declared = _declared_container(data)
-    for base in (None, _FED_BASE):
+            arrays = as_named_arrays({k: z[k] for k in z.files})[0]
+        _FED_BASE = (arrays, content_hash(arrays))
+    return _FED_BASE
+
+
+def target_federated(data: bytes) -> None:
+    """``decode_model`` without a base and with the spec's base model, as its three steps: the
+    payload is read (and its tensors decoded) once, then applied to each base. The first
+    SqueezeError is re-raised after both, so run_one classifies it like the container target's."""
+    from squeezefmt.federated.payload import apply_payload, read_payload, to_layout
+
+    info, tensors = read_payload(data, limits=_LIMITS)
+    first = None
+    for base, base_hash in ((None, None), _fed_base()):
         try:
-            decode_model(data, base, limits=_LIMITS)
-        except errors.SqueezeError:
-            pass
-    return declared
+            to_layout(apply_payload(info, tensors, base, base_hash), info.layout)
+        except errors.SqueezeError as exc:
+            first = first or exc
+    if first is not None:
+        raise first
 
 
 def h5_from_bytes(data: bytes) -> bytes:
@@ -310,8 +358,8 @@ def h5_from_bytes(data: bytes) -> bytes:
     import h5py
 
     r = random.Random(data)
-    bio = io.BytesIO()
-    with h5py.File(bio, "w") as f:
+    # HDF5's in-memory "core" driver: a BytesIO goes through Python callbacks for every block
+    with h5py.File(f"fuzz-{next(_H5_NAMES)}.h5", "w", driver="core", backing_store=False) as f:
         full = r.random() < 0.5
         root = f.create_group("model_weights") if full else f
         if full and r.random() < 0.8:
@@ -371,16 +419,28 @@ def h5_from_bytes(data: bytes) -> bytes:
             og.attrs["weight_names"] = np.asarray([b"iter:0"])
             if r.random() < 0.5:
                 og.create_dataset("iter:0", data=np.int64(3))
-    return bio.getvalue()
+        f.flush()
+        return f.id.get_file_image()
+
+
+_H5_NAMES = itertools.count()
+
+
+def open_h5_image(image: bytes):
+    """An h5py File reading the file image ``image`` from memory (read-only, core driver)."""
+    import h5py
+
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_fapl_core(backing_store=False)
+    fapl.set_file_image(image)
+    return h5py.File(h5py.h5f.open(f"fuzz-{next(_H5_NAMES)}.h5".encode(), h5py.h5f.ACC_RDONLY, fapl=fapl))
 
 
 def target_h5(data: bytes) -> int:
-    import h5py
-
     from squeezefmt.keras.formats.h5 import read_h5
 
     image = h5_from_bytes(data)
-    with h5py.File(io.BytesIO(image), "r") as f:
+    with open_h5_image(image) as f:
         archive = read_h5(f, include_optimizer=bool(data[:1] and data[0] & 1))
     squeezefmt.save(archive.arrays, metadata={"kind": archive.kind})
     return sum(a.nbytes for a in archive.arrays.values())
@@ -399,38 +459,54 @@ class Finding(Exception):
     pass
 
 
+_PROBE = Probe()
+
+
 def run_one(target: str, data: bytes, *, timeout: float = 1.0, check_memory: bool = True,
             limits: Limits = FUZZ_LIMITS) -> dict:
-    """Run ``data`` through ``target``; returns ``{"ok", "kind", "detail", "seconds", "extra_mib"}``."""
+    """Run ``data`` through ``target``; returns ``{"ok", "kind", "detail", "seconds", "cpu_seconds",
+    "extra_mib"}``.
+
+    Time: a run is a ``timeout`` when it used more than ``timeout`` seconds of CPU (this thread's),
+    or more than ten times that in wall-clock time (a run that waits). Wall-clock time alone would
+    flag a fuzzer that the scheduler starves (a niced run on a busy machine), not squeezefmt.
+
+    Memory (inputs under SMALL_INPUT): the peak RSS is reset before the run and read after it, on
+    /proc descriptors kept open (a few microseconds, see :class:`sqzdev.procmem.Probe`).
+    """
     global _LIMITS
     _LIMITS = limits
     fn = TARGETS[target]
-    measure = check_memory and len(data) < SMALL_INPUT and reset_peak()
-    base = proc_status("VmRSS") if measure else 0
-    t0 = time.perf_counter()
-    kind, detail, declared = None, "", 0
+    measure = check_memory and len(data) < SMALL_INPUT and _PROBE.reset_peak()
+    base = _PROBE.rss() if measure else 0
+    _NOTE["declared"] = None
+    t0, c0 = time.perf_counter(), time.thread_time()
+    kind, detail, declared = None, "", None
     try:
         declared = fn(data)
     except errors.SqueezeError as exc:
         cause = exc.__cause__
         if cause is not None and not isinstance(cause, errors.SqueezeError) and target != "h5":
             kind, detail = "catch-all", "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        if target != "h5":
-            declared = _declared_container(data) if kind is None else 0
     except FileNotFoundError:
         pass
     except Exception as exc:  # noqa: BLE001 - that is what we are looking for
         kind, detail = type(exc).__name__, "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.thread_time() - c0
     extra_mib = 0.0
     if measure:
-        grown = proc_status("VmHWM") - base
+        grown = _PROBE.peak() - base
+        if declared is None:
+            declared = _NOTE["declared"]
+        if declared is None:  # the target did not say (or failed before it could): open the input
+            declared = _declared_container(data) if grown >= EXACT_EXTRA_FROM and target != "h5" else 0
         extra_mib = (grown - declared) / 2**20
         if kind is None and grown > declared + MEMORY_SLACK:
             kind, detail = "memory", f"peak RSS grew {grown >> 20} MiB for {declared >> 20} MiB declared"
-    if kind is None and seconds > timeout:
-        kind, detail = "timeout", f"{seconds:.2f} s"
-    return {"ok": kind is None, "kind": kind, "detail": detail, "seconds": seconds, "extra_mib": extra_mib}
+    if kind is None and (cpu > timeout or seconds > 10 * timeout):
+        kind, detail = "timeout", f"{cpu:.2f} s of CPU, {seconds:.2f} s wall-clock"
+    return {"ok": kind is None, "kind": kind, "detail": detail, "seconds": seconds, "cpu_seconds": cpu,
+            "extra_mib": extra_mib}
 
 
 def save_finding(outdir: str, target: str, data: bytes, result: dict) -> str:
@@ -448,42 +524,107 @@ def save_finding(outdir: str, target: str, data: bytes, result: dict) -> str:
 # drivers
 
 
+def new_stats(targets) -> dict:
+    """The statistics a run reports (and :mod:`sqzdev.fuzzpool` adds up over processes)."""
+    return {"execs": 0, "findings": [], "by_target": {t: 0 for t in targets}, "max_seconds": 0.0,
+            "max_extra_mib": 0.0, "max_cpu_seconds": 0.0,
+            "max_by_target": {t: {"seconds": 0.0, "cpu_seconds": 0.0, "extra_mib": 0.0} for t in targets},
+            "cpu_seconds": 0.0, "wall_seconds": 0.0}
+
+
+class Inflight:
+    """The input being run, written in place to ``<findings>/.inflight-<pid>`` (target name, newline,
+    bytes) so that an input that kills the process (a crash in a C decoder) is not lost."""
+
+    def __init__(self, findings_dir: str | None):
+        self.path = self.fd = None
+        if findings_dir:
+            os.makedirs(findings_dir, exist_ok=True)
+            self.path = os.path.join(findings_dir, f".inflight-{os.getpid()}")
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+
+    def put(self, target: str, data: bytes) -> None:
+        if self.fd is not None:
+            blob = target.encode() + b"\n" + data
+            os.pwrite(self.fd, blob, 0)
+            os.ftruncate(self.fd, len(blob))
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            os.unlink(self.path)
+            self.fd = None
+
+
 def fuzz_random(seconds: float, *, targets=("container", "federated", "h5"), seed: int = 0,
                 findings_dir: str | None = None, max_execs: int | None = None, recheck: bool = True,
-                log=None) -> dict:
-    """The pure Python driver: random structure-aware mutation, no coverage feedback."""
+                log=None, weights=None, progress=None, progress_every: float = 60.0) -> dict:
+    """The pure Python driver: random structure-aware mutation, no coverage feedback.
+
+    ``weights``: relative frequency of each target (default: equal). ``progress(stats)`` is called
+    every ``progress_every`` seconds with the statistics so far (and once at the end).
+    """
     rng = random.Random(seed)
     seeds = {"container": [d for _, d in seed_files("container")],
              "federated": [d for _, d in seed_files("federated")]}
     seeds["h5"] = [bytes(rng.randrange(256) for _ in range(16)) for _ in range(8)]
     donors = seeds["container"]
     mut = Mutator(rng, donors)
-    pool: dict[str, list[bytes]] = {t: list(seeds[t]) for t in targets}
-    stats = {"execs": 0, "findings": [], "by_target": {t: 0 for t in targets}, "max_seconds": 0.0,
-             "max_extra_mib": 0.0}
-    end = time.monotonic() + seconds
-    while time.monotonic() < end and (max_execs is None or stats["execs"] < max_execs):
-        target = rng.choice(targets)
-        parent = rng.choice(pool[target])
-        data = mut.mutate(parent) if target != "h5" else mut.mutate_bytes(parent, 8)
-        result = run_one(target, data)
-        if not result["ok"] and result["kind"] in ("timeout", "memory") and recheck:
-            result = run_one(target, data)  # a loaded machine: confirm before reporting
-        stats["execs"] += 1
-        stats["by_target"][target] += 1
-        stats["max_seconds"] = max(stats["max_seconds"], result["seconds"])
-        stats["max_extra_mib"] = max(stats["max_extra_mib"], result["extra_mib"])
-        if not result["ok"]:
-            where = save_finding(findings_dir, target, data, result) if findings_dir else None
-            stats["findings"].append({"target": target, "kind": result["kind"], "path": where,
-                                      "detail": result["detail"][-2000:]})
-            if log:
-                log(f"FINDING {target} {result['kind']} {where}\n{result['detail'][-1500:]}")
-        elif rng.random() < 0.05 and len(data) < 64_000:
-            pool[target].append(data)  # keep some mutants: deeper mutation chains
-            if len(pool[target]) > 400:
-                pool[target].pop(rng.randrange(len(seeds[target]), len(pool[target])))
+    pool: dict[str, list[bytes]] = {t: list(seeds.get(t, [b"x"])) for t in targets}
+    stats = new_stats(targets)
+    inflight = Inflight(findings_dir)
+    t0, c0 = time.monotonic(), time.process_time()
+    end = t0 + seconds
+    next_report = t0 + progress_every
+    try:
+        while max_execs is None or stats["execs"] < max_execs:
+            now = time.monotonic()
+            if now >= end:
+                break
+            if progress and now >= next_report:
+                next_report = now + progress_every
+                progress(_snapshot(stats, t0, c0))
+            target = rng.choices(targets, weights)[0] if weights else rng.choice(targets)
+            parent = rng.choice(pool[target])
+            data = mut.mutate(parent) if target in ("container", "federated") else mut.mutate_bytes(parent, 8)
+            inflight.put(target, data)
+            result = run_one(target, data)
+            if not result["ok"] and result["kind"] in ("timeout", "memory") and recheck:
+                result = run_one(target, data)  # a loaded machine: confirm before reporting
+            _count(stats, target, result)
+            if not result["ok"]:
+                where = save_finding(findings_dir, target, data, result) if findings_dir else None
+                stats["findings"].append({"target": target, "kind": result["kind"], "path": where,
+                                          "detail": result["detail"][-2000:]})
+                if log:
+                    log(f"FINDING {target} {result['kind']} {where}\n{result['detail'][-1500:]}")
+            elif rng.random() < 0.05 and len(data) < 64_000:
+                pool[target].append(data)  # keep some mutants: deeper mutation chains
+                if len(pool[target]) > 400:
+                    pool[target].pop(rng.randrange(len(seeds.get(target, [b"x"])), len(pool[target])))
+    finally:
+        inflight.close()
+    stats = _snapshot(stats, t0, c0)
+    if progress:
+        progress(stats)
     return stats
+
+
+def _count(stats: dict, target: str, result: dict) -> None:
+    stats["execs"] += 1
+    stats["by_target"][target] += 1
+    top = stats["max_by_target"][target]
+    for k in ("seconds", "cpu_seconds", "extra_mib"):
+        top[k] = max(top[k], result[k])
+    stats["max_seconds"] = max(stats["max_seconds"], result["seconds"])
+    stats["max_cpu_seconds"] = max(stats["max_cpu_seconds"], result["cpu_seconds"])
+    stats["max_extra_mib"] = max(stats["max_extra_mib"], result["extra_mib"])
+
+
+def _snapshot(stats: dict, t0: float, c0: float) -> dict:
+    stats["wall_seconds"] = time.monotonic() - t0
+    stats["cpu_seconds"] = time.process_time() - c0
+    return json.loads(json.dumps(stats))
 
 
 def replay(paths: list[str], timeout: float = 5.0) -> list[dict]:

@@ -338,7 +338,7 @@ def spec_of(a):
 
 
 def test_lossy_presets_with_quant(rng):
-    for name in ("lossy", "lossy-delta"):
+    for name in ("lossy", "lossy-delta-quant"):
         enc, dec = fl.BroadcastEncoder(name), fl.BroadcastDecoder()
         w = model(rng)
         for rnd in range(8):
@@ -354,9 +354,74 @@ def test_lossy_presets_with_quant(rng):
             assert err == pytest.approx(quant_err, rel=1e-3, abs=1e-6)
             w = step(w, rng)
         raw = enc.history[0].raw_bytes
-        if name == "lossy-delta":
+        if name == "lossy-delta-quant":
             assert [r.kind for r in enc.history] == ["full"] + ["delta"] * 7
             assert all(r.nbytes < raw / 4 for r in enc.history[1:])
+
+
+def test_lossy_delta_is_the_cabac_codec_and_clients_hold_the_servers_state(rng):
+    """lossy-delta: cabac for big float tensors (first round and deltas), small tensors lossless,
+    every client's model bit-identical to the state the server computed, and far smaller than
+    lossy-delta-quant on the same rounds."""
+    w0 = [rng.normal(0, 0.05, (256, 64)).astype(np.float32), np.zeros(64, np.float32)]
+    sizes = {}
+    for name in ("lossy-delta", "lossy-delta-quant"):
+        enc, clients = fl.BroadcastEncoder(name), [fl.BroadcastDecoder(), fl.BroadcastDecoder()]
+        w = w0
+        r2 = np.random.default_rng(5)
+        for _ in range(6):
+            payload = enc.encode(w)
+            for dec in clients:
+                out = dec.decode(payload)
+                assert dec.state_hash == enc.state_hash
+                assert all(np.array_equal(a, b) for a, b in zip(out, enc.state))
+            with squeezefmt.open(payload) as f:
+                codecs = {n: f.info(n).codec for n in f.keys()}
+            if name == "lossy-delta":
+                assert codecs["0"] == "cabac" and codecs["1"] != "cabac"
+            w = step(w, r2)
+        sizes[name] = sum(r.nbytes for r in enc.history)
+    assert sizes["lossy-delta"] < 0.6 * sizes["lossy-delta-quant"]
+    assert fl.get_preset("lossy-delta-ac").delta_chooser() is not None        # the former name still works
+
+
+def test_bits_overrides_select_quant_on_a_cabac_preset(rng):
+    p = fl.get_preset("lossy-delta", bits=6, delta_bits=3)
+    w = rng.normal(0, 0.05, (64, 32)).astype(np.float32)
+    assert type(p.full_chooser()("w", w)).__name__ == "Quantize"
+    assert type(p.delta_chooser()("w", w)).__name__ == "Quantize"
+    assert type(fl.get_preset("lossy-delta").delta_chooser()("w", w)).__name__ == "CabacQuant"
+
+
+def fedavg_rounds(carry: bool, rounds: int, update):
+    """A FedAvg-like loop: every round's model is what receivers hold plus a fixed small update
+    (clients train from the broadcast). Returns (encoder, the models the updates add up to)."""
+    enc = fl.BroadcastEncoder(fl.FederatedPreset("grid", delta=True, full_codec=lambda n, a: Grid(0.01),
+                                                 delta_codec=lambda n, a: Grid(0.01)), carry_residual=carry)
+    dec = fl.BroadcastDecoder()
+    w = [np.zeros((16, 8), np.float32)]
+    ideal = [a.astype(np.float64) for a in w]
+    for _ in range(rounds):
+        dec.decode(enc.encode(w))
+        assert dec.state_hash == enc.state_hash
+        w = [(h + update).astype(np.float32) for h in dec.state]       # trained from the broadcast
+        ideal = [a + update for a in ideal]
+    dec.decode(enc.encode(w))
+    return enc, dec, ideal
+
+
+def test_carry_residual_delivers_updates_smaller_than_the_step(grid_codec):
+    """Updates of 0.3 grid steps per round: FedAvg rebuilds the model on what clients hold, so
+    without carrying the residual every update rounds to 0 and the model never moves; with it,
+    the held model stays within half a step of the sum of all updates."""
+    for carry in (True, False):
+        enc, dec, ideal = fedavg_rounds(carry, 20, 0.003)
+        drift = max(float(np.max(np.abs(a - b))) for a, b in zip(dec.state, ideal))
+        if carry:
+            assert drift <= 0.005 + 1e-6
+            assert enc.residual is not None and float(np.max(np.abs(enc.residual["0"]))) <= 0.005 + 1e-6
+        else:
+            assert drift > 0.05 and enc.residual is None and not np.any(dec.state[0])
 
 
 def test_lossy_delta_beats_lossy_full(rng):

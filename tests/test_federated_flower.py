@@ -253,3 +253,23 @@ def test_exact_uplink_survives_in_place_training():
     for got, want in zip(received[-1], clients["a"].inner.last):  # one client: FedAvg returns its model
         assert got.tobytes() == want.tobytes()
     assert rep[3]["up_bytes"] < wire_bytes(ndarrays_to_parameters(received[-1]))
+
+
+def test_fedavg_carries_the_residual_and_server_side_optimisers_do_not():
+    from flwr.server.strategy import FedAdam, FedAvgM, FedProx
+
+    assert flower.builds_on_broadcast(FedAvg()) and flower.builds_on_broadcast(FedProx(proximal_mu=0.1))
+    assert not flower.builds_on_broadcast(FedAdam(initial_parameters=init_params()))
+    assert not flower.builds_on_broadcast(FedAvgM())
+    assert SqueezeStrategy(FedAvg(), preset="lossy-delta").encoder.carry_residual
+    assert not SqueezeStrategy(FedAdam(initial_parameters=init_params()), preset="lossy-delta").encoder.carry_residual
+    assert not SqueezeStrategy(FedAvg(), preset="lossy-delta", carry_residual=False).encoder.carry_residual
+    strategy, clients, manager = make("lossy-delta")
+    params = run(strategy, clients, manager, 4)
+    res = strategy.encoder.residual
+    assert res is not None and set(res) == {"0", "1"}
+    # the residual is what the last payload left out of (aggregate + previous residual)
+    agg = parameters_to_ndarrays(params)
+    assert np.max(np.abs(res["0"])) > 0 and np.max(np.abs(res["0"])) < 0.5 * np.max(np.abs(agg[0]))
+    for c in clients.values():
+        assert c.decoder.state_hash == strategy.encoder.state_hash

@@ -32,11 +32,12 @@ def _flags(data: bytes) -> int:
 
 @pytest.mark.parametrize("stem", ["v11_mixed", "v11_keras_shorthand"])
 def test_v11_vectors_are_what_this_writer_writes(stem):
-    from sqzdev.vectors.v11 import valid_cases
+    from sqzdev.vectors.v11 import raw_align_rule_of_1_1, valid_cases
 
     arrays, codecs, meta, keras = {c[0]: c[1:] for c in valid_cases()}[stem]
-    data = squeezefmt.save(arrays, None, codecs=codecs, metadata=meta, format_version=(1, 1),
-                           _extra_metadata={"keras": keras} if keras else None)
+    with raw_align_rule_of_1_1():  # the vectors were frozen when raw streams >= 64 bytes were aligned
+        data = squeezefmt.save(arrays, None, codecs=codecs, metadata=meta, format_version=(1, 1),
+                               _extra_metadata={"keras": keras} if keras else None)
     with open(os.path.join(VECTORS, "valid", stem + ".sqz"), "rb") as f:
         assert data.replace(squeezefmt.__version__.encode(), b"0.1.0") == f.read()
 
@@ -55,7 +56,7 @@ def test_keras_shorthand_vector_expands_to_the_1_0_records():
 def test_header_dictionary_is_the_frozen_spec_file():
     with open(os.path.join(ROOT, "spec", "header-dict-1.txt"), "rb") as f:
         assert f.read() == header_dict_bytes()
-    assert HEADER_DICT_SHA256 in open(os.path.join(ROOT, "spec", "format.md")).read()
+    assert HEADER_DICT_SHA256[1] in open(os.path.join(ROOT, "spec", "format.md")).read()
 
 
 def test_a_1_0_reader_rejects_1_1_files_cleanly(monkeypatch):
@@ -68,21 +69,25 @@ def test_a_1_0_reader_rejects_1_1_files_cleanly(monkeypatch):
 
 
 def test_writer_writes_the_oldest_version_that_expresses_the_file(weights):
-    big_raw = {"a": np.arange(64, dtype=np.float32), "b": np.ones((8, 8), np.float64)}
-    data = squeezefmt.save(big_raw, preset="raw")                  # every stream needs alignment
+    big_raw = {"a": np.arange(1024, dtype=np.float32), "b": np.ones((32, 32), np.float64)}
+    data = squeezefmt.save(big_raw, preset="raw")                  # every stream needs alignment (>= 4 KiB raw)
     with squeezefmt.open(data) as f:
         assert f.format_version == (1, 0) and _flags(data) & ~layout.FLAG_HEADER_ZSTD == 0
     assert squeezefmt.save({}) [:12] == squeezefmt.save({}, format_version=(1, 0))[:12]
-    data = squeezefmt.save(weights)                                # entropy-coded streams
+    data = squeezefmt.save(dict(weights, big=np.zeros(1 << 17, np.uint8)), codecs={"big": Raw()})
+    with squeezefmt.open(data) as f:                               # entropy-coded streams, > 64 KiB of streams
+        assert f.format_version == (1, 1) and _flags(data) & layout.FLAG_COMPACT and not f.preamble.small
+    data = squeezefmt.save(weights)                                # entropy-coded streams, <= 64 KiB
     with squeezefmt.open(data) as f:
-        assert f.format_version == (1, 1) and _flags(data) & layout.FLAG_COMPACT
+        assert f.format_version == (1, 2) and _flags(data) & layout.FLAG_SMALL
     with pytest.raises(errors.SqueezeError, match="format version"):
         squeezefmt.save(weights, format_version=(2, 0))
 
 
 def test_packed_layout_puts_entropy_streams_back_to_back(weights):
-    arrays = dict(weights, raw_big=np.arange(100, dtype=np.float32), raw_small=np.arange(5, dtype=np.int16))
-    codecs = {"raw_big": Raw(), "raw_small": Raw()}
+    arrays = dict(weights, raw_big=np.arange(1100, dtype=np.float32), raw_small=np.arange(5, dtype=np.int16),
+                  raw_bn=np.arange(100, dtype=np.float32))  # raw streams under 4 KiB are not aligned either
+    codecs = {"raw_big": Raw(), "raw_small": Raw(), "raw_bn": Raw()}
     data = squeezefmt.save(arrays, codecs=codecs)
     with squeezefmt.open(data) as f:
         pre = f.preamble
@@ -96,7 +101,9 @@ def test_packed_layout_puts_entropy_streams_back_to_back(weights):
                 padding += s.offset - cursor
                 cursor = s.offset + s.length
             if name.startswith("raw_big"):
-                assert f.entry(name).streams[0].offset % 64 == 0
+                assert f.entry(name).streams[0].offset % 64 == 0 and f.entry(name).streams[0].align == 64
+            else:
+                assert all(s.align == 1 for s in f.entry(name).streams)
         assert cursor == len(data) == f.file_size
         assert padding == file_breakdown(f)["padding"] < 128
         f.verify()
@@ -106,7 +113,7 @@ def test_packed_layout_puts_entropy_streams_back_to_back(weights):
 
 
 def test_random_access_reads_only_that_tensor_v11(weights, counting_file):
-    data = squeezefmt.save(weights)
+    data = squeezefmt.save(weights, format_version=(1, 1))  # 1.2 checks one CRC over all streams
     f = counting_file(data)
     with squeezefmt.open(f) as sf:
         header_end = sf.preamble.data_start
@@ -125,7 +132,7 @@ def _arrays_and_codecs():
     return st.lists(st.tuples(shapes, dtypes, codec, st.integers(0, 2**32 - 1)), max_size=6)
 
 
-@given(_arrays_and_codecs(), st.sampled_from([(1, 0), (1, 1), None]))
+@given(_arrays_and_codecs(), st.sampled_from([(1, 0), (1, 1), (1, 2), None]))
 def test_round_trip_property(specs, version):
     arrays, codecs = {}, {}
     for i, (shape, dtype, codec, seed) in enumerate(specs):
@@ -217,8 +224,8 @@ def container11():
     rng = np.random.default_rng(5)
     arrays = {"w": rng.normal(0, 0.05, (40, 30)).astype(np.float32), "b": rng.normal(0, 0.05, (30,)).astype(np.float32),
               "i": rng.integers(0, 9, (500,), dtype=np.int32), "h": rng.normal(size=(50,)).astype(np.float16),
-              "r": np.arange(40, dtype=np.float32)}
-    data = squeezefmt.save(arrays, codecs={"r": Raw()}, metadata={"k": "v"})
+              "r": np.arange(1030, dtype=np.float32)}  # raw, >= 4 KiB: aligned
+    data = squeezefmt.save(arrays, codecs={"r": Raw()}, metadata={"k": "v"}, format_version=(1, 1))
     assert _flags(data) & layout.FLAG_COMPACT and file_breakdown(squeezefmt.open(data))["padding"] > 0
     return arrays, data
 

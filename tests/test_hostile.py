@@ -241,6 +241,41 @@ def test_in_place_epr_decode_equals_the_reference_formula(dtype, step_dims):
     assert got.tobytes() == want.tobytes()
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 16])
+def test_16bit_epr_decodes_in_parts_bit_identical_to_the_whole_latent_path(monkeypatch, dtype, chunk):
+    """float16/bfloat16 epr decodes its int32 latents a part at a time (zero runs and values across
+    part boundaries, per-element steps): bit for bit the reference formula on the whole latents, and
+    for broken streams the same error as the float32 path (which decodes the whole unit at once)."""
+    from squeezefmt.codecs import epr
+
+    monkeypatch.setattr(epr, "DECODE_CHUNK", chunk)
+    rng = np.random.default_rng(chunk)
+    for n in sorted({0, 1, chunk - 1, chunk, chunk + 1, 3 * chunk + 5, 1000} - {-1}):
+        q = rng.integers(-300, 300, size=(n, 2)).astype(np.int32)
+        q[rng.random(q.shape) < 0.8] = 0
+        steps = rng.uniform(-6, 1, size=(2,)).astype(np.float16)
+        _, enc = EPRLatents(q, steps).encode()
+        stream = enc.streams[0]
+        spec = TensorSpec(dtype, q.shape)
+        got = decode_stream(stream, enc.side, spec)
+        q2, s2, t = read_latents(stream, enc.side, spec)
+        want = dequantize(q2, s2, t, q.shape, dtype)
+        assert got.dtype == want.dtype and got.shape == want.shape and got.tobytes() == want.tobytes(), n
+        for broken in (stream[:-1], stream + b"\x00", stream[:-1] + b"\xff", stream[:len(stream) // 2] + b"\x01"):
+            assert _epr_outcome(broken, enc.side, spec) == _epr_outcome(broken, enc.side, TensorSpec("float32", q.shape))
+        assert _epr_outcome(stream[:-1], enc.side, spec) is not None
+
+
+def _epr_outcome(stream, side, spec):
+    """The StreamError message of decoding ``stream``, or None when it decodes."""
+    try:
+        decode_stream(stream, side, spec)
+    except errors.StreamError as exc:
+        return str(exc)
+    return None
+
+
 def test_gamma_c_backend_writes_zeros_run_by_run():
     from squeezefmt.entropy import gamma
 
@@ -363,6 +398,37 @@ def test_decoded_bytes_cap_counts_all_tensors_on_open(tmp_path):
     assert runner.invoke(main, ["verify", str(path), "--max-decoded-bytes", "20000"]).exit_code == 0
     assert runner.invoke(main, ["info", str(path), "--max-decoded-bytes", "1k"]).exit_code == 1
     assert runner.invoke(main, ["verify", str(path), "--max-decoded-bytes", "lots"]).exit_code == 2
+
+
+def test_unpack_takes_the_decoded_bytes_cap(tmp_path):
+    """``squeezefmt unpack --max-decoded-bytes``: a bomb (a few KB of zstd declaring 64 MiB) is refused
+    with one line and exit code 1, as by verify, and no output file appears; a real packed model
+    under the cap unpacks (h5py only: no TensorFlow needed)."""
+    from squeezefmt.cli import main
+
+    bomb = tmp_path / "bomb.sqz"
+    bomb.write_bytes(squeezefmt.save({"z": np.zeros(16 << 20, np.float32)}, codecs={"z": Zstd(3)}))
+    assert bomb.stat().st_size < 16_000
+    runner = CliRunner()
+    out = tmp_path / "out.h5"
+    for cmd in ("unpack", "verify"):
+        r = runner.invoke(main, [cmd, str(bomb)] + ([str(out)] if cmd == "unpack" else []) +
+                          ["--max-decoded-bytes", "1M"])
+        assert r.exit_code == 1, (cmd, r.output)
+        assert len(r.output.strip().splitlines()) == 1 and "max_decoded_bytes" in r.output, r.output
+        assert r.output.startswith("squeezefmt: error:")
+    assert not out.exists() and not list(tmp_path.glob("out.h5.tmp*"))
+    assert runner.invoke(main, ["unpack", str(bomb), str(out), "--max-decoded-bytes", "big"]).exit_code == 2
+
+    fixture = os.path.join(os.path.dirname(__file__), "fixtures", "keras3", "cnn.h5")
+    packed = tmp_path / "cnn.sqz"
+    assert runner.invoke(main, ["pack", fixture, str(packed), "--quiet"]).exit_code == 0
+    with squeezefmt.open(str(packed)) as f:
+        decoded = sum(f.entry(n).nbytes for n in f.keys())
+    r = runner.invoke(main, ["unpack", str(packed), str(out), "--max-decoded-bytes", str(decoded - 1)])
+    assert r.exit_code == 1 and not out.exists(), r.output
+    r = runner.invoke(main, ["unpack", str(packed), str(out), "--max-decoded-bytes", str(decoded)])
+    assert r.exit_code == 0 and out.exists(), r.output
 
 
 def test_honest_bomb_is_refused_by_the_default_cap():

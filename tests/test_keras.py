@@ -1,6 +1,7 @@
 """Keras adapter: .h5 -> .sqz -> tf.keras.Model with identical predictions, unpack, safe mode, CLI."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -70,7 +71,10 @@ def test_pack_is_deterministic_and_leaves_out_optimizer(model_files):
         assert meta["keras"]["kind"] == "model"
         assert meta["keras"]["training_config"] is None  # goes with the optimizer state
         assert json.loads(meta["keras"]["model_config"])["class_name"] == "Functional"
-        assert len(meta["source"]["sha256"]) == 64
+        assert "source" not in meta  # provenance is opt-in (record_source=True)
+    with squeezefmt.open(sk.pack(d / "m.h5", record_source=True)) as f:
+        src = f.metadata()["source"]
+        assert src["file"] == "m.h5" and src["sha256"] == hashlib.sha256((d / "m.h5").read_bytes()).hexdigest()
 
 
 def test_include_optimizer_and_unpack_round_trip(model_files, tmp_path):

@@ -5,7 +5,8 @@ Inputs (integer indices of quantized weights):
 - ``<model> <kernel>``: the kernels of a real Keras .h5 model (default: the 390k-parameter MNIST CNN in
   /work/wt/models, else examples/mnist_cnn.h5) quantized as the ``compact`` preset does (RDO step per
   tensor), every kernel of the model concatenated, tiled to ``--n`` values for the timings;
-- ``laplace(s)``: rounded Laplace(0, s) integers, ``--n`` of them (s = 0.3: ~1 bit, 0.6: ~1.8 bits).
+- ``laplace(s)``: rounded Laplace(0, s) integers, ``--n`` of them (s = 0.3: ~1 bit, 0.6: ~1.8 bits,
+  1.0: ~2.5 bits, as wide as quantized weights usually get).
 
 Coders, each measured on the same int32 values:
 
@@ -132,7 +133,7 @@ def main(argv=None) -> int:
     model = args.model or next((p for p in DEFAULT_MODELS if os.path.exists(p)), None)
     if model:
         cases.append((f"{os.path.basename(model)} kernels (compact)", model_indices(model)))
-    for s in (0.3, 0.6):
+    for s in (0.3, 0.6, 1.0):
         cases.append((f"laplace({s})", np.rint(rng.laplace(0, s, args.n)).astype(np.int32)))
     rows = []
     print(f"{'input':<36} {'coder':<10} {'bits/value':>10} {'H0':>7} {'xH0':>6} {'enc M/s':>8} {'dec M/s':>8}")

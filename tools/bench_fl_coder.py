@@ -8,7 +8,9 @@ the rounds. Each lossy preset broadcasts the sequence twice, through one Broadca
 - ``coder=huffman``: the indices as squeezefmt coded them before the arithmetic coder;
 - ``coder=auto``: the preset's default now (per tensor, the smaller of Huffman and CABAC);
 
-and ``lossy-delta-ac`` (the ``cabac`` codec for the first round and the deltas) once.
+and ``lossy-delta`` (the ``cabac`` codec for the first round and the deltas) once. Here each
+round's model continues the previous one (central training), so the encoders do not carry a
+residual (``carry_residual`` is for FedAvg, where each model is built on what clients hold).
 
 Reported per preset and coder: downlink bytes of every round, the mean over rounds after the first,
 the ratio to Flower's numpy serialization (``np.save`` of every tensor, the fl_demo baseline), and
@@ -33,7 +35,7 @@ sys.path.insert(0, ROOT)
 
 import squeezefmt.federated as fl  # noqa: E402
 
-PRESETS = ("lossy", "lossy-delta", "lossy-delta-3", "lossy-delta-ac")
+PRESETS = ("lossy", "lossy-delta-quant", "lossy-delta-3", "lossy-delta")
 
 
 def numpy_bytes(weights) -> int:
@@ -72,7 +74,7 @@ def run(states, x, y) -> list[dict]:
     baseline = numpy_bytes(states[0])
     rows = []
     for preset in PRESETS:
-        for coder in (("huffman", "auto") if preset != "lossy-delta-ac" else ("cabac",)):
+        for coder in (("huffman", "auto") if preset != "lossy-delta" else ("cabac",)):
             p = fl.get_preset(preset, coder=coder) if coder != "cabac" else fl.get_preset(preset)
             enc = fl.BroadcastEncoder(p)
             dec = fl.BroadcastDecoder()

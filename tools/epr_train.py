@@ -77,7 +77,26 @@ def build(kind: str, regularizer=None, epr: bool = True):
     return tf.keras.Sequential([tf.keras.Input((28, 28, 1), name="image"), *layers], name=f"{kind}_classifier")
 
 
-def train(model, data, epochs: int, batch: int, lr: float, seed: int, cosine: bool = False):
+def snapshot_callback(epochs: set, path_of):
+    """A Keras callback saving the model after the given (1-based) epochs as ``path_of(epoch)``,
+    with float16-rounded log-steps (as the final save), without changing the training run."""
+    import tensorflow as tf
+
+    from squeezefmt.keras.epr import round_log_steps
+
+    class Snapshots(tf.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 not in epochs:
+                return
+            saved = [w.numpy() for w in self.model.weights]
+            round_log_steps(self.model)
+            self.model.save(path_of(epoch + 1))
+            for w, value in zip(self.model.weights, saved):
+                w.assign(value)
+    return Snapshots()
+
+
+def train(model, data, epochs: int, batch: int, lr: float, seed: int, cosine: bool = False, callbacks=()):
     import tensorflow as tf
 
     (x, y), (xt, yt) = data
@@ -89,7 +108,8 @@ def train(model, data, epochs: int, batch: int, lr: float, seed: int, cosine: bo
                   metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="acc")])
     t0 = time.perf_counter()
     hist = model.fit(x, y, batch_size=batch, epochs=epochs, shuffle=True, verbose=2,
-                     validation_data=(xt, yt), validation_freq=epochs)
+                     validation_data=(xt, yt), validation_freq=epochs,
+                     callbacks=list(callbacks))
     return hist.history["val_acc"][-1], time.perf_counter() - t0
 
 
@@ -192,6 +212,8 @@ def main(argv=None) -> int:
                     help="keep the rows already in --out (other lambdas of the same recipe) and add these")
     ap.add_argument("--repack", action="store_true",
                     help="no training: pack and evaluate the .h5 files a previous run left in --work")
+    ap.add_argument("--snapshot-epochs", default="",
+                    help="also save epr_lambda<L>_epoch<E>.h5 after these epochs (e.g. 2,5; log-steps rounded)")
     ap.add_argument("--limit", type=int, default=0, help="train on the first N images only (smoke runs)")
     ap.add_argument("--work", default=None, help="keep the .h5/.sqz files here")
     ap.add_argument("--out", default=None, help="JSON path (default bench-results/epr_<model>.json)")
@@ -258,7 +280,10 @@ def main(argv=None) -> int:
         else:
             model = build(args.model, PowerLawRegularizer(lam / n_params))
         if not args.repack:
-            epr_acc, secs = train(model, data, args.epochs, args.batch, args.lr, args.seed, args.cosine)
+            snaps = {int(v) for v in args.snapshot_epochs.split(",") if v}
+            cbs = [snapshot_callback(snaps, lambda e, lam=lam: os.path.join(work, f"epr_lambda{lam:g}_epoch{e}.h5"))]
+            epr_acc, secs = train(model, data, args.epochs, args.batch, args.lr, args.seed, args.cosine,
+                                  cbs if snaps else ())
             from squeezefmt.keras.epr import round_log_steps
 
             round_log_steps(model)  # float16 log-steps, as the tutorial's compress_latent stores them

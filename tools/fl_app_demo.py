@@ -45,6 +45,23 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def totals(results: dict) -> str:
+    """Per configuration: downlink bytes over all rounds against Flower's numpy, final accuracy
+    (of the model the nodes hold) against the baseline's."""
+    base = results.get("baseline")
+    base_acc = base["rounds"][-1].get("accuracy") if base else None
+    lines = ["| config | downlink total | Flower numpy total | down ratio | final accuracy | vs baseline |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, res in results.items():
+        rounds = [r for r in res["rounds"] if r["round"] >= 1]
+        down, numpy_ = sum(r["down_bytes"] for r in rounds), sum(r["numpy_bytes"] for r in rounds)
+        acc = rounds[-1].get("accuracy")
+        diff = "" if acc is None or base_acc is None else f"{100 * (acc - base_acc):+.2f} pp"
+        lines.append(f"| {name} | {down:,} | {numpy_:,} | {numpy_ / down:.2f}x | "
+                     f"{'' if acc is None else f'{100 * acc:.2f} %'} | {diff} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", type=int, default=3)
@@ -59,6 +76,8 @@ def main(argv=None) -> int:
         uplink = preset if name.endswith("+up") else None
         results[name] = run_config(preset, uplink=uplink, clients=args.clients, rounds=args.rounds)
     print(table(results))
+    print()
+    print(totals(results))
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "fl_app_demo.json"), "w") as f:
         json.dump({"clients": args.clients, "rounds": args.rounds, "hidden": HIDDEN, "results": results}, f, indent=1)

@@ -11,10 +11,13 @@ evaluates on the test set the model the clients reconstruct. Configurations::
     lossless          squeezefmt full payload each round, byte-grouped zstd (exact)
     lossless-delta    XOR delta against the previous round, byte-grouped zstd (exact)
     lossy             full payload each round, 8-bit quantization
-    lossy-delta       8-bit first round, then 4-bit quantized deltas with error feedback
+    lossy-delta       cabac codec (RDO quantization, arithmetic coded): first round at 1 RMS, then
+                      deltas at 2 RMS of each delta; the server feeds what a payload left out into the
+                      next one (FedAvg builds each model on what the clients hold)
+    lossy-delta+up    lossy-delta, and client updates sent back as lossy-delta deltas too
+    lossy-delta-quant 8-bit first round, then 4-bit quantized deltas (lossy-delta before cabac)
     lossy-delta-3     4-bit first round, then 3-bit quantized deltas with error feedback
-    lossy-delta+up    lossy-delta, and client updates sent back as 4-bit deltas too
-    lossy-delta-ac    cabac codec (RDO quantization, arithmetic coded) for the first round and the deltas
+    lossy-delta-nocarry  lossy-delta without the server's residual: what a payload leaves out is lost
 
 Measured from the strategy wrapper: downlink and uplink bytes per round (the bytes of
 ``Parameters.tensors`` that Flower's gRPC carries), server encode time, client decode/encode time
@@ -56,9 +59,11 @@ CONFIGS = {
     "lossy-delta": ("lossy-delta", None),
     "lossy-delta-3": ("lossy-delta-3", None),
     "lossy-delta+up": ("lossy-delta", "lossy-delta"),
+    "lossy-delta-quant": ("lossy-delta-quant", None),
     "lossy-delta-ac": ("lossy-delta-ac", None),
+    "lossy-delta-nocarry": ("lossy-delta", None),
 }
-DEFAULT_CONFIGS = "baseline,lossless,lossless-delta,lossy,lossy-delta,lossy-delta-3,lossy-delta+up"
+DEFAULT_CONFIGS = "baseline,lossless,lossless-delta,lossy,lossy-delta,lossy-delta-quant,lossy-delta-3,lossy-delta+up"
 QUICK_CONFIGS = "baseline,lossy-delta+up"
 SEED = 1234
 
@@ -144,7 +149,8 @@ def run_server(args) -> int:
     preset, uplink = CONFIGS[args.config]
     lossy = bool(preset and preset.startswith("lossy"))
     strategy = SqueezeStrategy(inner, preset=preset, uplink=uplink, bits=args.bits if lossy else None,
-                               delta_bits=args.delta_bits if lossy and "delta" in preset else None)
+                               delta_bits=args.delta_bits if lossy and "delta" in preset else None,
+                               carry_residual=False if args.config.endswith("-nocarry") else None)
     t0 = time.perf_counter()
     fl.server.start_server(server_address=f"127.0.0.1:{args.port}", strategy=strategy,
                            config=fl.server.ServerConfig(num_rounds=args.rounds, round_timeout=args.round_timeout))

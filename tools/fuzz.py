@@ -16,17 +16,23 @@ themselves honest.
 
 Findings: any exception that is not a SqueezeError (``FileNotFoundError`` aside), a SqueezeError
 from a reader's defensive catch-all (an internal exception the codec should have turned into its own
-StreamError), a run over ``--timeout`` seconds, or an input under 10 KB whose run makes the peak
-resident set grow more than 64 MiB beyond the declared size of what it decoded.
+StreamError), a run over 1 s of CPU time (or 10 s of wall-clock time: a niced fuzzer on a busy
+machine is starved, not hung), a worker that dies or stays on one input for 5 minutes, or an input
+under 10 KB whose run makes the peak resident set grow more than 64 MiB beyond the declared size of
+what it decoded (peak reset and read around every run, on /proc descriptors kept open).
 
 Drivers::
 
     python tools/fuzz.py run --seconds 60            # pure Python random mutation (no atheris needed)
+    python tools/fuzz.py run --seconds 10800 --processes 2 --target container:4 --target federated:2 \
+        --target h5:1 --json run.json                # weighted targets; run.json rewritten every minute
     python tools/fuzz.py atheris --target container -- -max_total_time=600 -timeout=1
     python tools/fuzz.py replay tests/fuzz_corpus    # re-run saved inputs
 
-The library (mutator, targets, checks, pure driver) is :mod:`sqzdev.fuzzing`; the test suite runs
-the pure driver for 60 s and replays ``tests/fuzz_corpus`` (tests/test_fuzz_tool.py).
+The library (mutator, targets, checks, pure driver) is :mod:`sqzdev.fuzzing`, the worker processes of
+``run`` are :mod:`sqzdev.fuzzpool` (a worker that dies is reported as a ``crash`` finding with its
+input); the test suite runs the pure driver for 60 s and replays ``tests/fuzz_corpus``
+(tests/test_fuzz_tool.py).
 """
 from __future__ import annotations
 
@@ -57,8 +63,9 @@ with _coverage():
     import squeezefmt.federated.payload  # noqa: E402,F401
     import squeezefmt.keras.formats.h5  # noqa: E402,F401
     from sqzdev.fuzzing import (  # noqa: E402
-        TARGETS, Finding, Mutator, fuzz_random, replay, run_one, seed_files,
+        TARGETS, Finding, Mutator, replay, run_one, seed_files,
     )
+    from sqzdev.fuzzpool import run_pool  # noqa: E402
 
 
 def run_atheris(target: str, argv: list[str]) -> None:
@@ -71,13 +78,15 @@ def run_atheris(target: str, argv: list[str]) -> None:
         if not result["ok"]:
             raise Finding(f"{result['kind']}: {result['detail']}")
 
+    mutator = Mutator(random.Random(0), SEEDS_CACHE)  # one instance: its cache of parsed parents
+
     def custom_mutator(data: bytes, max_size: int, seed: int) -> bytes:
-        rng = random.Random(seed)
+        rng = mutator.rng = random.Random(seed)
         if target == "h5":
             return atheris.Mutate(data, max_size)
         if not data or rng.random() < 0.05:
             data = rng.choice(SEEDS_CACHE or [b""])
-        out = Mutator(rng, SEEDS_CACHE).mutate(data)
+        out = mutator.mutate(data)
         return out[:max_size]
 
     SEEDS_CACHE.extend(d for _, d in seed_files("federated" if target == "federated" else "container"))
@@ -100,15 +109,35 @@ def write_seed_dir(path: str, target: str) -> None:
             fh.write(data)
 
 
+def parse_targets(specs: list[str] | None) -> tuple[tuple[str, ...], list[float] | None]:
+    """``["container:4", "h5"]`` -> targets and weights (None: all targets, equal weights)."""
+    if not specs:
+        return tuple(sorted(TARGETS)), None
+    names, weights = [], []
+    for spec in specs:
+        name, _, w = spec.partition(":")
+        if name not in TARGETS:
+            raise SystemExit(f"fuzz.py: error: unknown target {name!r} (choose from {', '.join(sorted(TARGETS))})")
+        try:
+            weights.append(float(w) if w else 1.0)
+        except ValueError:
+            raise SystemExit(f"fuzz.py: error: bad weight in {spec!r}") from None
+        names.append(name)
+    return tuple(names), (weights if len(set(weights)) > 1 else None)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("run", help="pure Python random-mutation fuzzing")
     p.add_argument("--seconds", type=float, default=60)
-    p.add_argument("--target", action="append", choices=sorted(TARGETS))
-    p.add_argument("--seed", type=int, default=int(time.time()))
+    p.add_argument("--target", action="append", metavar="NAME[:WEIGHT]",
+                   help=f"one of {', '.join(sorted(TARGETS))}, repeatable; WEIGHT: relative frequency")
+    p.add_argument("--seed", type=int, default=int(time.time()), help="worker i uses seed + i")
+    p.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--findings", default=os.path.join(ROOT, "fuzz-findings"))
-    p.add_argument("--json", help="write the statistics here")
+    p.add_argument("--json", help="write the statistics here (rewritten every --write-every seconds)")
+    p.add_argument("--write-every", type=float, default=60.0)
     a = sub.add_parser("atheris", help="coverage-guided fuzzing with atheris (libFuzzer flags after --)")
     a.add_argument("--target", choices=sorted(TARGETS), default="container")
     a.add_argument("--seed-dir", help="write the seed corpus here first (then pass it to libFuzzer)")
@@ -117,16 +146,12 @@ def main(argv=None) -> int:
     rp.add_argument("dirs", nargs="+")
     args = ap.parse_args(argv)
     if args.cmd == "run":
-        t0 = time.time()
-        stats = fuzz_random(args.seconds, targets=tuple(args.target or sorted(TARGETS)), seed=args.seed,
-                            findings_dir=args.findings, log=lambda m: print(m, flush=True))
-        stats["seconds"] = time.time() - t0
-        stats["seed"] = args.seed
+        targets, weights = parse_targets(args.target)
+        stats = run_pool(args.seconds, processes=max(1, args.processes), targets=targets, weights=weights,
+                         seed=args.seed, findings_dir=args.findings, json_path=args.json,
+                         write_every=args.write_every, log=lambda m: print(m, flush=True))
         print(json.dumps({k: v for k, v in stats.items() if k != "findings"}))
         print(f"{len(stats['findings'])} finding(s)")
-        if args.json:
-            with open(args.json, "w") as fh:
-                json.dump(stats, fh, indent=1)
         return 1 if stats["findings"] else 0
     if args.cmd == "atheris":
         if args.seed_dir:

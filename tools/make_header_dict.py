@@ -7,6 +7,12 @@ raw-content dictionary, so a header that repeats Keras boilerplate refers to it 
 it out. The reference models are generic: none of the models the benchmarks measure is among them.
 
     python tools/make_header_dict.py            # writes spec/header-dict-1.txt and the package copy if missing
+    python tools/make_header_dict.py --dict 2   # spec/header-dict-2.txt (format 1.2) from dictionary 1
+
+Dictionary 2 is dictionary 1's reference headers in the format 1.2 representation, derived from the
+frozen dictionary 1 alone (no TensorFlow, nothing new): every tensor array loses its CRC element and
+writes its name as null where the Keras shorthand gives it, as a 1.2 writer does; the codec table part
+stays as it is.
 
 Existing files are never overwritten (the dictionary is part of the format).
 """
@@ -21,6 +27,48 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = os.path.join(ROOT, "spec", "header-dict-1.txt")
 PACKAGE = os.path.join(ROOT, "squeezefmt", "container", "header_dict_1.txt")
+SPEC2 = os.path.join(ROOT, "spec", "header-dict-2.txt")
+PACKAGE2 = os.path.join(ROOT, "squeezefmt", "container", "header_dict_2.txt")
+
+
+def split_objects(text: bytes) -> list:
+    """The JSON objects a dictionary text is the concatenation of (checked to rebuild it exactly)."""
+    decoder, out, pos, s = json.JSONDecoder(), [], 0, text.decode()
+    while pos < len(s):
+        obj, end = decoder.raw_decode(s, pos)
+        out.append((obj, s[pos:end].encode()))
+        pos = end
+    assert b"".join(raw for _, raw in out) == text
+    return out
+
+
+def dict2_from_dict1(text: bytes) -> bytes:
+    """Dictionary 2: dictionary 1's headers as a format 1.2 writer represents them."""
+    sys.path.insert(0, ROOT)
+    from squeezefmt.container.compact import derived_name_flags
+
+    parts = []
+    for obj, raw in split_objects(text):
+        if not isinstance(obj.get("tensors"), list):
+            parts.append(raw)
+            continue
+        derived = derived_name_flags([t[0] for t in obj["tensors"]], obj.get("metadata"))
+        for t, short in zip(obj["tensors"], derived):
+            del t[7]
+            if short:
+                t[0] = None
+        parts.append(json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
+    return b"".join(parts)
+
+
+def write_dict2() -> int:
+    data = open(SPEC2, "rb").read() if os.path.exists(SPEC2) else dict2_from_dict1(open(SPEC, "rb").read())
+    for path in (SPEC2, PACKAGE2):
+        if not os.path.exists(path):
+            with open(path, "wb") as fh:
+                fh.write(data)
+    print(f"dictionary 2: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}")
+    return 0
 
 
 def reference_models():
@@ -79,7 +127,10 @@ def noise_free(header: dict) -> dict:
     return header
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["--dict", "2"]:
+        return write_dict2()
     if os.path.exists(SPEC):
         print(f"{SPEC} exists: the dictionary is frozen; nothing to do")
         data = open(SPEC, "rb").read()

@@ -262,7 +262,8 @@ def read_latents(stream, side: Any, spec: TensorSpec) -> tuple[np.ndarray, np.nd
     return q, log_steps, transform
 
 
-#: Elements converted per step by :func:`decode_stream` (its float32 scratch).
+#: Elements converted per step by :func:`decode_stream` (its float32 scratch; for 16-bit floats also
+#: its int32 scratch: the latents are decoded part by part, each converted before the next).
 DECODE_CHUNK = 1 << 16
 
 
@@ -272,9 +273,11 @@ def decode_stream(stream, side: Any, spec: TensorSpec) -> np.ndarray:
     Float32 and float64 tensors without a transform (the common case) are decoded in place: the
     integer latents go straight into the output buffer (float64: its upper half), which the
     dequantization then overwrites chunk by chunk, so no latent-sized scratch is needed and only
-    what the stream actually decodes is touched. 16-bit floats need an int32 latent buffer (twice
-    the output); ``rdft`` tensors (conv kernels) go through :func:`dequantize`. Same arithmetic as
-    :func:`dequantize` in every case.
+    what the stream actually decodes is touched. 16-bit floats, whose output cannot hold int32
+    latents, decode DECODE_CHUNK latents at a time into a small int32 buffer
+    (:class:`~squeezefmt.entropy.gamma.PartDecoder`) and convert each part before the next.
+    ``rdft`` tensors (conv kernels) and the cabac coder go through :func:`dequantize`. Same
+    arithmetic as :func:`dequantize` in every case.
     """
     transform, _, lshape, sshape = parse_side(side, spec)
     if transform != "none" or side.get("coder", "gamma") != "gamma":
@@ -285,18 +288,27 @@ def decode_stream(stream, side: Any, spec: TensorSpec) -> np.ndarray:
     n, nsteps = math.prod(lshape), log_steps.size
     out = empty_aligned(lshape, numpy_dtype(spec.dtype))
     flat = out.reshape(-1)
+    steps = np.exp(log_steps.astype(np.float32)).reshape(-1)
+
+    def scale(part: np.ndarray, a: int) -> np.ndarray:
+        part = part.astype(np.float32)  # a copy: read before any (overlapping) write of the output
+        part *= steps[0] if nsteps == 1 else steps[np.arange(a, a + part.size) % nsteps]
+        return part
+
     if spec.dtype in ("float32", "float64"):
         words = flat.view(np.int32)
         q = words[words.size - n:]
-    else:  # 16-bit floats: the int32 latents do not fit in the output; they need their own buffer
-        q = empty_aligned(n, np.int32)
-    _decode_ints(side, view[log_steps.nbytes:], n, out=q)
-    steps = np.exp(log_steps.astype(np.float32)).reshape(-1)
-    for a in range(0, n, DECODE_CHUNK):
+        _decode_ints(side, view[log_steps.nbytes:], n, out=q)
+        for a in range(0, n, DECODE_CHUNK):
+            b = min(n, a + DECODE_CHUNK)
+            flat[a:b] = scale(q[a:b], a)
+        return out.reshape(spec.shape)
+    # 16-bit floats: the int32 latents do not fit in the output; decode and convert them part by part
+    decoder = _gamma().PartDecoder(view[log_steps.nbytes:], n)
+    q = np.empty(min(n, DECODE_CHUNK), np.int32)
+    for a in range(0, max(n, 1), DECODE_CHUNK):  # n == 0: one empty part (the end-of-stream checks)
         b = min(n, a + DECODE_CHUNK)
-        part = q[a:b].astype(np.float32)  # read before the (overlapping) write below
-        part *= steps[0] if nsteps == 1 else steps[np.arange(a, b) % nsteps]
-        flat[a:b] = part if spec.dtype in ("float32", "float64") else _cast16(part, spec.dtype)
+        flat[a:b] = _cast16(scale(decoder.into(q[:b - a]), a), spec.dtype)
     return out.reshape(spec.shape)
 
 

@@ -8,6 +8,11 @@ from ..dtypes import as_storage, from_storage, itemsize, numpy_dtype
 from .base import Codec, Encoded, TensorSpec, expect_length, expect_streams
 from .registry import register
 
+#: Raw streams of at least this many bytes are 64-byte aligned in format 1.1/1.2 containers (a reader
+#: may memory-map and view them as arrays); shorter ones (bias and BatchNorm vectors) follow the
+#: previous stream directly: viewing them in place saves nothing worth up to 63 bytes of padding.
+RAW_ALIGN_MIN = 4096
+
 
 @register
 class Raw(Codec):
@@ -20,8 +25,8 @@ class Raw(Codec):
 
     @classmethod
     def stream_alignment(cls, side, lengths):
-        """64-byte aligned (a reader may memory-map and view it), unless shorter than 64 bytes."""
-        return [64 if n >= 64 else 1 for n in lengths]
+        """64-byte aligned (a reader may memory-map and view it), unless shorter than RAW_ALIGN_MIN bytes."""
+        return [64 if n >= RAW_ALIGN_MIN else 1 for n in lengths]
 
     def decode(self, streams, side, spec: TensorSpec) -> np.ndarray:
         expect_streams(streams, 1, self.codec_id)

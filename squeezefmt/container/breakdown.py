@@ -34,12 +34,14 @@ def _drop(path: tuple) -> Callable[[Any], None]:
     return fn
 
 
-def _tensor_fields(obj: dict[str, Any]) -> dict[str, Callable[[Any], None]]:
-    """Removers for the per-tensor fields of a 1.0 (objects) or 1.1 (arrays) header."""
+def _tensor_fields(obj: dict[str, Any], small: bool = False) -> dict[str, Callable[[Any], None]]:
+    """Removers for the per-tensor fields of a 1.0 (objects) or 1.1/1.2 (arrays) header."""
     compact = bool(obj.get("tensors")) and isinstance(obj["tensors"][0], list)
     if compact:
         fields = {"tensor names": 0, "dtypes+shapes": (1, 2), "codec refs": 3, "side info": 4,
-                  "stream lengths": 5, "alignment": 6, "checksums": 7}
+                  "stream lengths": 5, "alignment": 6}
+        if not small:  # 1.2: one CRC for all streams, in the preamble
+            fields["checksums"] = 7
 
         def blank(idx):
             idx = idx if isinstance(idx, tuple) else (idx,)
@@ -50,7 +52,8 @@ def _tensor_fields(obj: dict[str, Any]) -> dict[str, Callable[[Any], None]]:
                         t[i] = 0
             return fn
         out = {k: blank(v) for k, v in fields.items()}
-        out["stats"] = lambda o: [t.pop() for t in o["tensors"] if len(t) == 9]
+        width = 7 if small else 8
+        out["stats"] = lambda o: [t.pop() for t in o["tensors"] if len(t) == width + 1]
         out["codec table"] = lambda o: o.__setitem__("codecs", [])
         return out
 
@@ -66,16 +69,22 @@ def _tensor_fields(obj: dict[str, Any]) -> dict[str, Callable[[Any], None]]:
     }
 
 
-def header_breakdown(f) -> dict[str, int]:
-    """Stored header bytes attributed to its parts (leave-one-out; see the module doc)."""
+def header_breakdown(f, measure: str = "stored") -> dict[str, int]:
+    """Header bytes attributed to its parts (leave-one-out; see the module doc).
+
+    ``measure="stored"``: bytes of the stored (compressed) header; ``"json"``: bytes of the JSON text
+    before compression (there the parts add up, up to separators).
+    """
     pre = f.preamble
     obj = json.loads(f.header_json())
-    compact = bool(pre.flags & 2)
+    compact, small = bool(pre.flags & 2), bool(pre.flags & 8)
 
     def stored(o) -> int:
-        return len(encode_header(dumps(o), True, compact)[1])
+        if measure == "json":
+            return len(dumps(o))
+        return len(encode_header(dumps(o), True, compact, small)[1])
     total = stored(obj)
-    parts: dict[str, Callable[[Any], None]] = dict(_tensor_fields(obj))
+    parts: dict[str, Callable[[Any], None]] = dict(_tensor_fields(obj, small))
     meta = obj.get("metadata", {})
     for key in sorted(meta):
         if key == "keras" and isinstance(meta[key], dict):

@@ -33,10 +33,11 @@ ALIGNED = 64
 # -- writer ----------------------------------------------------------------------------------------
 
 def compact_tensor(record: dict[str, Any], codec_index: int, lengths: list[int], aligns: list[int],
-                   crc: int) -> list[Any]:
+                   crc: int | None, derived: bool = False) -> list[Any]:
+    """The tensor array; ``crc`` None (format 1.2) leaves the CRC out, ``derived`` writes the name as null."""
     mask = sum(1 << i for i, a in enumerate(aligns) if a > 1)
-    out = [record["name"], record["dtype"], list(record["shape"]), codec_index, record.get("side") or {},
-           list(lengths), mask, crc]
+    out = [None if derived else record["name"], record["dtype"], list(record["shape"]), codec_index,
+           record.get("side") or {}, list(lengths), mask] + ([] if crc is None else [crc])
     if record.get("stats"):
         out.append(record["stats"])
     return out
@@ -71,6 +72,30 @@ def _short_weight(layer: str, w: Any) -> str | None:
     return wname[len(prefix):] if tensor == prefix + wname else None
 
 
+def shorthand_tensor_names(metadata: Any) -> list[str]:
+    """The tensor names the Keras weight shorthand of (compact) ``metadata`` stands for, in layer and
+    weight order: ``name/name/w`` for every string weight ``w`` of an array layer record ``[name, class,
+    weights]``. Format 1.2 gives the k-th tensor whose name is null the k-th of these names."""
+    keras = metadata.get("keras") if isinstance(metadata, dict) else None
+    layers = keras.get("layers") if isinstance(keras, dict) else None
+    out: list[str] = []
+    for layer in layers if isinstance(layers, list) else ():
+        if isinstance(layer, list) and len(layer) == 3 and isinstance(layer[0], str) and isinstance(layer[2], list):
+            out += [f"{layer[0]}/{layer[0]}/{w}" for w in layer[2] if isinstance(w, str)]
+    return out
+
+
+def derived_name_flags(names: list[str], metadata: Any) -> list[bool]:
+    """Which tensors (in file order) a format 1.2 writer leaves to the shorthand: a tensor whose name is
+    the next unused shorthand name (so the k-th null name is the k-th shorthand name)."""
+    short, k, out = shorthand_tensor_names(metadata), 0, []
+    for name in names:
+        hit = k < len(short) and name == short[k]
+        k += hit
+        out.append(hit)
+    return out
+
+
 def compact_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     if "keras" in metadata:
         return {**metadata, "keras": compact_keras(metadata["keras"])}
@@ -83,8 +108,13 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def expand_tensors(obj: dict[str, Any], limits: Limits) -> list[dict[str, Any]]:
-    """The 1.0-shaped tensor records of a 1.1 header (types of the compact fields checked here)."""
+def expand_tensors(obj: dict[str, Any], limits: Limits, small: bool = False) -> list[dict[str, Any]]:
+    """The 1.0-shaped tensor records of a 1.1 header (types of the compact fields checked here).
+
+    ``small`` (format 1.2): arrays of 7 or 8 fields (no CRC; ``crc32`` None in the records), and a null
+    name is the next name of :func:`shorthand_tensor_names` (call after ``expand_metadata`` has bounded
+    the shorthand).
+    """
     codecs = obj.get("codecs", [])
     tensors = obj.get("tensors")
     if not isinstance(codecs, list) or not isinstance(tensors, list):
@@ -92,10 +122,17 @@ def expand_tensors(obj: dict[str, Any], limits: Limits) -> list[dict[str, Any]]:
     if len(tensors) > limits.max_tensors:
         raise LimitError(f"header lists {len(tensors)} tensors; the limit is {limits.max_tensors}")
     out = []
+    width = 7 if small else 8
+    short = iter(shorthand_tensor_names(obj.get("metadata")) if small else ())
     for index, t in enumerate(tensors):
-        if not isinstance(t, list) or len(t) not in (8, 9):
-            raise HeaderError(f"tensor #{index} must be an array of 8 or 9 fields")
-        name, dtype, shape, codec, side, lengths, mask, crc = t[:8]
+        if not isinstance(t, list) or len(t) not in (width, width + 1):
+            raise HeaderError(f"tensor #{index} must be an array of {width} or {width + 1} fields")
+        name, dtype, shape, codec, side, lengths, mask = t[:7]
+        crc = t[7] if not small else 0
+        if small and name is None:
+            name = next(short, None)
+            if name is None:
+                raise HeaderError(f"tensor #{index}: null name, and the Keras shorthand names no more tensors")
         if not _is_int(codec) or not 0 <= codec < len(codecs):
             raise HeaderError(f"tensor #{index}: codec index {codec!r} is not in the codec table")
         if not isinstance(lengths, list):
@@ -112,9 +149,9 @@ def expand_tensors(obj: dict[str, Any], limits: Limits) -> list[dict[str, Any]]:
                 raise HeaderError(f"tensor #{index}: stream length {n!r} must be a non-negative integer")
             streams.append({"length": n, "align": ALIGNED if mask >> i & 1 else 1})
         record = {"name": name, "dtype": dtype, "shape": shape, "codec": codecs[codec], "side": side,
-                  "streams": streams, "crc32": crc}
-        if len(t) == 9:
-            record["stats"] = t[8]
+                  "streams": streams, "crc32": None if small else crc}
+        if len(t) == width + 1:
+            record["stats"] = t[width]
         out.append(record)
     return out
 

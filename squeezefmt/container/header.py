@@ -38,7 +38,7 @@ class TensorEntry:
     side: dict[str, Any]
     streams: tuple[StreamRef, ...]
     stats: dict[str, Any]
-    crc32: int | None = None  # format 1.1: CRC-32 of the tensor's streams concatenated
+    crc32: int | None = None  # format 1.1: CRC-32 of the tensor's streams concatenated (1.2: None, one data CRC)
 
     @property
     def size(self) -> int:
@@ -80,8 +80,13 @@ def parse_header(raw: bytes, preamble: Preamble, limits: Limits) -> tuple[list[T
     if preamble.compact:  # format 1.1: expand the compact representation, then validate as usual
         from .compact import expand_metadata, expand_tensors  # noqa: PLC0415
 
-        obj = {**obj, "tensors": expand_tensors(obj, limits)}
-        metadata = expand_metadata(metadata, 2 * len(raw) + (64 << 10))
+        if preamble.small:  # 1.2: null tensor names come from the shorthand, bounded by expand_metadata
+            expanded = expand_metadata(metadata, 2 * len(raw) + (64 << 10))
+            obj = {**obj, "tensors": expand_tensors(obj, limits, small=True)}
+            metadata = expanded
+        else:
+            obj = {**obj, "tensors": expand_tensors(obj, limits)}
+            metadata = expand_metadata(metadata, 2 * len(raw) + (64 << 10))
     tensors_raw = obj.get("tensors")
     if not isinstance(tensors_raw, list):
         raise HeaderError("header 'tensors' must be a list")

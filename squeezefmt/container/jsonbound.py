@@ -42,7 +42,7 @@ def header_json(stored, pre, limits: Limits):
     from ..codecs import zstd_util  # noqa: PLC0415 - codecs import the container lazily
     from ..errors import StreamError  # noqa: PLC0415
     from .header_dict import header_dict  # noqa: PLC0415
-    from .layout import FLAG_HEADER_DICT, FLAG_HEADER_ZSTD  # noqa: PLC0415
+    from .layout import FLAG_HEADER_DICT, FLAG_HEADER_ZSTD, FLAG_SMALL  # noqa: PLC0415
 
     budget = limits.max_json_values - 1
     if not pre.flags & FLAG_HEADER_ZSTD:
@@ -52,8 +52,9 @@ def header_json(stored, pre, limits: Limits):
         return stored
     chunks, used, left = [], 0, pre.json_len
     try:
+        version = 2 if pre.flags & FLAG_SMALL else 1  # format 1.2 headers use dictionary 2
         reader = zstd_util.FrameReader(stored, pre.json_len, "compressed header",
-                                       dict_data=header_dict() if pre.flags & FLAG_HEADER_DICT else None)
+                                       dict_data=header_dict(version) if pre.flags & FLAG_HEADER_DICT else None)
         while left:
             chunk = bytearray(min(left, _CHUNK))
             reader.readinto(chunk)
@@ -68,7 +69,9 @@ def header_json(stored, pre, limits: Limits):
 
 def decode_header(stored, pre, limits: Limits | None = None) -> bytes:
     """The header JSON bytes of a stored header whose CRC was checked (tools and vector forging)."""
-    return bytes(header_json(stored, pre, limits or Limits()))
+    from .layout import resolve_json_len  # noqa: PLC0415
+
+    return bytes(header_json(stored, resolve_json_len(pre, stored), limits or Limits()))
 
 
 def _spend(budget: int, used: int, limits: Limits) -> int:

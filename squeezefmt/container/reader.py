@@ -13,7 +13,7 @@ from ..codecs.decode import decode_tensor
 from ..errors import ChecksumError, FormatError, LimitError, SqueezeError, TruncatedError
 from .header import TensorEntry, parse_header
 from .jsonbound import header_json
-from .layout import PREAMBLE_SIZE, crc32, parse_preamble
+from .layout import PREAMBLE_SIZE, crc32, parse_preamble, resolve_json_len
 from .limits import DEFAULT_LIMITS, Limits
 from .layers import Grouping, LayerAccessMixin, LayerInfo  # noqa: F401 - layer-level access (f.layer(name))
 from .source import open_source
@@ -76,6 +76,9 @@ class SqzFile(LayerAccessMixin):
         stored = bytes(src.read(PREAMBLE_SIZE, pre.header_len))
         if crc32(stored) != pre.header_crc:
             raise ChecksumError("header checksum mismatch: the header is corrupt")
+        pre = resolve_json_len(pre, stored)  # format 1.2: the stored header states the JSON length
+        if pre.json_len > self._limits.max_header_bytes:
+            raise LimitError(f"header JSON is {pre.json_len} bytes; the limit is {self._limits.max_header_bytes}")
         raw = header_json(stored, pre, self._limits)
         self._preamble = pre
         self._header_json = raw
@@ -154,10 +157,14 @@ class SqzFile(LayerAccessMixin):
         e = self.entry(name)
         if self._source is None:
             raise SqueezeError(f"cannot read tensor {name!r}: the container is closed")
+        if self._preamble.small:
+            self._check_data_crc()
         out, crc = [], 0
         for i, s in enumerate(e.streams):
             view = self._source.read(s.offset, s.length)
-            if e.crc32 is not None:  # format 1.1: one CRC over the tensor's streams
+            if self._preamble.small:  # format 1.2: checked above, one CRC over all streams
+                pass
+            elif e.crc32 is not None:  # format 1.1: one CRC over the tensor's streams
                 crc = zlib.crc32(view, crc)
             elif crc32(view) != s.crc32:
                 raise ChecksumError(f"tensor {name!r}: stream {i} checksum mismatch (the file is corrupt)")
@@ -165,6 +172,18 @@ class SqzFile(LayerAccessMixin):
         if e.crc32 is not None and crc & 0xFFFFFFFF != e.crc32:
             raise ChecksumError(f"tensor {name!r}: checksum mismatch (the file is corrupt)")
         return out
+
+    def _check_data_crc(self) -> None:
+        """Format 1.2: the CRC-32 of all streams (at most 64 KiB in a writer's file), checked once."""
+        if self.__dict__.get("_sqz_data_ok"):
+            return
+        crc = 0
+        for e in self._entries.values():
+            for s in e.streams:
+                crc = zlib.crc32(self._source.read(s.offset, s.length), crc)
+        if crc & 0xFFFFFFFF != self._preamble.data_crc:
+            raise ChecksumError("stream data checksum mismatch (the file is corrupt)")
+        self.__dict__["_sqz_data_ok"] = True
 
     def tensor(self, name: str) -> np.ndarray:
         """Decode tensor ``name`` into a new numpy array (checksums verified)."""

@@ -21,9 +21,9 @@ from typing import Any, Iterable
 from ..codecs import Encoded
 from ..errors import SqueezeError
 from .tempfiles import SUFFIX as TEMP_SUFFIX, prefix_for, remove_stale
-from .compact import compact_metadata, compact_tensor
+from .compact import compact_metadata, compact_tensor, derived_name_flags
 from .header import dumps
-from .layout import ALIGN, PREAMBLE_SIZE, align, build_preamble, crc32, stream_offset
+from .layout import ALIGN, PREAMBLE_SIZE, SMALL_MAX_STREAM_BYTES, align, build_preamble, crc32, stream_offset
 
 
 @dataclasses.dataclass
@@ -74,11 +74,15 @@ def _header_v10(tensors: list[PendingTensor], metadata: dict[str, Any], placed, 
     return header
 
 
-def _header_v11(tensors: list[PendingTensor], metadata: dict[str, Any], aligns: list[list[int]]):
+def _header_v11(tensors: list[PendingTensor], metadata: dict[str, Any], aligns: list[list[int]],
+                small: bool = False):
+    """The compact header (format 1.1; ``small``: format 1.2, no tensor CRCs, names left to the shorthand)."""
     codecs: list[Any] = []
     index: dict[bytes, int] = {}
     records = []
-    for t, al in zip(tensors, aligns):
+    metadata = compact_metadata(metadata)
+    derived = derived_name_flags([t.name for t in tensors], metadata) if small else [False] * len(tensors)
+    for t, al, short in zip(tensors, aligns, derived):
         key = dumps(t.codec)
         if key not in index:
             index[key] = len(codecs)
@@ -87,8 +91,17 @@ def _header_v11(tensors: list[PendingTensor], metadata: dict[str, Any], aligns: 
         for s in t.encoded.streams:
             crc = zlib.crc32(s, crc)
         record = {"name": t.name, "dtype": t.dtype, "shape": t.shape, "side": t.encoded.side, "stats": t.encoded.stats}
-        records.append(compact_tensor(record, index[key], [len(s) for s in t.encoded.streams], al, crc & 0xFFFFFFFF))
-    return {"format": "squeezefmt", "codecs": codecs, "tensors": records, "metadata": compact_metadata(metadata)}
+        records.append(compact_tensor(record, index[key], [len(s) for s in t.encoded.streams], al,
+                                      None if small else crc & 0xFFFFFFFF, short))
+    return {"format": "squeezefmt", "codecs": codecs, "tensors": records, "metadata": metadata}
+
+
+def _data_crc(tensors: list[PendingTensor]) -> int:
+    crc = 0
+    for t in tensors:
+        for s in t.encoded.streams:
+            crc = zlib.crc32(s, crc)
+    return crc & 0xFFFFFFFF
 
 
 def _pad_text(n: int) -> str:
@@ -128,26 +141,29 @@ def build_pieces(tensors: Iterable[PendingTensor], metadata: dict[str, Any], *,
                  format_version: tuple[int, int] | None = None) -> list[bytes]:
     """The container as a list of byte pieces (preamble + header, then streams with their padding).
 
-    ``format_version``: None writes the oldest version that expresses the file, i.e. 1.1 when some
-    stream needs no 64-byte alignment (entropy-coded data laid out back to back) and 1.0 otherwise;
-    ``(1, 0)`` or ``(1, 1)`` force one.
+    ``format_version``: None writes the oldest version that expresses the file: 1.0 when every stream
+    needs 64-byte alignment; otherwise 1.2 when the streams total at most 64 KiB (one CRC for all of
+    them, names from the Keras shorthand) and 1.1 above; ``(1, 0)``, ``(1, 1)`` or ``(1, 2)`` force one.
     """
     tensors = list(tensors)
     names = [t.name for t in tensors]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise SqueezeError(f"tensor name {dup!r} is used twice")
-    if format_version not in (None, (1, 0), (1, 1)):
-        raise SqueezeError(f"cannot write format version {format_version!r}: choose (1, 0) or (1, 1)")
+    if format_version not in (None, (1, 0), (1, 1), (1, 2)):
+        raise SqueezeError(f"cannot write format version {format_version!r}: choose (1, 0), (1, 1) or (1, 2)")
     aligns = [_stream_aligns(t, True) for t in tensors]
-    compact = format_version == (1, 1) or (format_version is None and any(
+    compact = format_version in ((1, 1), (1, 2)) or (format_version is None and any(
         a == 1 and len(s) for t, al in zip(tensors, aligns) for s, a in zip(t.encoded.streams, al)))
+    small = format_version == (1, 2) or (compact and format_version is None and sum(
+        len(s) for t in tensors for s in t.encoded.streams) <= SMALL_MAX_STREAM_BYTES)
     if compact:
-        json_bytes = dumps(_header_v11(tensors, metadata, aligns))
+        json_bytes = dumps(_header_v11(tensors, metadata, aligns, small))
 
         def file_len_of(start: int) -> int:
             return _placed(tensors, aligns, start, True)[1]
-        pre, stored = build_preamble(json_bytes, file_len_of, compact=True)
+        pre, stored = build_preamble(json_bytes, file_len_of, compact=True,
+                                     data_crc=_data_crc(tensors) if small else None)
         placed, _ = _placed(tensors, aligns, pre.data_start, True)
     else:
         aligns = [_stream_aligns(t, False) for t in tensors]

@@ -6,6 +6,9 @@
  *   decode_into(data, out, strict) -> None
  *       data: any contiguous bytes-like object; out: a writable C-contiguous int32 buffer whose
  *       length is the number of values to decode. Every element of out is written.
+ *   decode_part(data, out, state, total, strict) -> state
+ *       the same decoder in consecutive parts: decodes the next len(out) of the unit's `total`
+ *       values into out and returns the state to resume from (see decode_part below).
  *
  * Errors raise squeezefmt.errors.StreamError (bad stream) or CodecError (unencodable input) with
  * the same messages as the pure Python reference, squeezefmt/entropy/gamma_ref.py.
@@ -282,6 +285,121 @@ static inline int read_bit(reader *r, uint32_t *bit) {
     return DEC_OK;
 }
 
+/* Sets the StreamError of a failed decode of n values and returns NULL. */
+static PyObject *decode_error(int err, Py_ssize_t where, Py_ssize_t n, Py_ssize_t extra) {
+    switch (err) {
+    case DEC_TRUNCATED:
+        PyErr_Format(StreamError, "gamma stream truncated at value %zd of %zd", where, n);
+        break;
+    case DEC_OVERFLOW:
+        PyErr_Format(StreamError,
+                     "gamma code longer than 61 bits (more than int32 can hold) at value %zd of %zd",
+                     where, n);
+        break;
+    case DEC_OVERRUN:
+        PyErr_Format(StreamError, "zero run at value %zd of %zd overruns the %zd values (by %zd)",
+                     where, n, n, extra);
+        break;
+    case DEC_TRAILING:
+        PyErr_Format(StreamError, "%zd trailing byte(s) after the last value", extra);
+        break;
+    default:
+        PyErr_SetString(StreamError, "non-zero padding bits after the last value");
+        break;
+    }
+    return NULL;
+}
+
+static int check_end(reader *r, Py_ssize_t *extra) {
+    size_t left = r->nb + 8 * (size_t)(r->end - r->p);
+    if (left >= 8) { *extra = (Py_ssize_t)(left / 8); return DEC_TRAILING; }
+    if (r->buf & ((1ull << r->nb) - 1)) return DEC_PADDING;
+    return DEC_OK;
+}
+
+/* Resumable decode_loop. The state between parts: the stream bit to resume at, the values decoded
+ * so far (i), the zeros of a run still to be written (pending), whether the run ends in a value
+ * (value_next: its sign and magnitude are the next bits) and where that run started (for the error
+ * messages, which are those of decode_loop). Writes out[0 .. stop - i) for values i .. stop - 1. */
+typedef struct {
+    Py_ssize_t i, pending, where;
+    int value_next;
+} part_state;
+
+static int decode_part_loop(reader *r, int32_t *out, part_state *st, Py_ssize_t stop, Py_ssize_t n,
+                            int strict, Py_ssize_t *extra) {
+    const Py_ssize_t base = st->i;
+    Py_ssize_t i = st->i;
+    int err = DEC_OK;
+    while (i < stop) {
+        if (st->pending) {
+            Py_ssize_t m = st->pending < stop - i ? st->pending : stop - i;
+            memset(out + (i - base), 0, (size_t)m * sizeof(int32_t));
+            i += m;
+            st->pending -= m;
+            continue;
+        }
+        if (st->value_next) {
+            uint32_t positive, mag;
+            if (UNLIKELY((err = read_bit(r, &positive)) != DEC_OK)) break;
+            if (UNLIKELY((err = read_gamma(r, &mag)) != DEC_OK)) break;
+            out[i - base] = positive ? (int32_t)mag : -(int32_t)mag;
+            i++;
+            st->value_next = 0;
+            continue;
+        }
+        uint32_t run;
+        st->where = i;
+        if (UNLIKELY((err = read_gamma(r, &run)) != DEC_OK)) break;
+        Py_ssize_t zeros = (Py_ssize_t)run - 1;
+        if (UNLIKELY(zeros > n - i)) { *extra = zeros - (n - i); err = DEC_OVERRUN; break; }
+        st->pending = zeros;
+        st->value_next = zeros < n - i; /* the unit's last run of zeros ends in no value */
+    }
+    st->i = i;
+    if (err == DEC_OK && strict && i == n && !st->pending && !st->value_next) err = check_end(r, extra);
+    return err;
+}
+
+/* decode_part(data, out, (bit, i, pending, value_next, where), total, strict) -> the next state */
+static PyObject *decode_part(PyObject *self, PyObject *args) {
+    PyObject *data_obj, *out_obj;
+    Py_ssize_t bit, n;
+    int strict = 1;
+    part_state st;
+    if (!PyArg_ParseTuple(args, "OO(nnnin)n|p", &data_obj, &out_obj, &bit, &st.i, &st.pending, &st.value_next,
+                          &st.where, &n, &strict))
+        return NULL;
+    Py_buffer data, out;
+    if (PyObject_GetBuffer(data_obj, &data, PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    if (PyObject_GetBuffer(out_obj, &out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    Py_ssize_t len = out.len / 4;
+    if (out.itemsize != 4 || out.len % 4 || bit < 0 || bit > 8 * data.len || st.i < 0 || st.pending < 0 ||
+        st.i + st.pending > n || len > n - st.i) {
+        PyBuffer_Release(&data);
+        PyBuffer_Release(&out);
+        PyErr_SetString(PyExc_ValueError, "decode_part: bad out buffer or state");
+        return NULL;
+    }
+    reader r = {(const uint8_t *)data.buf + bit / 8, (const uint8_t *)data.buf + data.len, 0, 0};
+    Py_ssize_t extra = 0;
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    refill(&r);
+    r.buf >>= bit % 8;
+    r.nb -= (unsigned)(bit % 8);
+    err = decode_part_loop(&r, (int32_t *)out.buf, &st, st.i + len, n, strict, &extra);
+    Py_END_ALLOW_THREADS
+    bit = (Py_ssize_t)(r.p - (const uint8_t *)data.buf) * 8 - (Py_ssize_t)r.nb;
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&out);
+    if (err != DEC_OK) return decode_error(err, st.where, n, extra);
+    return Py_BuildValue("(nnnin)", bit, st.i, st.pending, st.value_next, st.where);
+}
+
 /* On error, *where is the index of the value being decoded and *extra the overrun / byte count. */
 static int decode_loop(reader *r, int32_t *out, Py_ssize_t n, int strict, Py_ssize_t *where,
                        Py_ssize_t *extra) {
@@ -307,12 +425,7 @@ static int decode_loop(reader *r, int32_t *out, Py_ssize_t n, int strict, Py_ssi
         out[i] = positive ? (int32_t)mag : -(int32_t)mag;
         i++;
     }
-    if (strict) {
-        size_t left = r->nb + 8 * (size_t)(r->end - r->p);
-        if (left >= 8) { *extra = (Py_ssize_t)(left / 8); return DEC_TRAILING; }
-        if (r->buf & ((1ull << r->nb) - 1)) return DEC_PADDING;
-    }
-    return DEC_OK;
+    return strict ? check_end(r, extra) : DEC_OK;
 }
 
 static PyObject *decode_into(PyObject *self, PyObject *args) {
@@ -339,29 +452,8 @@ static PyObject *decode_into(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&data);
     PyBuffer_Release(&out);
-    switch (err) {
-    case DEC_OK:
-        Py_RETURN_NONE;
-    case DEC_TRUNCATED:
-        PyErr_Format(StreamError, "gamma stream truncated at value %zd of %zd", where, n);
-        break;
-    case DEC_OVERFLOW:
-        PyErr_Format(StreamError,
-                     "gamma code longer than 61 bits (more than int32 can hold) at value %zd of %zd",
-                     where, n);
-        break;
-    case DEC_OVERRUN:
-        PyErr_Format(StreamError, "zero run at value %zd of %zd overruns the %zd values (by %zd)",
-                     where, n, n, extra);
-        break;
-    case DEC_TRAILING:
-        PyErr_Format(StreamError, "%zd trailing byte(s) after the last value", extra);
-        break;
-    case DEC_PADDING:
-        PyErr_SetString(StreamError, "non-zero padding bits after the last value");
-        break;
-    }
-    return NULL;
+    if (err == DEC_OK) Py_RETURN_NONE;
+    return decode_error(err, where, n, extra);
 }
 
 static PyMethodDef methods[] = {
@@ -369,6 +461,8 @@ static PyMethodDef methods[] = {
      "encode(values, clamp_int32_min=True) -> bytes: one coding unit of contiguous int32 values."},
     {"decode_into", decode_into, METH_VARARGS,
      "decode_into(data, out, strict=True): decode len(out) int32 values from data into out."},
+    {"decode_part", decode_part, METH_VARARGS,
+     "decode_part(data, out, state, total, strict=True) -> state: the next len(out) of total values."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -44,7 +44,7 @@ except ImportError:  # pragma: no cover - depends on the build
     _gammac = None
 
 __all__ = [
-    "BACKEND", "BACKENDS", "available_backends", "set_backend", "encode", "decode", "encode_units",
+    "BACKEND", "BACKENDS", "available_backends", "set_backend", "encode", "decode", "PartDecoder", "encode_units",
     "decode_units", "unit_shape",
 ]
 
@@ -154,6 +154,46 @@ def decode(data, count: int, *, strict: bool = True, backend: Optional[str] = No
         return values
     out.reshape(-1)[...] = values
     return out
+
+
+class PartDecoder:
+    """One coding unit of ``count`` values decoded in consecutive parts: ``into(out)`` decodes the
+    next ``out.size`` values into the int32 array ``out``. The values, the accepted streams and the
+    error messages are exactly those of :func:`decode` (an error surfaces in the part where the
+    stream goes wrong; the strict end checks run with the part that reaches ``count``, so a caller
+    that decodes ``count == 0`` values must still call ``into`` once, with an empty array).
+
+    On the C backend the scratch is the caller's ``out``, whatever ``count`` is: a decoder can turn
+    each part into something else before the next (the ``epr`` codec's 16-bit floats). The numpy and
+    Python backends decode the whole unit on the first call and hand it out part by part.
+    """
+
+    def __init__(self, data, count: int, *, strict: bool = True, backend: Optional[str] = None):
+        self._count = _check_count(count)
+        self._view = _as_bytes_view(data)
+        self._strict = bool(strict)
+        self._backend = _check_backend(backend or BACKEND)
+        self._state = (0, 0, 0, 0, 0)  # C: (bit, values done, pending zeros, value next, run start)
+        self._done = 0
+        self._values: Optional[np.ndarray] = None
+
+    @property
+    def done(self) -> int:
+        """How many values have been decoded so far."""
+        return self._done
+
+    def into(self, out: np.ndarray) -> np.ndarray:
+        n = out.size
+        if out.dtype != np.int32 or not out.flags.c_contiguous or n > self._count - self._done:
+            raise ValueError(f"out must be a contiguous int32 array of at most {self._count - self._done} elements")
+        if self._backend == "c":
+            self._state = _gammac.decode_part(self._view, out.reshape(-1), self._state, self._count, self._strict)
+        else:
+            if self._values is None:
+                self._values = decode(self._view, self._count, strict=self._strict, backend=self._backend)
+            out.reshape(-1)[...] = self._values[self._done:self._done + n]
+        self._done += n
+        return out
 
 
 def _check_count(count) -> int:

@@ -6,7 +6,8 @@ The payload rules are normative in spec/federated.md.
 Server, once per round::
 
     from squeezefmt import federated as fl
-    enc = fl.BroadcastEncoder("lossy-delta")          # or "lossless", "lossless-delta", "lossy", "lossy-delta-3"
+    enc = fl.BroadcastEncoder("lossy-delta")          # or "lossless", "lossless-delta", "lossy", "lossy-delta-quant"
+    enc = fl.BroadcastEncoder("lossy-delta", carry_residual=True)   # FedAvg: models built on what clients hold
     payload = enc.encode(global_weights)              # bytes for every client that is up to date
     enc.payload_for(held_hash)                        # a client that missed rounds: full catch-up
 

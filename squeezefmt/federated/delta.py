@@ -64,7 +64,7 @@ def _same_structure(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) ->
     return list(a) == list(b) and all(a[n].shape == b[n].shape and a[n].dtype == b[n].dtype for n in a)
 
 
-def _residual(arrays: Mapping[str, np.ndarray], state: Mapping[str, np.ndarray]) -> tuple[float, float]:
+def _residual_stats(arrays: Mapping[str, np.ndarray], state: Mapping[str, np.ndarray]) -> tuple[float, float]:
     num = den = 0.0
     mx = 0.0
     for name, w in arrays.items():
@@ -84,11 +84,21 @@ class BroadcastEncoder:
 
     ``preset`` is a name from :data:`squeezefmt.federated.PRESETS` or a :class:`FederatedPreset`;
     ``full_every``, ``bits`` and ``delta_bits`` override its fields.
+
+    ``carry_residual``: say how the models given to :meth:`encode` come about. False (default): each
+    continues the sender's own model, so the delta against the state already holds what the last
+    lossy payload left out. True: each is built on what receivers hold, as FedAvg builds it (the
+    average of client models trained from the last broadcast), so what the last payload left out
+    (``target - state``) would be lost; it is added to the next model before coding (server-side
+    error feedback; the Flower strategies turn it on for FedAvg).
     """
 
     def __init__(self, preset: "str | FederatedPreset" = "lossless", *, full_every: int | None = None,
-                 bits: int | None = None, delta_bits: int | None = None, keep_states: int = 4):
+                 bits: int | None = None, delta_bits: int | None = None, keep_states: int = 4,
+                 carry_residual: bool = False):
         self.preset = get_preset(preset, full_every=full_every, bits=bits, delta_bits=delta_bits)
+        self.carry_residual = bool(carry_residual)
+        self._residual: dict[str, np.ndarray] | None = None
         self._full_choose = self.preset.full_chooser()
         self._delta_choose = self.preset.delta_chooser()
         self._state: dict[str, np.ndarray] | None = None
@@ -138,6 +148,7 @@ class BroadcastEncoder:
         """
         t0 = time.perf_counter()
         arrays, layout = as_named_arrays(model)
+        arrays = self._with_residual(arrays, layout)
         rnd = (0 if self._round is None else self._round + 1) if round is None else int(round)
         if self._round is not None and rnd <= self._round:
             raise SqueezeError(f"round {rnd} is not after the last encoded round {self._round}")
@@ -158,8 +169,10 @@ class BroadcastEncoder:
             info = PayloadInfo("delta", rnd, content_hash(state), layout, base=self._state_hash, op=op)
         data = enc.write(info)
         encode_s = time.perf_counter() - t0
-        rel, mx = _residual(arrays, state)
+        rel, mx = _residual_stats(arrays, state)
         self._state, self._state_hash, self._layout, self._round = state, info.state, layout, rnd
+        if self.carry_residual:
+            self._residual = {n: a - state[n] for n, a in arrays.items() if a.dtype.kind == "f"}
         if keyframe:
             self._key_round = rnd
         self._recent[info.state] = state
@@ -171,6 +184,18 @@ class BroadcastEncoder:
         self.history.append(RoundReport(rnd, info.kind, len(data), sum(a.nbytes for a in arrays.values()),
                                         encode_s, info.state, info.base, rel, mx))
         return data
+
+    def _with_residual(self, arrays: dict[str, np.ndarray], layout: str) -> dict[str, np.ndarray]:
+        """``arrays`` plus what the last payload left out, when ``carry_residual`` and the tensors match."""
+        res = self._residual
+        if res is None or layout != self._layout or not _same_structure(arrays, self._state):
+            return arrays
+        return {n: (a + res[n]).astype(a.dtype) if n in res else a for n, a in arrays.items()}
+
+    @property
+    def residual(self) -> "dict[str, np.ndarray] | None":
+        """With ``carry_residual``: what the last payload left out (float tensors), added to the next model."""
+        return self._residual
 
     def full_payload(self) -> bytes:
         """A full payload of the current state, for a receiver that missed rounds.

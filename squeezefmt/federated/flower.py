@@ -70,7 +70,7 @@ with _without_tensorflow():
         Code, EvaluateIns, EvaluateRes, FitIns, FitRes, GetParametersIns, GetParametersRes, GetPropertiesIns,
         GetPropertiesRes, Parameters, Status, ndarrays_to_parameters, parameters_to_ndarrays,
     )
-    from flwr.server.strategy import FedAvg, Strategy
+    from flwr.server.strategy import FedAvg, FedAvgM, FedOpt, Strategy
 
 #: ``Parameters.tensor_type`` of a squeezefmt payload (one tensor: the payload bytes).
 TENSOR_TYPE = "squeezefmt.v1"
@@ -93,6 +93,14 @@ def _strip(metrics: dict | None) -> dict:
     return {k: v for k, v in (metrics or {}).items() if not str(k).startswith(_PREFIX)}
 
 
+def builds_on_broadcast(inner, fedavg=FedAvg, own_model=(FedOpt, FedAvgM)) -> bool:
+    """Whether ``inner`` makes the next global model from the clients' models alone (FedAvg and its
+    plain relatives: FedProx, FedMedian, Krum, ...), i.e. on top of what the clients received. Then
+    the broadcast encoder must carry its residual (``BroadcastEncoder(carry_residual=True)``).
+    Server-side optimisers (FedOpt: FedAdam, FedYogi, FedAdagrad; FedAvgM) keep their own model."""
+    return isinstance(inner, fedavg) and not isinstance(inner, own_model)
+
+
 def _payload_of(parameters: Parameters) -> bytes:
     if len(parameters.tensors) != 1:
         raise SqueezeError(f"a {TENSOR_TYPE} Parameters object holds exactly one payload, got {len(parameters.tensors)}")
@@ -106,6 +114,9 @@ class SqueezeStrategy(Strategy):
     ``"lossy-delta"`` or a :class:`FederatedPreset`), or None for Flower's numpy serialization
     (measure only). ``uplink``: preset clients use for their updates (None: plain numpy).
     ``evaluate_reconstruction``: centralised evaluation sees the model clients reconstruct.
+    ``carry_residual``: feed what a lossy payload left out into the next one (see
+    :class:`~squeezefmt.federated.BroadcastEncoder`); None (default): on for FedAvg-like inner
+    strategies (:func:`builds_on_broadcast`), off for those with a server-side model.
 
     ``rounds`` collects per server round: ``down_bytes``/``up_bytes`` (fit + evaluate messages),
     ``encode_s`` (server), ``client_decode_s``/``client_encode_s`` (mean over clients),
@@ -114,11 +125,14 @@ class SqueezeStrategy(Strategy):
 
     def __init__(self, inner: Strategy | None = None, *, preset: "str | FederatedPreset | None" = "lossy-delta",
                  full_every: int | None = None, bits: int | None = None, delta_bits: int | None = None,
-                 uplink: str | None = None, evaluate_reconstruction: bool = True):
+                 uplink: str | None = None, evaluate_reconstruction: bool = True,
+                 carry_residual: bool | None = None):
         super().__init__()
         self.inner = inner if inner is not None else FedAvg()
+        carry = builds_on_broadcast(self.inner) if carry_residual is None else bool(carry_residual)
         self.encoder = (None if preset is None else
-                        BroadcastEncoder(preset, full_every=full_every, bits=bits, delta_bits=delta_bits))
+                        BroadcastEncoder(preset, full_every=full_every, bits=bits, delta_bits=delta_bits,
+                                         carry_residual=carry))
         if uplink is not None:
             if not isinstance(uplink, str):
                 raise SqueezeError("uplink must be a federated preset name (clients build the encoder from it)")
@@ -331,4 +345,5 @@ class SqueezeClient(Client):
         return EvaluateRes(Status(Code.OK, "Success"), float(loss), num_examples, metrics)
 
 
-__all__ = ["SqueezeStrategy", "SqueezeClient", "TENSOR_TYPE", "CONFIG_UPLINK", "METRIC_STATE", "wire_bytes"]
+__all__ = ["SqueezeStrategy", "SqueezeClient", "TENSOR_TYPE", "CONFIG_UPLINK", "METRIC_STATE", "wire_bytes",
+           "builds_on_broadcast"]

@@ -46,13 +46,14 @@ import numpy as np
 
 from ..errors import SqueezeError
 from .delta import BroadcastDecoder, BroadcastEncoder, UpdateEncoder, decode_update
-from .flower import _without_tensorflow
+from .flower import _without_tensorflow, builds_on_broadcast
 from .payload import encode_model
 from .presets import get_preset
 
 with _without_tensorflow():
     from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, RecordDict
-    from flwr.serverapp.strategy import FedAvg, Strategy
+    from flwr.serverapp.strategy import FedAvg, FedAvgM, Strategy
+    from flwr.serverapp.strategy.fedopt import FedOpt
 
 #: ``Array.stype`` of a squeezefmt payload (one Array, dtype uint8, the payload bytes as data).
 STYPE = "squeezefmt.v1"
@@ -127,12 +128,18 @@ class SqueezeMessageStrategy(Strategy):
     ``rounds`` collects per server round: ``down_bytes`` (payload bytes sent), ``numpy_bytes`` (what
     Flower's numpy Arrays of the same messages hold), ``up_bytes`` / ``up_numpy_bytes`` likewise for
     the replies, ``encode_s``, the payload kinds, ``client_decode_s`` (mean) and node errors.
+    ``carry_residual``: as for :class:`squeezefmt.federated.flower.SqueezeStrategy` (None: on for
+    FedAvg-like inner strategies, off for FedOpt / FedAvgM, which keep a server-side model).
+    ``evaluate_reconstruction``: the ``evaluate_fn`` given to :meth:`start` sees the model the nodes
+    will hold (the next broadcast, decoded), not the server's float aggregate.
     """
 
     def __init__(self, inner: Strategy | None = None, *, preset: str | None = "lossy-delta",
                  full_every: int | None = None, bits: int | None = None, delta_bits: int | None = None,
-                 uplink: str | None = None):
+                 uplink: str | None = None, carry_residual: bool | None = None, evaluate_reconstruction: bool = True):
         self.inner = inner if inner is not None else FedAvg()
+        carry = (builds_on_broadcast(self.inner, FedAvg, (FedOpt, FedAvgM)) if carry_residual is None
+                 else bool(carry_residual))
         self.key = getattr(self.inner, "arrayrecord_key", "arrays")
         self.config_key = getattr(self.inner, "configrecord_key", "config")
         if uplink is not None:
@@ -140,8 +147,10 @@ class SqueezeMessageStrategy(Strategy):
             if preset is None:
                 raise SqueezeError("compressed uplink needs a squeezefmt preset for the downlink (its bases)")
         self.uplink = uplink
+        self.evaluate_reconstruction = evaluate_reconstruction
         self.encoder = (None if preset is None else
-                        BroadcastEncoder(preset, full_every=full_every, bits=bits, delta_bits=delta_bits))
+                        BroadcastEncoder(preset, full_every=full_every, bits=bits, delta_bits=delta_bits,
+                                         carry_residual=carry))
         self._encoded_for: ArrayRecord | None = None
         self._held: dict[int, str] = {}
         self.rounds: dict[int, dict[str, Any]] = {}
@@ -152,6 +161,17 @@ class SqueezeMessageStrategy(Strategy):
 
     def summary(self) -> None:
         self.inner.summary()
+
+    def start(self, grid, initial_arrays, num_rounds=3, timeout=3600, train_config=None, evaluate_config=None,
+              evaluate_fn=None):
+        """Flower's ``Strategy.start``; ``evaluate_fn`` sees the reconstruction (``evaluate_reconstruction``)."""
+        if evaluate_fn is not None and self.encoder is not None and self.evaluate_reconstruction:
+            user_fn = evaluate_fn
+
+            def evaluate_fn(rnd, arrays):
+                self._ensure_encoded(rnd + 1, arrays)  # round rnd + 1's broadcast: what the nodes will hold
+                return user_fn(rnd, from_arrays(self.encoder.state))
+        return super().start(grid, initial_arrays, num_rounds, timeout, train_config, evaluate_config, evaluate_fn)
 
     # -- bookkeeping ---------------------------------------------------------------------------------
     def _round(self, rnd: int) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from ..api import open as open_sqz
 from ..api import save
 from ..codecs import Codec
+from ..container.limits import DEFAULT_LIMITS, Limits
 from .archive import KerasArchive, keras_metadata
 from .formats import read_archive
 from .formats.h5 import write_h5
@@ -37,6 +38,7 @@ def pack_archive(
     tt_report: list[TTChoice] | None = None,
     canonical_zeros: bool | None = None,
     epr_float16_steps: bool = False,
+    record_source: bool = False,
 ):
     """Write an already-read Keras archive as a .sqz container.
 
@@ -44,7 +46,9 @@ def pack_archive(
     recorded under ``"tt"`` in the packing options). ``canonical_zeros``: -0.0 -> +0.0 first (None:
     the preset's default; see ``squeezefmt.save``). ``epr_float16_steps``: round EPR log-steps to
     float16 even where that changes them (the tutorial's storage; by default they are float16 only
-    where that is exact, else kept as float32 with a warning).
+    where that is exact, else kept as float32 with a warning). ``record_source``: store the source
+    file's name and SHA-256 under ``metadata["source"]`` (off by default: about 90 header bytes that
+    nothing needs to decode, a large share of a tiny model's file).
     """
     options = dict(options or {})
     if tt is not None:
@@ -55,7 +59,7 @@ def pack_archive(
     archive = rewrite_epr(archive, float16_steps=epr_float16_steps)  # EPR-trained layers -> epr latents
     archive = group_tt_layers(archive, codecs)     # t3f/TTDense cores -> one pre-encoded tt tensor per layer
     extra = {"keras": archive.metadata(), "packing": options}
-    if archive.source_sha256 or source_name:
+    if record_source and (archive.source_sha256 or source_name):
         extra["source"] = {"sha256": archive.source_sha256, "file": source_name}
     return save(
         archive.arrays, target, preset=preset, codecs=codecs, metadata=metadata,
@@ -76,21 +80,23 @@ def pack(
     tt_report: list[TTChoice] | None = None,
     canonical_zeros: bool | None = None,
     epr_float16_steps: bool = False,
+    record_source: bool = False,
 ):
     """Convert a Keras file into a .sqz container: a legacy .h5 (full model or weights only, Keras 2
     or 3), a Keras 3 ``.keras`` archive or a Keras 3 ``.weights.h5`` (see keras/formats/).
 
     Returns the container bytes when ``target`` is None. Optimizer state is left out unless
     ``include_optimizer`` is set. ``tt=TTOptions(max_rank=8)``: TT-SVD of the Dense kernels (lossy;
-    what ``squeezefmt pack --tt-rank`` does). ``canonical_zeros``, ``epr_float16_steps``: see
-    :func:`pack_archive`.
+    what ``squeezefmt pack --tt-rank`` does). ``canonical_zeros``, ``epr_float16_steps``,
+    ``record_source``: see :func:`pack_archive`.
     """
     archive = read_archive(h5_path, include_optimizer=include_optimizer)
     options = {"preset": preset, "include_optimizer": include_optimizer}
     name = os.path.basename(os.fspath(h5_path)) if isinstance(h5_path, (str, os.PathLike)) else None
     return pack_archive(archive, target, preset=preset, codecs=codecs, metadata=metadata, options=options,
                         progress=progress, source_name=name, tt=tt, tt_report=tt_report,
-                        canonical_zeros=canonical_zeros, epr_float16_steps=epr_float16_steps)
+                        canonical_zeros=canonical_zeros, epr_float16_steps=epr_float16_steps,
+                        record_source=record_source)
 
 
 def pack_tt(h5_path, target=None, *, max_rank=None, tol=None, layers=None, dims=None, d=None,
@@ -115,13 +121,15 @@ def _writer(target: str, meta: Mapping[str, Any]):
     return write_h5
 
 
-def unpack(sqz_source, h5_target) -> None:
+def unpack(sqz_source, h5_target, *, limits: Limits = DEFAULT_LIMITS) -> None:
     """Write the Keras file a container was packed from (weights as decoded).
 
     The target's extension picks the format: ``.keras`` (a container packed from a Keras 3 ``.keras``),
     ``.weights.h5`` (packed from a Keras 3 ``.keras`` or ``.weights.h5``), anything else a legacy .h5.
+    ``limits``: the reader's limits (``max_decoded_bytes`` caps what an untrusted container may decode
+    to; over it, :class:`~squeezefmt.errors.LimitError` before anything is decoded or written).
     """
-    with open_sqz(sqz_source) as f:
+    with open_sqz(sqz_source, limits=limits) as f:
         meta, fetch = resolve_weights(keras_metadata(f), f, "stored")  # a TT tensor -> its layer's cores
         arrays = weight_arrays(meta, fetch)
     write = _writer(os.fspath(h5_target), meta)

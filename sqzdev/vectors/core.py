@@ -21,9 +21,10 @@ import squeezefmt  # noqa: E402
 from squeezefmt.codecs.bytegroup import ByteGroup  # noqa: E402
 from squeezefmt.codecs.raw import Raw  # noqa: E402
 from squeezefmt.codecs.zstd_codec import Zstd  # noqa: E402
+from squeezefmt.codecs.zstd_util import compress  # noqa: E402
 from squeezefmt.container.jsonbound import decode_header  # noqa: E402
 from squeezefmt.container.layout import (  # noqa: E402
-    PREAMBLE_SIZE, Preamble, align, encode_header, parse_preamble,
+    FLAG_HEADER_ZSTD, PREAMBLE_SIZE, Preamble, align, encode_header, parse_preamble,
 )
 
 from sqzdev import VECTORS as ROOT  # noqa: E402
@@ -43,10 +44,29 @@ def split(data: bytes):
     return header, streams
 
 
+def encode(json_bytes: bytes, level: int = 19) -> tuple[int, bytes]:
+    """``(flags, stored header)`` as the writer stores it: the zstd frame when it is smaller.
+
+    Level 19 is the writer's; the fuzzer forges with a fast level (the reader does not care which
+    level made the frame).
+    """
+    if level == 19:
+        return encode_header(json_bytes)
+    packed = compress(json_bytes, level)
+    return (FLAG_HEADER_ZSTD, packed) if len(packed) < len(json_bytes) else (0, json_bytes)
+
+
 def assemble(json_bytes: bytes, streams: list[bytes], data_start: int, end: int, *, major: int = 1,
-             minor: int = 0, file_len_delta: int = 0, compress: bool = True) -> bytes:
-    """Preamble + (compressed) header + padding + streams at canonical offsets."""
-    flags, stored = encode_header(json_bytes) if compress else (0, json_bytes)
+             minor: int = 0, file_len_delta: int = 0, compress: bool = True,
+             encoded: tuple[int, bytes] | None = None) -> bytes:
+    """Preamble + (compressed) header + padding + streams at canonical offsets.
+
+    ``encoded``: ``(flags, stored)`` of ``json_bytes`` when the caller already has it.
+    """
+    if encoded is not None:
+        flags, stored = encoded
+    else:
+        flags, stored = encode_header(json_bytes) if compress else (0, json_bytes)
     pre = Preamble(major, minor, flags, len(stored), crc(stored), end + file_len_delta, len(json_bytes))
     out = bytearray(pre.pack() + stored)
     out += bytes(data_start - len(out))
@@ -59,11 +79,17 @@ def assemble(json_bytes: bytes, streams: list[bytes], data_start: int, end: int,
 
 
 def forge(header: dict, streams: list[bytes], mutate=None, major: int = 1, minor: int = 0,
-          file_len_delta: int = 0) -> bytes:
-    """Assemble a container with canonical offsets, optionally mutating the final header object."""
-    data_start = align(PREAMBLE_SIZE)
-    for _ in range(32):
-        h = json.loads(json.dumps(header))
+          file_len_delta: int = 0, level: int = 19, copy: bool = True, start: int = 0) -> bytes:
+    """Assemble a container with canonical offsets, optionally mutating the final header object.
+
+    ``level``: the zstd level of the header frame (19, the writer's; the fuzzer uses a fast one).
+    ``copy=False`` (without ``mutate``) writes the offsets into ``header`` itself, the caller's
+    throwaway copy, instead of copying it on every layout pass. ``start``: a guess of where the
+    streams begin (a parent's), which usually saves the second layout pass.
+    """
+    data_start = max(align(PREAMBLE_SIZE), start)
+    for attempt in range(32):
+        h = json.loads(json.dumps(header)) if copy or mutate else header
         cursor = end = data_start
         it = iter(streams)
         for t in h["tensors"]:
@@ -76,11 +102,13 @@ def forge(header: dict, streams: list[bytes], mutate=None, major: int = 1, minor
         if mutate:
             mutate(h)
         raw = json.dumps(h, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-        need = align(PREAMBLE_SIZE + len(encode_header(raw)[1]))
+        encoded = encode(raw, level)
+        need = align(PREAMBLE_SIZE + len(encoded[1]))
         if need == data_start:
             break
-        data_start = max(need, data_start)
-    return assemble(raw, streams, data_start, end, major=major, minor=minor, file_len_delta=file_len_delta)
+        data_start = need if attempt == 0 else max(need, data_start)  # a guess may be too large
+    return assemble(raw, streams, data_start, end, major=major, minor=minor, file_len_delta=file_len_delta,
+                    encoded=encoded)
 
 
 def refix_crc(data: bytes) -> bytes:
@@ -281,6 +309,10 @@ def main() -> None:
     from .v11 import v11_files  # noqa: PLC0415 - format 1.1 vectors, same directories
 
     for rel, data in v11_files():
+        put(os.path.join(ROOT, rel), data)
+    from .v12 import v12_files  # noqa: PLC0415 - format 1.2 vectors
+
+    for rel, data in v12_files():
         put(os.path.join(ROOT, rel), data)
     manifest = write_manifest(ROOT)
     print(f"wrote {len(written)} new files; manifest lists {len(manifest)}")
