@@ -46,7 +46,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .compat import numpy_dtype
+from .compat import is_keras3, keras_module, numpy_dtype
 
 #: Default bound on the activations kept between stages (bytes).
 DEFAULT_ACTIVATION_BYTES = 32 << 20
@@ -85,7 +85,11 @@ class Graph:
 
 
 def _keras_graph(model) -> Graph:
-    """The functional graph of a tf.keras 2.x model (the one place that reads Keras internals)."""
+    """The functional graph of a Keras model (with lazy_graph_keras3, the one place that reads Keras internals)."""
+    if is_keras3():
+        from .lazy_graph_keras3 import read_graph  # noqa: PLC0415
+
+        return read_graph(model, Graph, Step, Unsupported)
     tf = _tf()
     nodes_by_depth = getattr(model, "_nodes_by_depth", None)
     if not getattr(model, "_is_graph_network", False) or nodes_by_depth is None:
@@ -137,7 +141,9 @@ def _tf():
 
 
 def _sublayers(layer) -> list:
-    return [m for m in getattr(layer, "submodules", ()) if hasattr(m, "call")] + [layer]
+    flatten = getattr(layer, "_flatten_layers", None)  # Keras 2 and 3: nested layers, an RNN's cell ...
+    nested = list(flatten(include_self=False, recursive=True)) if flatten is not None else []
+    return nested + [m for m in getattr(layer, "submodules", ()) if hasattr(m, "call")] + [layer]
 
 
 def check_supported(model, graph: Graph) -> None:
@@ -324,7 +330,7 @@ class LayerMajor:
         for a in flat:
             a = a.numpy() if tf.is_tensor(a) else np.asarray(a)
             if np.issubdtype(a.dtype, np.floating):  # as Keras's data adapter does
-                a = a.astype(tf.keras.backend.floatx(), copy=False)
+                a = a.astype(keras_module().backend.floatx(), copy=False)
             arrays.append(a)
         rows = {a.shape[0] if a.ndim else -1 for a in arrays}
         if len(rows) != 1 or -1 in rows:
@@ -422,7 +428,8 @@ class LayerMajor:
         in_spec = [tf.TensorSpec((None,) + tuple(graph.shapes[i][1:]), graph.dtypes[i]) for i in stage.in_ids]
         w_spec = [tf.TensorSpec(w.shape, w.dtype) for ws in weights for w in ws]
         cast = {i: d for i, d in zip(graph.input_ids, graph.input_dtypes)}
-        first_output = graph.output_ids[0] if graph.output_ids[0] in stage.out_ids else None
+        # Keras 2's predict step counts steps (below); Keras 3's has no counter
+        first_output = graph.output_ids[0] if graph.output_ids[0] in stage.out_ids and not is_keras3() else None
         if first_output is not None and self._counter is None:
             self._counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="squeezefmt_predict_counter")
         counter = self._counter
