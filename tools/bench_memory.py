@@ -33,8 +33,8 @@ baseline, each mode in its own process:
 * ``eager``: ``squeezefmt.keras.load``;
 * ``lazy_batch``: ``load(lazy=True)`` with layer-major predict switched off (every layer decoded once
   per batch);
-* ``lazy_layer``: layer-major predict without the decode overlap (the default);
-* ``lazy_overlap``: layer-major predict, the next stage decoded while one computes (``overlap=True``).
+* ``lazy_layer``: layer-major predict without the decode overlap (``overlap=False``);
+* ``lazy_overlap``: layer-major predict, the next stage decoded while one computes (the default).
 
 on the Dense model above (every preset), on a CNN (``examples/mnist_cnn.h5``, lossless) and on 12
 Dense(2048) layers packed with 8-bit quantization (``--wide``). Goals (issue 15): 640-row lazy
@@ -247,7 +247,7 @@ def speed_case(args, label: str, path: str) -> dict:
             "runs": runs, "goals": {}}
     for rows in args.rows.split(","):
         eager = runs["eager"]["rows"][rows]
-        lazy = runs["lazy_layer"]["rows"][rows]  # the default: layer-major, no overlap
+        lazy = runs["lazy_overlap"]["rows"][rows]  # the default: layer-major with overlap
         sched = lazy.get("schedule", {})
         activations = sched.get("chunk_rows", 0) * sched.get("activation_bytes_per_row", 0) + lazy["output_bytes"]
         bound = (sqz + sum(sizes[:2]) + activations) * 1.10
@@ -276,7 +276,7 @@ def print_speed(cases: list[dict], batch: int) -> None:
             print(f"{rows:>6}{cells}{goal['lazy_over_eager_time']:>12.2f}{goal['rss_bound'] / MiB:>10.1f}"
                   f"{str(goal['rss_ok']):>8}{str(goal['identical']):>6}{str(goal['per_batch_identical']):>8}"
                   f"{goal['decode_budget_s'] * 1e3:>16.1f}")
-    print("(lazy/eager: lazy_layer (the default) over eager time; RSS goal: (.sqz + two largest layers + activations) x 1.1, "
+    print("(lazy/eager: lazy_overlap (the default) over eager time; RSS goal: (.sqz + two largest layers + activations) x 1.1, "
           "activations = the chunk's stage activations + the output; same: layer-major outputs == eager's, "
           "same/b: the per-batch path's; 32-row goal: eager + the float weights at 2 GB/s)")
 

@@ -25,14 +25,14 @@ by stage over all rows*, so a stage's weights are decoded once and used for ever
   a chunk is as many batches as fit the activation budget (``activation_bytes``, default 32 MiB,
   computed from the graph's static shapes). A call whose activations fit in one chunk decodes every
   layer exactly once; otherwise once per chunk.
-* **Overlap** (off by default; ``configure(model, overlap=True)``). A worker thread decodes stage
+* **Overlap** (on by default; ``configure(model, overlap=False)``). A worker thread decodes stage
   *i+1* while stage *i* computes (the decoders release the GIL in their C loops); at most two stages'
   weights are alive, so peak memory is about the compressed file + the two largest stages + the
-  chunk's activations. TensorFlow's kernels already use every core, so the thread only takes cores
-  from them: on the 2-core machine of ``tools/bench_memory.py`` (load ~11) it was slower than no
-  overlap in 3 of the 4 models at 640 rows (12 x Dense(2048) q8: 2.4x eager instead of 1.2x), and
-  mixed at 1 and 32 rows. It can pay where cores are idle while a stage computes. A layer used by
-  several stages (a shared layer) stays decoded until its last stage of the chunk.
+  chunk's activations. Measured on 2 cores shared with other jobs, calls interleaved in one process
+  (``tools/bench_overlap.py``, best of 5): equal or faster than no overlap in 7 of 8 cases (640
+  rows: 0.71-0.86x eager instead of 0.86-1.03x on the Dense models), 10 % slower on the CNN at 32
+  rows; separate-process runs of ``tools/bench_memory.py`` at load 11-15 disagreed with each other.
+  A layer used by several stages (a shared layer) stays decoded until its last stage of the chunk.
 * **Fallback.** A model that cannot run this way (stateful RNNs, masking, activations whose shape is
   not static beyond the batch axis, a graph this module cannot
   read) and calls this schedule does not cover (``steps``, ``callbacks``, datasets and generators)
@@ -272,7 +272,7 @@ class LayerMajor:
         self.lazy_layers = list(lazy_layers)
         self.original_predict = original_predict
         self.enabled = True
-        self.overlap = False  # measured not to pay on 2 cores shared with TensorFlow (module doc)
+        self.overlap = True  # measured to pay (module doc)
         self.activation_bytes = DEFAULT_ACTIVATION_BYTES
         self._plan = None           # (graph, stages) once built, or an Unsupported
         self._warned = False
