@@ -29,9 +29,9 @@ by stage over all rows*, so a stage's weights are decoded once and used for ever
   *i+1* while stage *i* computes (the decoders release the GIL in their C loops); at most two stages'
   weights are alive, so peak memory is about the compressed file + the two largest stages + the
   chunk's activations. Measured on 2 cores shared with other jobs, calls interleaved in one process
-  (``tools/bench_overlap.py``, best of 5): equal or faster than no overlap in 7 of 8 cases (640
-  rows: 0.71-0.86x eager instead of 0.86-1.03x on the Dense models), 10 % slower on the CNN at 32
-  rows; separate-process runs of ``tools/bench_memory.py`` at load 11-15 disagreed with each other.
+  (``tools/bench_overlap.py``, best of 5, two runs): equal or faster than no overlap in 7 of 8 cases
+  each time (640 rows: 0.77-1.03x eager instead of 0.82-1.27x), at most 4 % slower in the other;
+  separate-process runs of ``tools/bench_memory.py`` at load 11-15 disagreed with each other.
   A layer used by several stages (a shared layer) stays decoded until its last stage of the chunk.
 * **Fallback.** A model that cannot run this way (stateful RNNs, masking, activations whose shape is
   not static beyond the batch axis, a graph this module cannot
