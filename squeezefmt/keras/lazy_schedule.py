@@ -38,7 +38,7 @@ by stage over all rows*, so a stage's weights are decoded once and used for ever
   read) and calls this schedule does not cover (``steps``, ``callbacks``, datasets and generators)
   use the per-batch lazy path; the first time for a given model it says why (``RuntimeWarning``).
 
-Keras-version-specific graph access is confined to :func:`_keras_graph`.
+Keras-version-specific graph access is confined to :func:`_keras_graph` and ``lazy_graph_keras3.py``.
 """
 from __future__ import annotations
 
