@@ -8,7 +8,9 @@ Two tables, one run (best of ``--repeats``, one thread):
   ``--mib`` MiB float32 array that is already mapped (so page faults are not counted): the C loop
   (squeezefmt/_decodec.c, squeezefmt/codecs/_bytegroupc.c), its numpy reference, and two baselines of
   the same output size measured in the same run: ``memcpy`` (``np.copyto`` of float32) and
-  ``numpy take`` (``np.take`` of a 256-entry float32 table by uint8 indices).
+  ``numpy take`` (``np.take`` of a 256-entry float32 table by uint8 indices). Two stages that come
+  before them are timed too, per float32 output value: the Huffman decode of 8-bit quantization
+  symbols (the entropy stage of quant/cluster) and the CRC-32 every decode checks first.
 * **codecs**: ``SqzFile.tensor`` of one 2048 x N float32 tensor (whole decode: CRC, entropy stage,
   float stage), per codec, against zstd-19 of the same float32 bytes decompressed by python-zstandard
   alone; once into a freshly mapped output (the default) and once with output buffers kept for reuse
@@ -24,6 +26,7 @@ import mmap
 import os
 import sys
 import time
+import zlib
 
 import numpy as np
 import zstandard
@@ -38,6 +41,7 @@ from squeezefmt.codecs.cluster import Cluster  # noqa: E402
 from squeezefmt.codecs.quantize import Quantize  # noqa: E402
 from squeezefmt.codecs.raw import Raw  # noqa: E402
 from squeezefmt.codecs.zstd_codec import Zstd  # noqa: E402
+from squeezefmt.entropy import huffman  # noqa: E402
 
 
 def best(fn, repeats: int) -> float:
@@ -63,6 +67,10 @@ def stage_rows(n: int, repeats: int) -> list[dict]:
     step = (rng.random(channels) * 1e-3 + 1e-4).astype(np.float32)
     planes = [bytes(rng.integers(0, 256, n).astype(np.uint8)) for _ in range(4)]
     u32 = out.view(np.uint32)
+    # the symbols of an 8-bit quantization of a heavy-tailed weight tensor (as quant 8-bit per tensor)
+    w = rng.standard_t(4, n)
+    q8 = np.clip(np.round((w - w.min()) / (w.max() - w.min()) * 255), 0, 255).astype(np.uint8)
+    q8_stream = huffman.encode(q8, 256)
     sym2 = idx.reshape(-1, channels)
     tests = {
         "memcpy (np.copyto float32)": lambda: np.copyto(out, src),
@@ -74,13 +82,15 @@ def stage_rows(n: int, repeats: int) -> list[dict]:
         "dequant C (quant per channel)": lambda: buffers._decodec.dequant(idx, out, shift, zp, step, 1, 255),
         "dequant reference": lambda: quantize.dequantize_channels_reference(
             sym2, out.reshape(sym2.shape), shift.astype(np.int64), zp.astype(np.int64), step, 1, 255, "float32"),
+        "huffman decode C (8-bit quantized weights)": lambda: huffman.decode(q8_stream, n),
+        "crc32 (zlib) of float32 bytes": lambda: zlib.crc32(src),
         "bytegroup join C (4 planes, rotate)": lambda: bytegroup.join_planes_into(planes, u32, True),
         "bytegroup join reference": lambda: u32.__setitem__(slice(None), bytegroup.join_planes_reference(
             planes, 4, n, True)),
     }
     rows = []
     for name, fn in tests.items():
-        if "C " in name and buffers._decodec is None:
+        if "C " in name and buffers._decodec is None and "huffman" not in name:
             continue
         seconds = best(fn, repeats)
         rows.append({"stage": name, "seconds": seconds, "GBps": n * 4 / seconds / 1e9})

@@ -23,7 +23,7 @@ How it works
       with a control dependency on the layer's inputs, so layer *i+1* is decoded only after layer
       *i* has produced its output and released its weights.
     * ``model.predict`` is replaced by the layer-major schedule of :mod:`.lazy_schedule` (each layer
-      decoded once per call, next stage decoded while one computes); it binds the decoded weights
+      decoded once per call; optionally the next stage decoded while one computes); it binds the decoded weights
       through ``LazyLayer.provided`` instead of the decode op, and falls back to Keras's predict
       (the per-batch path above) for what it cannot run.
     * Decoding goes through a :class:`~squeezefmt.container.cache.LayerCache`: ``cache_bytes=0``

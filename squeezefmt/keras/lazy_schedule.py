@@ -16,21 +16,29 @@ by stage over all rows*, so a stage's weights are decoded once and used for ever
 * **Same arithmetic as the eager model.** Each stage runs on slices of exactly ``batch_size`` rows,
   the slices Keras's ``predict`` would use, inside a graph optimised by Grappler as Keras's predict
   function is. Every row therefore sees the same kernels, shapes and fusions as in ``predict`` of the
-  eager model: outputs are identical bit for bit (tests/test_lazy_schedule.py).
+  eager model: outputs are identical bit for bit (tests/test_lazy_schedule.py). The whole batches
+  of a chunk go through a stage in *one* graph call, a ``tf.while_loop`` that runs the stage on one
+  slice per iteration (a graph call costs far more than a loop step: one call per batch and stage
+  made layer-major predict 2x slower than eager, one per stage runs at eager speed); a last partial
+  batch gets a call of its own.
 * **Chunks of rows.** The activations crossing stage boundaries are kept for all rows of a *chunk*;
   a chunk is as many batches as fit the activation budget (``activation_bytes``, default 32 MiB,
   computed from the graph's static shapes). A call whose activations fit in one chunk decodes every
   layer exactly once; otherwise once per chunk.
-* **Overlap.** A worker thread decodes stage *i+1* while stage *i* computes (the decoders release the
-  GIL in their C loops); at most two stages' weights are alive, so peak memory is about the
-  compressed file + the two largest stages + the chunk's activations. A layer used by several stages
-  (a shared layer) stays decoded until its last stage of the chunk.
+* **Overlap** (on by default; ``configure(model, overlap=False)``). A worker thread decodes stage
+  *i+1* while stage *i* computes (the decoders release the GIL in their C loops); at most two stages'
+  weights are alive, so peak memory is about the compressed file + the two largest stages + the
+  chunk's activations. Measured on 2 cores shared with other jobs, calls interleaved in one process
+  (``tools/bench_overlap.py``, best of 5, two runs): equal or faster than no overlap in 7 of 8 cases
+  each time (640 rows: 0.77-1.03x eager instead of 0.82-1.27x), at most 4 % slower in the other;
+  separate-process runs of ``tools/bench_memory.py`` at load 11-15 disagreed with each other.
+  A layer used by several stages (a shared layer) stays decoded until its last stage of the chunk.
 * **Fallback.** A model that cannot run this way (stateful RNNs, masking, activations whose shape is
   not static beyond the batch axis, a graph this module cannot
   read) and calls this schedule does not cover (``steps``, ``callbacks``, datasets and generators)
   use the per-batch lazy path; the first time for a given model it says why (``RuntimeWarning``).
 
-Keras-version-specific graph access is confined to :func:`_keras_graph`.
+Keras-version-specific graph access is confined to :func:`_keras_graph` and ``lazy_graph_keras3.py``.
 """
 from __future__ import annotations
 
@@ -42,7 +50,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .compat import numpy_dtype
+from .compat import is_keras3, keras_module, numpy_dtype
 
 #: Default bound on the activations kept between stages (bytes).
 DEFAULT_ACTIVATION_BYTES = 32 << 20
@@ -81,7 +89,11 @@ class Graph:
 
 
 def _keras_graph(model) -> Graph:
-    """The functional graph of a tf.keras 2.x model (the one place that reads Keras internals)."""
+    """The functional graph of a Keras model (with lazy_graph_keras3, the one place that reads Keras internals)."""
+    if is_keras3():
+        from .lazy_graph_keras3 import read_graph  # noqa: PLC0415
+
+        return read_graph(model, Graph, Step, Unsupported)
     tf = _tf()
     nodes_by_depth = getattr(model, "_nodes_by_depth", None)
     if not getattr(model, "_is_graph_network", False) or nodes_by_depth is None:
@@ -133,7 +145,9 @@ def _tf():
 
 
 def _sublayers(layer) -> list:
-    return [m for m in getattr(layer, "submodules", ()) if hasattr(m, "call")] + [layer]
+    flatten = getattr(layer, "_flatten_layers", None)  # Keras 2 and 3: nested layers, an RNN's cell ...
+    nested = list(flatten(include_self=False, recursive=True)) if flatten is not None else []
+    return nested + [m for m in getattr(layer, "submodules", ()) if hasattr(m, "call")] + [layer]
 
 
 def check_supported(model, graph: Graph) -> None:
@@ -158,7 +172,9 @@ class Stage:
     lazy: list[Any]              # LazyLayer objects whose layer runs in this stage (first use order)
     in_ids: list[str] = dataclasses.field(default_factory=list)    # produced before, used here
     out_ids: list[str] = dataclasses.field(default_factory=list)   # produced here, used later / outputs
-    fn: Any = None
+    fn: Any = None               # one batch (any rows up to the batch size)
+    loop_fn: Any = None          # a loop over whole batches of loop_batch rows
+    loop_batch: int = 0
 
 
 def split_stages(graph: Graph, lazy_by_layer: dict) -> list[Stage]:
@@ -222,12 +238,16 @@ def last_uses(stages: list[Stage], graph: Graph) -> dict[str, int]:
 
 
 def activation_bytes_per_row(stages: list[Stage], graph: Graph) -> int:
-    """Largest total per-row bytes of the activations alive at once (the model inputs are the caller's)."""
+    """Largest total per-row bytes of the activations alive at once (the model inputs are the caller's).
+
+    While a stage runs, its inputs also exist as TensorFlow tensors and its outputs twice (the loop's
+    per-slice results, then the stacked result): counted, so the budget bounds what is really held."""
     last, alive, peak = last_uses(stages, graph), {}, 0
     for s, stage in enumerate(stages):
         for i in stage.out_ids:
             alive[i] = _row_bytes(graph, i)
-        peak = max(peak, sum(alive.values()))
+        transient = sum(_row_bytes(graph, i) for i in stage.in_ids + stage.out_ids)
+        peak = max(peak, sum(alive.values()) + transient)
         for i in stage.in_ids:
             if last.get(i) == s:
                 alive.pop(i, None)
@@ -252,7 +272,7 @@ class LayerMajor:
         self.lazy_layers = list(lazy_layers)
         self.original_predict = original_predict
         self.enabled = True
-        self.overlap = True
+        self.overlap = True  # measured to pay (module doc)
         self.activation_bytes = DEFAULT_ACTIVATION_BYTES
         self._plan = None           # (graph, stages) once built, or an Unsupported
         self._warned = False
@@ -318,7 +338,7 @@ class LayerMajor:
         for a in flat:
             a = a.numpy() if tf.is_tensor(a) else np.asarray(a)
             if np.issubdtype(a.dtype, np.floating):  # as Keras's data adapter does
-                a = a.astype(tf.keras.backend.floatx(), copy=False)
+                a = a.astype(keras_module().backend.floatx(), copy=False)
             arrays.append(a)
         rows = {a.shape[0] if a.ndim else -1 for a in arrays}
         if len(rows) != 1 or -1 in rows:
@@ -380,30 +400,44 @@ class LayerMajor:
         return {id(lz): [self.to_tensor(a) for a in lz.decode()] for lz in stage.lazy if id(lz) not in decoded}
 
     def _run_stage(self, stage: Stage, values: dict, weights: list, batch: int, graph: Graph) -> None:
+        """Run ``stage`` over all rows of ``values``: the whole batches in one call of the stage's batch
+        loop (a graph loop over slices of ``batch`` rows), the last partial batch in one call of the
+        one-batch function. Either way every slice is computed alone, as Keras's predict computes it."""
         tf = _tf()
-        if stage.fn is None:
-            stage.fn = self._stage_function(stage, graph, weights)
         flat_w = [w for ws in weights for w in ws]
         n = values[stage.in_ids[0]].shape[0] if stage.in_ids else 0
+        whole = (n // batch) * batch if n // batch >= 2 else 0
+        parts = []
+        if whole:
+            if stage.loop_fn is None or stage.loop_batch != batch:
+                stage.loop_fn, stage.loop_batch = self._stage_function(stage, graph, weights, loop=batch), batch
+            parts.append((slice(0, whole), stage.loop_fn))
+        if stage.fn is None:
+            stage.fn = self._stage_function(stage, graph, weights)
+        parts += [(slice(start, min(n, start + batch)), stage.fn) for start in range(whole, n, batch)]
         outs = {i: None for i in stage.out_ids}
-        for start in range(0, n, batch):
-            part = slice(start, start + batch)
-            ins = [tf.convert_to_tensor(values[i][part]) for i in stage.in_ids]
-            res = stage.fn(ins, flat_w)
+        for part, fn in parts:
+            res = fn([tf.convert_to_tensor(values[i][part]) for i in stage.in_ids], flat_w)
             for i, t in zip(stage.out_ids, res):
                 a = t.numpy()
+                if part.stop - part.start == n:
+                    outs[i] = a
+                    continue
                 if outs[i] is None:
                     outs[i] = np.empty((n,) + a.shape[1:], a.dtype)
                 outs[i][part] = a
         values.update(outs)
 
-    def _stage_function(self, stage: Stage, graph: Graph, weights: list):
+    def _stage_function(self, stage: Stage, graph: Graph, weights: list, loop: int = 0):
+        """The stage as a ``tf.function(inputs, flat weights) -> outputs``; with ``loop`` = a batch size,
+        a graph loop running the stage on each slice of ``loop`` rows in turn (rows: a multiple of it)."""
         tf = _tf()
         counts = [len(ws) for ws in weights]
         in_spec = [tf.TensorSpec((None,) + tuple(graph.shapes[i][1:]), graph.dtypes[i]) for i in stage.in_ids]
         w_spec = [tf.TensorSpec(w.shape, w.dtype) for ws in weights for w in ws]
         cast = {i: d for i, d in zip(graph.input_ids, graph.input_dtypes)}
-        first_output = graph.output_ids[0] if graph.output_ids[0] in stage.out_ids else None
+        # Keras 2's predict step counts steps (below); Keras 3's has no counter
+        first_output = graph.output_ids[0] if graph.output_ids[0] in stage.out_ids and not is_keras3() else None
         if first_output is not None and self._counter is None:
             self._counter = tf.Variable(0, dtype=tf.int64, trainable=False, name="squeezefmt_predict_counter")
         counter = self._counter
@@ -412,16 +446,8 @@ class LayerMajor:
             values = {}
             for i, t in zip(stage.in_ids, ins):
                 values[i] = tf.cast(t, cast[i]) if i in cast and t.dtype != cast[i] else t
-            pos = 0
-            for lz, k in zip(stage.lazy, counts):
-                lz.provided = list(flat_w[pos:pos + k])
-                pos += k
-            try:
-                for step in stage.steps:
-                    values.update(zip(step.out_ids, step.run(values)))
-            finally:
-                for lz in stage.lazy:
-                    lz.provided = None
+            for step in stage.steps:
+                values.update(zip(step.out_ids, step.run(values)))
             if first_output is not None:
                 # Keras's predict step counts steps with an op that depends on the first output; Grappler
                 # then leaves that output's op unfused (MatMul+BiasAdd without the Tanh ...). Same here.
@@ -429,10 +455,55 @@ class LayerMajor:
                     counter.assign_add(1)
             return [values[i] for i in stage.out_ids]
 
+        def provided(flat_w, fn):
+            pos = 0
+            for lz, k in zip(stage.lazy, counts):
+                lz.provided = list(flat_w[pos:pos + k])
+                pos += k
+            try:
+                return fn()
+            finally:
+                for lz in stage.lazy:
+                    lz.provided = None
+
+        def one(ins, flat_w):
+            return provided(flat_w, lambda: body(ins, flat_w))
+
+        def looped(ins, flat_w):
+            return provided(flat_w, lambda: _batch_loop(tf, body, ins, flat_w, loop,
+                                                        [graph.dtypes[i] for i in stage.out_ids]))
+
+        fn = looped if loop else one
         # the first stage takes the raw inputs; their dtype may differ from the Input's (cast inside)
         if any(i in cast for i in stage.in_ids):
-            return tf.function(body, autograph=False, reduce_retracing=True)
-        return tf.function(body, input_signature=[in_spec, w_spec], autograph=False)
+            function = tf.function(fn, autograph=False, reduce_retracing=True)
+        else:
+            function = tf.function(fn, input_signature=[in_spec, w_spec], autograph=False)
+        # every stage's function has the same Python code, by which TensorFlow counts "retracing": each
+        # is traced once (once per input dtype for the first stage), so that warning would be wrong
+        function._omit_frequent_tracing_warning = True  # noqa: SLF001
+        return function
+
+
+def _batch_loop(tf, body, ins, flat_w, batch: int, dtypes: list):
+    """``body`` on each slice of ``batch`` rows of ``ins`` in a graph while-loop, outputs stacked.
+
+    One graph call per stage instead of one per batch (a call costs far more than the loop step);
+    each iteration computes one slice alone with the same kernels as a one-batch call."""
+    k = tf.shape(ins[0])[0] // batch
+    split = [tf.reshape(t, tf.concat([[k, batch], tf.shape(t)[1:]], 0)) for t in ins]
+    arrays = [tf.TensorArray(d, size=k, element_shape=None) for d in dtypes]
+
+    def step(j, arrays):
+        outs = body([t[j] for t in split], flat_w)
+        return j + 1, [a.write(j, o) for a, o in zip(arrays, outs)]
+
+    _, arrays = tf.while_loop(lambda j, _: j < k, step, (tf.constant(0), arrays), parallel_iterations=1)
+    outs = []
+    for a in arrays:
+        t = a.stack()
+        outs.append(tf.reshape(t, tf.concat([[k * batch], tf.shape(t)[2:]], 0)))
+    return outs
 
 
 def _is_array_input(x) -> bool:
