@@ -153,13 +153,16 @@ def main():
 @click.option("--confidence", type=click.FloatRange(0.0, 10.0), default=None, metavar="Z",
               help="With --eval: the budget applies to the accuracy minus Z standard errors of its change "
                    "(default 1; 0 trusts the search data as they are).")
+@click.option("--rounding", type=click.Choice(["gptq", "rdo"]), default=None,
+              help="With --eval: how kernels are rounded. gptq (default): compensates rounding errors through the "
+                   "layer inputs of the search data (Dense, Conv2D, pointwise kernels); rdo: as --preset compact.")
 @click.option("--record-source", is_flag=True,
               help="Store MODEL's file name and SHA-256 in the metadata (provenance; about 90 header bytes).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per_channel, quiet,
          epr_max_rel_rms=None, epr_bits=None, tt_rank=None, tt_tol=None, tt_layers=None, tt_dims=(),
          eval_path=None, max_drop=None, holdout=None, confidence=None, canonical_zeros=None,
-         epr_float16_steps=False, record_source=False):
+         epr_float16_steps=False, rounding=None, record_source=False):
     """Pack a Keras file MODEL (.h5, .keras or .weights.h5) into the .sqz container OUTPUT."""
     from .keras.formats import read_archive
     from .keras.pack import pack_archive
@@ -168,9 +171,10 @@ def pack(model, output, preset, include_optimizer, prune, cluster, quantize, per
     from . import cli_eval  # accuracy-aware packing (--eval)
     cli_eval.check_usage(eval_path, max_drop, holdout, confidence, preset, dict(
         prune=prune, cluster=cluster, quantize=quantize, per_channel=per_channel, epr_max_rel_rms=epr_max_rel_rms,
-        epr_bits=epr_bits, tt_rank=tt_rank, tt_tol=tt_tol))
+        epr_bits=epr_bits, tt_rank=tt_rank, tt_tol=tt_tol), rounding)
     if eval_path is not None:
-        return cli_eval.run(model, output, eval_path, max_drop, holdout, confidence, include_optimizer, quiet)
+        return cli_eval.run(model, output, eval_path, max_drop, holdout, confidence, include_optimizer, quiet,
+                            rounding)
     _usage_conflicts(cluster=cluster, quantize=quantize, per_channel=per_channel, epr_max_rel_rms=epr_max_rel_rms,
                      epr_bits=epr_bits, tt_rank=tt_rank, tt_tol=tt_tol, tt_layers=tt_layers, tt_dims=tt_dims)
     try:

@@ -19,18 +19,19 @@ from .errors import SqueezeError
 CONFLICTING = ("prune", "cluster", "quantize", "per_channel", "epr_max_rel_rms", "epr_bits", "tt_rank", "tt_tol")
 
 
-def check_usage(eval_path, max_drop, holdout, confidence, preset: str, others: dict) -> None:
+def check_usage(eval_path, max_drop, holdout, confidence, preset: str, others: dict, rounding=None) -> None:
     """Usage errors of the --eval options (click exits with status 2)."""
     if eval_path is None:
-        if max_drop is not None or holdout is not None or confidence is not None:
-            raise click.UsageError("--max-drop, --holdout and --confidence need --eval DATA.npz")
+        if max_drop is not None or holdout is not None or confidence is not None or rounding is not None:
+            raise click.UsageError("--max-drop, --holdout, --confidence and --rounding need --eval DATA.npz")
         return
     used = [f"--{k.replace('_', '-')}" for k in CONFLICTING if others.get(k) not in (None, False)]
     if used or preset != "lossless":
         raise click.UsageError(f"--eval chooses the codecs itself; drop {', '.join(used) or '--preset ' + preset}")
 
 
-def run(model, output, eval_path, max_drop, holdout, confidence, include_optimizer: bool, quiet: bool) -> None:
+def run(model, output, eval_path, max_drop, holdout, confidence, include_optimizer: bool, quiet: bool,
+        rounding=None) -> None:
     """Search, pack, verify and report; exits 2 for bad data/model, 1 when the budget is not met."""
     from .keras.eval_pack import BudgetNotMet, pack_with_eval  # noqa: PLC0415 - imports TensorFlow
     from .search.data import EvalDataError  # noqa: PLC0415
@@ -41,7 +42,7 @@ def run(model, output, eval_path, max_drop, holdout, confidence, include_optimiz
         report = pack_with_eval(model, output, eval_path, max_drop=0.1 if max_drop is None else max_drop,
                                 holdout=0.5 if holdout is None else holdout,
                                 confidence=1.0 if confidence is None else confidence, include_optimizer=include_optimizer,
-                                progress=say)
+                                rounding=rounding or "gptq", progress=say)
     except BudgetNotMet as exc:
         click.echo(exc.report.text())
         click.echo(f"squeezefmt: error: {exc}", err=True)

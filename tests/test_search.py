@@ -180,3 +180,62 @@ def test_lagrangian_path_is_ordered_and_bisect_finds_the_boundary():
     assert allocate.bisect_path(path, lambda a: 1.0, 0.5)[0] is None
     alloc, d, n = allocate.refine(tables, path[index], drop, 0.3, 10)
     assert allocate.total_rate(tables, alloc) <= rates[index] and (d is None or d <= 0.3) and n <= 10
+
+
+def test_fine_tensors_get_the_coarsest_shared_step_within_budget(digits_mlp):
+    """``fine`` tensors (here the biases, with a scale vector that matters) are quantized last at one
+    relative step: the coarsest of FINE_REL_STEPS whose measured drop keeps the budget, never exact
+    when a step fits, and the result's codecs reproduce exactly what was measured."""
+    from squeezefmt.search import StepSearch
+    from squeezefmt.search.core import FINE_REL_STEPS
+
+    w, (xs, ys), _ = digits_mlp
+    w = dict(w, **{"fc1/bias": w["fc1/bias"] + np.float32(0.05), "out/bias": w["out/bias"] + np.float32(0.3)})
+    metric = _accuracy(xs, ys)
+    kernels = lambda n, a: n.endswith("kernel")  # noqa: E731
+    biases = lambda n, a: n.endswith("bias")  # noqa: E731
+    result = StepSearch(w, metric, select=kernels, fine=biases).prepare(1.0).run(1.0)
+    assert result.met
+    assert "out/bias" not in result.codecs  # 10 values: no quantized form is smaller than the exact one
+    for n in ("fc1/bias",):
+        c = result.choices[n]
+        rms = float(np.sqrt(np.mean(np.square(w[n], dtype=np.float64))))
+        assert any(np.isclose(c.step, float(np.float16(r * rms)), rtol=1e-3) for r in FINE_REL_STEPS)
+    blob = squeezefmt.save(w, codecs=result.codecs)
+    decoded = squeezefmt.load(blob)
+    assert metric(decoded) == pytest.approx(result.metric)
+    assert base_minus(metric, w, decoded) <= 1.0
+    # a budget nothing fine can meet leaves the fine tensors exact
+    tight = StepSearch(w, lambda a: metric(a) - 100.0 * any(a[n] is not w[n] for n in ("fc1/bias", "out/bias")),
+                       select=kernels, fine=biases).prepare(1.0).run(1.0)
+    assert "fc1/bias" not in tight.codecs and tight.met
+
+
+def base_minus(metric, exact, decoded):
+    return metric(exact) - metric(decoded)
+
+
+def test_isotonic_fit_pools_violators():
+    from squeezefmt.search.allocate import isotonic_increasing
+
+    assert isotonic_increasing([0, 0.2, 0.1, 0.3]) == pytest.approx([0, 0.15, 0.15, 0.3])
+    assert isotonic_increasing([3, 2, 1]) == pytest.approx([2, 2, 2])
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=50)
+    f = isotonic_increasing(v)
+    assert np.all(np.diff(f) >= -1e-12) and sum(f) == pytest.approx(v.sum())
+
+
+def test_scan_path_is_not_fooled_by_one_lucky_or_unlucky_point():
+    from squeezefmt.search.allocate import bisect_path, scan_path
+
+    # index 0 = smallest file; drops fall as the file grows, with one lucky dip and one unlucky bump
+    drops = [0.9, 0.5, 0.3, 0.04, 0.2, 0.12, 0.06, 0.25, 0.03, 0.02, 0.0]
+    path = list(range(len(drops)))
+    best, seen = scan_path(path, lambda i: drops[i], 0.1)
+    assert best == 8    # 0.25 at index 7 pools with its neighbours; the lucky 0.04 at 3 does not pass the fit
+    assert bisect_path(path, lambda i: drops[i], 0.1)[0] in (3, 6, 8)   # bisection lands where its probes fall
+    # the scan stops after STOP_RUN allocations far over the budget
+    calls = []
+    scan_path(path, lambda i: calls.append(i) or (1.0 if i < 9 else 0.0), 0.1)
+    assert calls == [10, 9, 8, 7, 6]

@@ -157,6 +157,75 @@ def test_cli_usage_errors(files, tmp_path):
     assert r.exit_code == 2 and "--quantize" in r.output
     r = CliRunner().invoke(main, ["pack", files["mlp"], out, "--confidence", "2"])
     assert r.exit_code == 2 and "--eval" in r.output
+    r = CliRunner().invoke(main, ["pack", files["mlp"], out, "--rounding", "rdo"])
+    assert r.exit_code == 2 and "--eval" in r.output
+    r = CliRunner().invoke(main, ["pack", files["mlp"], out, "--eval", files["data"], "--rounding", "best"])
+    assert r.exit_code == 2 and not os.path.exists(out)
+
+
+def test_gptq_rounding_is_recorded_and_beats_rdo_on_output_error(files, tmp_path):
+    """Default --eval rounds with GPTQ on the search data; the file says so, and the kernels it rounded
+    lie on their step grid. At equal steps GPTQ's layer-output error is below plain RDO rounding's."""
+    from squeezefmt.keras.eval_pack import pack_with_eval, search_backend
+    from squeezefmt.keras.evaluate import KerasClassifier
+    from squeezefmt.keras.formats import read_archive
+    from squeezefmt.search.data import load_eval_data
+    from squeezefmt.search.gptq import output_error
+
+    out = tmp_path / "g.sqz"
+    report = pack_with_eval(files["mlp"], out, files["data"], max_drop=1.0)
+    with squeezefmt.open(str(out)) as f:
+        assert f.metadata()["packing"]["eval"]["rounding"] == "gptq"
+    clf = KerasClassifier(read_archive(files["mlp"]))
+    data = load_eval_data(files["data"])
+    gptq, rdo = search_backend(clf, data, "gptq"), search_backend(clf, data, "rdo")
+    name = next(n for n in gptq.hessians if "fc1" in n)
+    H, W = gptq.hessians[name], clf.exact[name]
+    step = 0.5 * float(np.sqrt(np.mean(W.astype(np.float64) ** 2)))
+    g, r = gptq.candidate(W, step, name=name), rdo.candidate(W, step, name=name)
+    assert output_error(W, g.decoded, H) < output_error(W, r.decoded, H)
+    assert report.result.met
+
+
+def test_input_moments_match_numpy_im2col(tmp_path):
+    """H for Dense, Conv2D ('same' and 'valid', strides) and SeparableConv2D pointwise kernels equals X.T @ X
+    built by hand from the layer inputs."""
+    from squeezefmt.keras.evaluate import KerasClassifier
+    from squeezefmt.keras.formats import read_archive
+    from squeezefmt.keras.hessians import input_moments
+    from squeezefmt.search.data import EvalData
+
+    tf.keras.utils.set_random_seed(1)
+    L = tf.keras.layers
+    inp = tf.keras.Input((7, 6, 2))
+    c1 = L.Conv2D(3, 3, padding="same", activation="relu", name="c1")(inp)
+    c2 = L.Conv2D(4, (2, 3), strides=(2, 1), padding="valid", activation="relu", name="c2")(c1)
+    s3 = L.SeparableConv2D(5, 3, padding="same", name="s3")(c2)
+    out = L.Dense(3, activation="softmax", name="d4")(L.Flatten()(s3))
+    model = tf.keras.Model(inp, out)
+    path = str(tmp_path / "conv.h5")
+    model.save(path)
+    x = np.random.default_rng(0).normal(size=(9, 7, 6, 2)).astype(np.float32)
+    clf = KerasClassifier(read_archive(path))
+    H = input_moments(clf, EvalData([x], np.zeros(9, np.int64)))
+    names = {n.split("/")[0]: n for n in H}
+    assert set(names) == {"c1", "c2", "s3", "d4"}
+    probe = tf.keras.Model(model.inputs, [model.get_layer(k).input for k in ("c1", "c2", "s3", "d4")])
+    a1, a2, a3, a4 = [np.asarray(t, np.float64) for t in probe(x)]
+
+    def patches(a, kh, kw, sh, sw, same):
+        if same:
+            a = np.pad(a, ((0, 0), ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0)))
+        oh, ow = (a.shape[1] - kh) // sh + 1, (a.shape[2] - kw) // sw + 1
+        rows = [a[:, i * sh:i * sh + kh, j * sw:j * sw + kw, :].reshape(len(a), -1) for i in range(oh) for j in range(ow)]
+        return np.concatenate(rows)
+
+    X1, X2 = patches(a1, 3, 3, 1, 1, True), patches(a2, 2, 3, 2, 1, False)
+    dk = model.get_layer("s3").depthwise_kernel.numpy().astype(np.float64)[..., 0]   # (3, 3, 4)
+    P = patches(a3, 3, 3, 1, 1, True).reshape(-1, 3, 3, dk.shape[-1])
+    X3 = np.einsum("nijc,ijc->nc", P, dk)
+    for key, X in (("c1", X1), ("c2", X2), ("s3", X3), ("d4", a4)):
+        assert np.allclose(H[names[key]], X.T @ X, rtol=1e-4, atol=1e-3), key
 
 
 def test_guarded_accuracy_counts_changed_predictions(files):

@@ -16,7 +16,8 @@ Rows, all in one run and from the same decoded weights a user would get:
   ``--per-channel``), ``--cluster``, ``--prune``, ``--preset deep-compression``, post-training EPR
   (``--preset epr``, ``--epr-max-rel-rms``, ``--epr-bits``), ``--preset compact`` and its
   ``compact-x<scale>`` family, and ``--eval`` at several budgets, with the default ``--confidence 1``
-  (family ``eval``) and with ``--confidence 0`` (``eval z=0``); one sensitivity measurement per model,
+  (family ``eval``) and with ``--confidence 0`` (``eval z=0``), for each ``--roundings`` value (default
+  ``gptq``, the CLI's default; ``rdo`` rows are ``eval-rdo``); one sensitivity measurement per model and rounding,
   one allocation per row; ``search_s`` is its time, the shared measurement included.
   TT-SVD (``--tt-rank``) is left out: it replaces Dense layers by TT layers rather than compressing
   weights in place.
@@ -134,7 +135,7 @@ def bench_options(ev: Evaluated, options, say) -> list:
     return rows
 
 
-def bench_eval(ev: Evaluated, budgets, confidences, say) -> list:
+def bench_eval(ev: Evaluated, budgets, confidences, say, rounding: str = "gptq") -> list:
     """``--eval`` at each budget and ``--confidence``: one sensitivity measurement on the search half,
     one allocation per budget and confidence (family ``eval`` for the default confidence 1)."""
     from squeezefmt.presets.epr import wants_epr
@@ -144,7 +145,11 @@ def bench_eval(ev: Evaluated, budgets, confidences, say) -> list:
     ctx = ev.archive.contexts()
     select = lambda n, a: n in ctx and wants_epr(a, ctx[n])  # noqa: E731 - as pack --eval selects
     t0 = time.process_time()
-    searcher = StepSearch(ev.archive.arrays, scorer.guarded_accuracy, distortion=scorer.kl, select=select)
+    from squeezefmt.keras.eval_pack import search_backend
+    backend = search_backend(ev.clf, ev.search_data, rounding)
+    from squeezefmt.keras.eval_pack import fine_select
+    searcher = StepSearch(ev.archive.arrays, scorer.guarded_accuracy, distortion=scorer.kl, select=select,
+                          backend=backend, fine=fine_select(ctx))
     searcher.prepare(max(budgets))
     prepare_cpu = time.process_time() - t0
     rows = []
@@ -154,8 +159,9 @@ def bench_eval(ev: Evaluated, budgets, confidences, say) -> list:
         result = searcher.run(budget)
         cpu = prepare_cpu + time.process_time() - c0
         nbytes, decoded, enc, dec = _pack_and_decode(ev, "lossless", result.codecs)
-        rows.append(ev.row("eval" if z == 1 else f"eval z={z:g}", f"max-drop {budget:g}", nbytes, decoded, enc, dec,
-                           met=result.met, confidence=z,
+        family = "eval" if rounding == "gptq" else f"eval-{rounding}"
+        rows.append(ev.row(family if z == 1 else f"{family} z={z:g}", f"max-drop {budget:g}", nbytes, decoded, enc, dec,
+                           met=result.met, confidence=z, rounding=rounding,
                            search_s=result.seconds, search_cpu_s=cpu, evaluations=result.evaluations,
                            steps={n: c.step for n, c in result.choices.items()},
                            bits_per_weight={n: round(c.bits_per_weight, 3) for n, c in result.choices.items()}))
@@ -207,7 +213,7 @@ def nncodec_python(arg) -> str | None:
         if cand and os.path.exists(cand):
             ok = subprocess.run([cand, "-c", "import nncodec.nn"], capture_output=True).returncode == 0
             if ok:
-                return cand
+                return os.path.abspath(cand)
     return None
 
 
@@ -240,6 +246,21 @@ def fmt(row: dict) -> str:
             f"{row['d_held']:>+7.2f} {row['d_search']:>+7.2f} {row['encode_s']:>8.3f} {row['decode_s']:>8.3f}{extra}")
 
 
+def versus_nncodec(rows: list) -> list:
+    """For each NNCodec row, the smallest squeezefmt file at least as accurate on held-out AND on search
+    rows (None: no squeezefmt option matches its accuracy); printed as the "ahead of NNCodec" check."""
+    ours = [r for r in rows if r["family"] not in ("nncodec", "lossless")]
+    out = []
+    for n in (r for r in rows if r["family"] == "nncodec"):
+        match = [r for r in ours if r["d_held"] >= n["d_held"] - 1e-9 and r["d_search"] >= n["d_search"] - 1e-9]
+        best = max(match, key=lambda r: r["ratio"]) if match else None
+        out.append({"nncodec": n["setting"], "nncodec_ratio": n["ratio"], "d_held": n["d_held"],
+                    "d_search": n["d_search"], "ours": None if best is None else f"{best['family']} {best['setting']}",
+                    "ours_ratio": None if best is None else best["ratio"],
+                    "ahead": best is not None and best["ratio"] >= n["ratio"]})
+    return out
+
+
 HEADER = (f"  {'option':<17}{'setting':<15}{'bytes':>9} {'ratio':>8} {'d_held':>7} {'d_srch':>7} "
           f"{'enc s':>8} {'dec s':>8}")
 
@@ -259,6 +280,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default="mnist_cnn,cnn390k")
     ap.add_argument("--budgets", default=",".join(f"{b:g}" for b in BUDGETS), help="--eval budgets (points)")
     ap.add_argument("--confidences", default="1,0", help="--eval --confidence values")
+    ap.add_argument("--roundings", default="gptq", help="--eval --rounding values (gptq, rdo)")
     ap.add_argument("--qps", default=",".join(str(q) for q in NNCODEC_QPS), help="NNCodec qps")
     ap.add_argument("--nncodec-python", default=None)
     ap.add_argument("--quick", action="store_true", help="fewer settings per option")
@@ -293,11 +315,20 @@ def main(argv=None) -> int:
         parts = args.parts.split(",")
         rows = bench_options(ev, options if "options" in parts else options[:1], say)
         if "eval" in parts:
-            rows += bench_eval(ev, budgets, confidences, say)
+            for rounding in args.roundings.split(","):
+                rows += bench_eval(ev, budgets, confidences, say, rounding)
         if nnc is not None and "nncodec" in parts:
             rows += bench_nncodec(ev, nnc, [int(q) for q in args.qps.split(",") if q], say)
+        vs = versus_nncodec(rows)
+        if vs:
+            print("\n  NNCodec point          its ratio  d_held d_srch   best squeezefmt at least as accurate (both halves)")
+            for v in vs:
+                ours = f"{v['ours']} {v['ours_ratio']:.2f}x" if v["ours"] else "none"
+                print(f"  {v['nncodec']:<22}{v['nncodec_ratio']:>8.2f}x {v['d_held']:>+7.2f} {v['d_search']:>+6.2f}   "
+                      f"{ours}{'' if v['ahead'] else '   <- NNCodec ahead'}")
         results["models"][name] = {"path": paths[name], "float_bytes": ev.raw, "base_acc_held": ev.base[0],
-                                   "base_acc_search": ev.base[1], "rows": rows, "seconds": time.perf_counter() - t0}
+                                   "base_acc_search": ev.base[1], "rows": rows, "versus_nncodec": vs,
+                                   "seconds": time.perf_counter() - t0}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)

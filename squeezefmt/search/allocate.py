@@ -46,6 +46,51 @@ def lagrangian_path(tables: Sequence[TensorTable], lambdas: np.ndarray = LAMBDAS
     return sorted(seen, key=lambda a: (seen[a], modelled_distortion(tables, a)))
 
 
+def isotonic_increasing(values: Sequence[float]) -> list:
+    """Least-squares non-decreasing fit of ``values`` (pool adjacent violators)."""
+    blocks: list = []  # [sum, count]
+    for v in values:
+        blocks.append([float(v), 1])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    out: list = []
+    for total, count in blocks:
+        out += [total / count] * count
+    return out
+
+
+#: :func:`scan_path` stops after this many allocations in a row measured over ``STOP_FACTOR x`` the budget.
+STOP_RUN, STOP_FACTOR = 3, 3.0
+
+
+def scan_path(path: Sequence[Allocation], drop_of: Callable[[Allocation], float], max_drop: float):
+    """``(index, drops)`` like :func:`bisect_path`, from a scan instead of a bisection.
+
+    Evaluates the path from its largest allocation down (until :data:`STOP_RUN` in a row are far over
+    budget), fits the measured drops with a non-decreasing curve (:func:`isotonic_increasing`) and
+    returns the smallest allocation whose fitted *and* measured drops are within ``max_drop``. The fit
+    pools each measurement with its neighbours, so one lucky allocation among worse ones (or one
+    unlucky among better ones) does not decide the result, as it can in a bisection.
+    """
+    drops: dict = {}
+    order = list(range(len(path) - 1, -1, -1))   # largest allocation first
+    far = 0
+    for i in order:
+        drops[i] = drop_of(path[i])
+        far = far + 1 if drops[i] > STOP_FACTOR * max(max_drop, 1e-12) else 0
+        if far >= STOP_RUN:
+            break
+    scanned = [i for i in order if i in drops]
+    fitted = isotonic_increasing([drops[i] for i in scanned])
+    best = None
+    for i, f in zip(scanned, fitted):
+        if f <= max_drop and drops[i] <= max_drop:
+            best = i
+    return best, drops
+
+
 def bisect_path(path: Sequence[Allocation], drop_of: Callable[[Allocation], float], max_drop: float):
     """``(index, drops)``: the smallest-rate allocation on ``path`` within ``max_drop``, or ``None``.
 

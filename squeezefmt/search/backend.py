@@ -13,6 +13,9 @@ Backends:
 - :class:`CabacStepBackend` (``"cabac"``): the ``cabac`` stream kind (RDO-quantized indices,
   context-adaptive arithmetic coded) with one explicit step per tensor.
 - :class:`CodecStepBackend`: any codec built by a ``factory(array, step)`` function.
+- :class:`GPTQStepBackend` (``"gptq"``): ``cabac`` streams whose indices are rounded by GPTQ
+  (:mod:`squeezefmt.search.gptq`) for the tensors given an input second-moment matrix; the other
+  tensors go to a fallback backend.
 
 :func:`default_backend` picks the best backend this build has; switching is this one function.
 """
@@ -47,15 +50,22 @@ class StepBackend:
     def make_codec(self, array: np.ndarray, step: float) -> Codec:
         raise NotImplementedError
 
-    def candidate(self, array: np.ndarray, step: float) -> Candidate:
-        """Encode ``array`` at ``step`` with the real codec and decode the real streams."""
-        codec = self.make_codec(array, step)
-        enc = codec.encode(array)
-        spec = TensorSpec(dtype=dtype_name(array.dtype), shape=tuple(int(d) for d in array.shape))
-        decoded = codec.decode([memoryview(s) for s in enc.streams], enc.side, spec)
-        nbytes = (sum(len(s) for s in enc.streams) + len(header_dumps(enc.side))
-                  + len(header_dumps(codec.describe())))
-        return Candidate(step=float(step), codec=codec, nbytes=int(nbytes), decoded=np.asarray(decoded))
+    def candidate(self, array: np.ndarray, step: float, name: str | None = None) -> Candidate:
+        """Encode ``array`` at ``step`` with the real codec and decode the real streams.
+
+        ``name`` is the tensor's name, for backends that treat tensors differently (:class:`GPTQStepBackend`).
+        """
+        return measure_codec(self.make_codec(array, step), array, step)
+
+
+def measure_codec(codec: Codec, array: np.ndarray, step: float) -> Candidate:
+    """Encode ``array`` with ``codec``, decode the real streams, count the header's bytes too."""
+    enc = codec.encode(array)
+    spec = TensorSpec(dtype=dtype_name(array.dtype), shape=tuple(int(d) for d in array.shape))
+    decoded = codec.decode([memoryview(s) for s in enc.streams], enc.side, spec)
+    nbytes = (sum(len(s) for s in enc.streams) + len(header_dumps(enc.side))
+              + len(header_dumps(codec.describe())))
+    return Candidate(step=float(step), codec=codec, nbytes=int(nbytes), decoded=np.asarray(decoded))
 
 
 class EPRStepBackend(StepBackend):
@@ -117,3 +127,69 @@ def default_backend() -> StepBackend:
         return CabacStepBackend()
     except ImportError:  # pragma: no cover - builds without the arithmetic coder
         return EPRStepBackend()
+
+
+class PresetIndices(Codec):
+    """Wraps a ``cabac`` codec to store given indices: ``encode`` ignores its argument's values.
+
+    What the header records is the wrapped codec (``cabac``, its step, ``lam = 0``); decoding is that
+    codec's. Used for indices rounded by a data-aware method (:class:`GPTQStepBackend`): packing the
+    original weights with this codec stores the chosen indices, not a plain rounding of the weights.
+    """
+
+    def __init__(self, inner: Codec, target: np.ndarray):
+        self.inner, self.target = inner, target
+        self.codec_id, self.version, self.lossless = inner.codec_id, inner.version, False
+
+    def get_config(self):
+        return self.inner.get_config()
+
+    def describe(self):
+        return self.inner.describe()
+
+    def encode(self, array: np.ndarray):
+        if np.shape(array) != self.target.shape:
+            raise SqueezeError(f"search: indices for shape {self.target.shape} given a tensor of shape {np.shape(array)}")
+        return self.inner.encode(self.target.astype(np.asarray(array).dtype, copy=False))
+
+    def decode(self, streams, side, spec):
+        return self.inner.decode(streams, side, spec)
+
+
+class GPTQStepBackend(StepBackend):
+    """``cabac`` at one step per tensor, indices rounded by GPTQ where an input moment matrix is known.
+
+    ``hessians``: tensor name -> ``(d_in, d_in)`` second moment of the inputs the tensor multiplies
+    (the tensor seen as ``(d_in, d_out)``, its last axis the outputs). Other tensors, and steps that
+    float16 cannot hold, go to ``fallback`` (default :class:`CabacStepBackend`). ``dead_zone`` as in
+    :func:`squeezefmt.search.gptq.gptq_indices`.
+    """
+
+    name = "gptq"
+
+    def __init__(self, hessians: dict, fallback: StepBackend | None = None, dead_zone: float = 0.0,
+                 lam: float = 0.0):
+        from .gptq import hessian_order, inverse_factor  # noqa: PLC0415
+
+        self.fallback = fallback or CabacStepBackend()
+        self.dead_zone, self.lam = float(dead_zone), float(lam)
+        self.hessians, self._factors = {}, {}
+        for name, H in hessians.items():
+            H = np.asarray(H, dtype=np.float64)
+            order = hessian_order(H)
+            self.hessians[name] = H
+            self._factors[name] = inverse_factor(H[np.ix_(order, order)])  # gptq_indices rounds in this order
+
+    def candidate(self, array: np.ndarray, step: float, name: str | None = None) -> Candidate:
+        from ..codecs.cabac_quant import CabacQuant, compact_steps, dequantize  # noqa: PLC0415
+        from .gptq import gptq_indices  # noqa: PLC0415
+
+        H = self.hessians.get(name)
+        stored, fmt = compact_steps(np.array([step]))
+        if H is None or fmt != "f16" or array.ndim < 1 or array.size != H.shape[0] * array.shape[-1]:
+            return self.fallback.candidate(array, step, name=name)
+        s = float(stored[0])
+        W = np.asarray(array, np.float64).reshape(H.shape[0], array.shape[-1])
+        q = gptq_indices(W, H, s, dead_zone=self.dead_zone, lam=self.lam, factor=self._factors[name])
+        target = dequantize(q.reshape(-1), stored, array.shape, None, dtype_name(array.dtype))
+        return measure_codec(PresetIndices(CabacQuant(step=s, lam=0.0), target), array, s)

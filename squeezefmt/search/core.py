@@ -14,8 +14,10 @@ Steps: (1) the exact metric; (2) rate tables: every selected tensor at a grid of
 counts (:mod:`.sensitivity`, :mod:`.backend`); (3) sensitivities, one tensor at a time; (4) the
 Lagrangian path of allocations, bisected on the measured metric (optionally followed by greedy
 coarsening within the budget, :mod:`.allocate`), and a one-parameter family (every kernel at the
-``compact`` preset's relative step times a scale) bisected the same way; the smaller file within the
-budget wins. The search never imports TensorFlow. The result is *met* only when an
+``compact`` preset's relative step times a scale) scanned, its measured drops fitted with a
+monotone curve (:func:`~squeezefmt.search.allocate.scan_path`); the smaller file within the
+budget wins; (5) optionally (``fine``), small tensors such as BatchNorm parameters at one shared
+relative step, the coarsest of :data:`FINE_REL_STEPS` that keeps the budget. The search never imports TensorFlow. The result is *met* only when an
 allocation that quantizes something stays within the budget; otherwise ``result.met`` is False and the
 result holds the lossy allocation with the smallest drop found (see :class:`SearchResult`).
 """
@@ -30,7 +32,7 @@ import numpy as np
 
 from ..dtypes import FLOAT_NAMES, dtype_name
 from ..errors import SqueezeError
-from .allocate import bisect_path, lagrangian_path, refine, total_rate
+from .allocate import bisect_path, lagrangian_path, refine, scan_path, total_rate
 from .backend import StepBackend, default_backend
 from .sensitivity import build_tables, measure
 
@@ -39,8 +41,10 @@ Metric = Callable[[Mapping[str, np.ndarray]], float]
 #: Tensors with fewer elements are left exact by the default selection.
 MIN_ELEMENTS = 8
 #: Scales of the one-parameter family (see :meth:`StepSearch._family`), ascending; and its smallest kernel.
-FAMILY_SCALES = tuple(2.0 ** (k / 4) for k in range(-8, 5))
+FAMILY_SCALES = tuple(2.0 ** (k / 4) for k in range(-8, 13))
 FAMILY_MIN_ELEMENTS = 256
+#: Relative steps (times the tensor's RMS) tried, coarsest first, for the small ``fine`` tensors.
+FINE_REL_STEPS = (2.0 ** -5, 2.0 ** -7, 2.0 ** -9)
 
 
 @dataclasses.dataclass
@@ -152,13 +156,15 @@ class StepSearch:
     def __init__(self, arrays: Mapping[str, np.ndarray], metric: Metric, *, distortion: Metric | None = None,
                  select: Callable[[str, np.ndarray], bool] | None = None, backend: StepBackend | None = None,
                  stop_drop: float | None = None, progress: Callable[[str], None] | None = None,
-                 use_family: bool = True):
+                 use_family: bool = True, fine: Callable[[str, np.ndarray], bool] | None = None):
         self.arrays = {k: np.asarray(v) for k, v in arrays.items()}
         self.use_family, self._family_cache = use_family, None
         self.backend = backend or default_backend()
         select = select or default_select
         self.say = progress or (lambda message: None)
         self.names = [n for n, a in self.arrays.items() if select(n, a)]
+        self.fine_names = [n for n, a in self.arrays.items() if fine is not None and n not in self.names
+                           and default_select(n, a) and fine(n, a)]
         if not self.names:
             raise SqueezeError("search: no tensor to quantize (none is a float tensor the selection accepts)")
         self.objective = _Objective(metric, distortion)
@@ -213,6 +219,8 @@ class StepSearch:
                          self.backend.name, history)
         if self.use_family:
             result = self._try_family(result, max_drop)
+        if result.met and self.fine_names:
+            result = self._try_fine(result, max_drop)
         result.seconds = self.prepare_seconds + time.perf_counter() - t0
         result.evaluations = self.objective.evaluations - evaluations0 + self.prepare_evaluations
         return result
@@ -235,7 +243,7 @@ class StepSearch:
                     rms = float(np.sqrt(np.mean(np.square(a, dtype=np.float64))))
                     c = None
                     if a.ndim >= 2 and a.size >= FAMILY_MIN_ELEMENTS and rms > 0:
-                        c = self.backend.candidate(a, scale * rel_step(a.size) * rms)
+                        c = self.backend.candidate(a, scale * rel_step(a.size) * rms, name=t.name)
                         c = c if c.nbytes < t.rate[0] else None
                     alloc[t.name] = c
                 family.append(alloc)
@@ -256,8 +264,8 @@ class StepSearch:
             result.history.append((self._family_rate(family[i]), self.base - m))
             return self.base - m
 
-        self.say(f"allocation: bisecting {len(family)} scales of the compact step shape")
-        index, drops = bisect_path(list(range(len(family))), drop_of, max_drop)
+        self.say(f"allocation: scanning {len(family)} scales of the compact step shape")
+        index, drops = scan_path(list(range(len(family))), drop_of, max_drop)
         if index is None or not any(c is not None for c in family[index].values()):
             return result
         alloc = family[index]
@@ -271,6 +279,38 @@ class StepSearch:
             if c is not None:
                 codecs[t.name] = c.codec
         return dataclasses.replace(result, met=True, metric=self.base - drops[index], choices=choices, codecs=codecs)
+
+
+    def _try_fine(self, result: SearchResult, max_drop: float) -> SearchResult:
+        """Quantize the small ``fine`` tensors too (BatchNorm parameters...): one relative step for all
+        of them, the coarsest of :data:`FINE_REL_STEPS` that keeps ``result`` within the budget."""
+        from .backend import CabacStepBackend, measure_codec  # noqa: PLC0415
+
+        trial = dict(self.arrays)
+        trial.update({n: measure_codec(c, self.arrays[n], 0.0).decoded for n, c in result.codecs.items()})
+        plain = CabacStepBackend(lam=0.0)
+        self.say(f"allocation: {len(self.fine_names)} small tensors at one relative step")
+        for rel in FINE_REL_STEPS:
+            found = {}
+            for n in self.fine_names:
+                a = self.arrays[n]
+                rms = float(np.sqrt(np.mean(np.square(a, dtype=np.float64))))
+                if rms > 0 and np.isfinite(rms):
+                    c = plain.candidate(a, rel * rms, name=n)
+                    exact = exact_nbytes(n, a)
+                    if c.nbytes < exact:
+                        found[n] = (c, exact)
+            if not found:
+                continue
+            m, _ = self.objective({**trial, **{n: c.decoded for n, (c, _) in found.items()}})
+            result.history.append((result.nbytes + sum(c.nbytes - e for c, e in found.values()), self.base - m))
+            if self.base - m <= max_drop:
+                choices, codecs = dict(result.choices), dict(result.codecs)
+                for n, (c, _) in found.items():
+                    choices[n] = TensorChoice(n, int(self.arrays[n].size), c.step, int(c.nbytes), float("nan"))
+                    codecs[n] = c.codec
+                return dataclasses.replace(result, metric=m, choices=choices, codecs=codecs)
+        return result
 
 
 def search(arrays: Mapping[str, np.ndarray], metric: Metric, *, max_drop: float,

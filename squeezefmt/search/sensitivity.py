@@ -75,7 +75,7 @@ def build_tables(arrays: Mapping[str, np.ndarray], names: Sequence[str], backend
     for name in names:
         array = arrays[name]
         steps = grid(array)
-        points = [(st, backend.candidate(array, st), i % MEASURE_EVERY == 0 or i == len(steps) - 1)
+        points = [(st, backend.candidate(array, st, name=name), i % MEASURE_EVERY == 0 or i == len(steps) - 1)
                   for i, st in enumerate(steps)]
         for _ in range(REFINE_LEVELS):  # where the rate falls steeply, add steps between (interpolated)
             finer = []
@@ -83,7 +83,7 @@ def build_tables(arrays: Mapping[str, np.ndarray], names: Sequence[str], backend
                 finer.append((s0, c0, m0))
                 if c0.nbytes > RATE_GAP * c1.nbytes and c0.nbytes - c1.nbytes > MIN_GAP_BYTES:
                     mid = float(np.sqrt(s0 * s1))
-                    finer.append((mid, backend.candidate(array, mid), False))
+                    finer.append((mid, backend.candidate(array, mid, name=name), False))
             points = finer + points[-1:]
         cands: list = [None]
         measured = [True]
