@@ -260,3 +260,34 @@ def test_rdoq_trades_rate_for_distortion():
     assert len(cabac.encode(rd)) < 0.9 * len(cabac.encode(plain))
     assert np.mean((x - rd) ** 2) > np.mean((x - plain) ** 2)
     assert np.all(np.abs(rd) <= np.abs(plain))
+
+
+def test_raw_mode_decodes_without_int64_temporaries():
+    """A RAW stream decodes into its int32 output with little scratch (fuzz finding: a 4-byte
+    all-zero RAW stream of 2.6 M values made the old zigzag step touch ~110 MiB)."""
+    import tracemalloc
+
+    from squeezefmt.entropy.cabac import _unzigzag
+
+    n = 1 << 21
+    tracemalloc.start()
+    try:
+        zeros = cabac.decode(bytes([0, 0]), n)           # mode RAW, width 0: every value is 0
+        peak0 = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        zeros_ok = not zeros.any() and zeros.dtype == np.int32
+        del zeros
+        raw = bytes([0, 8]) + np.arange(n, dtype=np.uint64).astype(np.uint8).tobytes()
+        tracemalloc.reset_peak()
+        values = cabac.decode(raw, n)
+        peak8 = tracemalloc.get_traced_memory()[1] - len(raw)
+    finally:
+        tracemalloc.stop()
+    assert zeros_ok and peak0 < 4 * n + 65536
+    # beyond the input: its payload slice (1 B/value), the uint8 unpack (1), its uint32 copy that becomes
+    # the int32 output (4) and a bool mask (1); the old int64 zigzag needed about 50 B/value
+    assert peak8 < 8 * n + 65536
+    u = np.arange(n, dtype=np.uint64).astype(np.uint8).astype(np.int64)
+    assert np.array_equal(values, np.where(u & 1, -((u + 1) >> 1), u >> 1))
+    big = np.array([0, 1, 2, 3, 2**32 - 2, 2**32 - 1], np.uint32)
+    assert _unzigzag(big).tolist() == [0, -1, 1, -2, 2**31 - 1, -2**31]

@@ -105,8 +105,18 @@ def _zigzag(v: np.ndarray) -> np.ndarray:
 
 
 def _unzigzag(u: np.ndarray) -> np.ndarray:
-    u64 = u.astype(np.int64)
-    return np.where(u64 & 1, -((u64 + 1) >> 1), u64 >> 1).astype(np.int32)
+    """Zigzag codes (``0, 1, 2, 3, ...``) to ``0, -1, 1, -2, ...`` as int32, in place in ``u`` when it is
+    a writeable uint32 array (the RAW decoder's own): scratch is one bool per value, no int64."""
+    u = np.asarray(u)
+    if u.dtype != np.uint32 or not u.flags.writeable or not u.flags.c_contiguous:
+        u = np.ascontiguousarray(u, dtype=np.uint32).copy()
+    odd = np.empty(u.shape, dtype=bool)
+    np.bitwise_and(u, 1, out=odd, casting="unsafe")
+    np.right_shift(u, 1, out=u)
+    out = u.view(np.int32)               # < 2**31 after the shift
+    np.negative(out, out=out, where=odd)
+    np.subtract(out, 1, out=out, where=odd)
+    return out
 
 
 def _as_bytes(data) -> bytes:
@@ -211,6 +221,8 @@ def decode(data, count: int, *, backend: str | None = None) -> np.ndarray:
         if len(data) - HEADER_BYTES != need:
             raise StreamError(f"cabac stream: RAW payload has {len(data) - HEADER_BYTES} bytes, "
                               f"{count} values of {param} bits need {need}")
+        if param == 0:                   # all zeros: nothing to unpack
+            return np.zeros(count, dtype=np.int32)
         z = huffman.unpack_bits(data[HEADER_BYTES:], param, count, dtype=np.uint32, backend=backend)
         if count and param == 32 and int(z.max()) > 2 * MAX_MAGNITUDE:
             raise StreamError(f"cabac stream: a RAW value outside [-{MAX_MAGNITUDE}, {MAX_MAGNITUDE}]")
