@@ -152,7 +152,7 @@ def main():
               help="With --eval: fraction of DATA.npz rows held out of the search to verify on (default 0.5).")
 @click.option("--confidence", type=click.FloatRange(0.0, 10.0), default=None, metavar="Z",
               help="With --eval: the budget applies to the accuracy minus Z standard errors of its change "
-                   "(default 1; 0 trusts the search data as they are).")
+                   "(default 0.5; 0 trusts the search data as they are).")
 @click.option("--rounding", type=click.Choice(["gptq", "rdo"]), default=None,
               help="With --eval: how kernels are rounded. gptq (default): compensates rounding errors through the "
                    "layer inputs of the search data (Dense, Conv2D, pointwise kernels); rdo: as --preset compact.")

@@ -34,6 +34,7 @@ def run(model, output, eval_path, max_drop, holdout, confidence, include_optimiz
         rounding=None) -> None:
     """Search, pack, verify and report; exits 2 for bad data/model, 1 when the budget is not met."""
     from .keras.eval_pack import BudgetNotMet, pack_with_eval  # noqa: PLC0415 - imports TensorFlow
+    from .keras.evaluate import DEFAULT_CONFIDENCE  # noqa: PLC0415
     from .search.data import EvalDataError  # noqa: PLC0415
     from .errors import KerasFormatError  # noqa: PLC0415
 
@@ -41,7 +42,7 @@ def run(model, output, eval_path, max_drop, holdout, confidence, include_optimiz
     try:
         report = pack_with_eval(model, output, eval_path, max_drop=0.1 if max_drop is None else max_drop,
                                 holdout=0.5 if holdout is None else holdout,
-                                confidence=1.0 if confidence is None else confidence, include_optimizer=include_optimizer,
+                                confidence=DEFAULT_CONFIDENCE if confidence is None else confidence, include_optimizer=include_optimizer,
                                 rounding=rounding or "gptq", progress=say)
     except BudgetNotMet as exc:
         click.echo(exc.report.text())

@@ -15,7 +15,7 @@ Rows, all in one run and from the same decoded weights a user would get:
 - ``lossless`` (the reference) and every lossy squeezefmt option: ``--quantize`` (per tensor and
   ``--per-channel``), ``--cluster``, ``--prune``, ``--preset deep-compression``, post-training EPR
   (``--preset epr``, ``--epr-max-rel-rms``, ``--epr-bits``), ``--preset compact`` and its
-  ``compact-x<scale>`` family, and ``--eval`` at several budgets, with the default ``--confidence 1``
+  ``compact-x<scale>`` family, and ``--eval`` at several budgets, with the default ``--confidence 0.5``
   (family ``eval``) and with ``--confidence 0`` (``eval z=0``), for each ``--roundings`` value (default
   ``gptq``, the CLI's default; ``rdo`` rows are ``eval-rdo``); one sensitivity measurement per model and rounding,
   one allocation per row; ``search_s`` is its time, the shared measurement included.
@@ -137,7 +137,7 @@ def bench_options(ev: Evaluated, options, say) -> list:
 
 def bench_eval(ev: Evaluated, budgets, confidences, say, rounding: str = "gptq") -> list:
     """``--eval`` at each budget and ``--confidence``: one sensitivity measurement on the search half,
-    one allocation per budget and confidence (family ``eval`` for the default confidence 1)."""
+    one allocation per budget and confidence (family ``eval`` for the default confidence)."""
     from squeezefmt.presets.epr import wants_epr
     from squeezefmt.search import StepSearch
 
@@ -146,6 +146,7 @@ def bench_eval(ev: Evaluated, budgets, confidences, say, rounding: str = "gptq")
     select = lambda n, a: n in ctx and wants_epr(a, ctx[n])  # noqa: E731 - as pack --eval selects
     t0 = time.process_time()
     from squeezefmt.keras.eval_pack import search_backend
+    from squeezefmt.keras.evaluate import DEFAULT_CONFIDENCE
     backend = search_backend(ev.clf, ev.search_data, rounding)
     from squeezefmt.keras.eval_pack import fine_select
     searcher = StepSearch(ev.archive.arrays, scorer.guarded_accuracy, distortion=scorer.kl, select=select,
@@ -160,7 +161,7 @@ def bench_eval(ev: Evaluated, budgets, confidences, say, rounding: str = "gptq")
         cpu = prepare_cpu + time.process_time() - c0
         nbytes, decoded, enc, dec = _pack_and_decode(ev, "lossless", result.codecs)
         family = "eval" if rounding == "gptq" else f"eval-{rounding}"
-        rows.append(ev.row(family if z == 1 else f"{family} z={z:g}", f"max-drop {budget:g}", nbytes, decoded, enc, dec,
+        rows.append(ev.row(family if z == DEFAULT_CONFIDENCE else f"{family} z={z:g}", f"max-drop {budget:g}", nbytes, decoded, enc, dec,
                            met=result.met, confidence=z, rounding=rounding,
                            search_s=result.seconds, search_cpu_s=cpu, evaluations=result.evaluations,
                            steps={n: c.step for n, c in result.choices.items()},
@@ -279,7 +280,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="mnist_cnn,cnn390k")
     ap.add_argument("--budgets", default=",".join(f"{b:g}" for b in BUDGETS), help="--eval budgets (points)")
-    ap.add_argument("--confidences", default="1,0", help="--eval --confidence values")
+    ap.add_argument("--confidences", default="0.5,1,0", help="--eval --confidence values")
     ap.add_argument("--roundings", default="gptq", help="--eval --rounding values (gptq, rdo)")
     ap.add_argument("--qps", default=",".join(str(q) for q in NNCODEC_QPS), help="NNCodec qps")
     ap.add_argument("--nncodec-python", default=None)

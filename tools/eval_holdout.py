@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     ap.add_argument("--splits", type=int, default=5)
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--budgets", default="0.1")
-    ap.add_argument("--confidences", default="0,0.5,1")
+    ap.add_argument("--confidences", default="0.5,1")
     ap.add_argument("--rounding", default="gptq", choices=("gptq", "rdo"))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-results", "eval_holdout.json"))
     args = ap.parse_args(argv)

@@ -27,7 +27,7 @@ from ..presets.epr import wants_epr
 from ..errors import SqueezeError
 from ..search import SearchResult, StepSearch, Verification, verify
 from ..search.data import load_eval_data
-from .evaluate import KerasClassifier
+from .evaluate import DEFAULT_CONFIDENCE, KerasClassifier
 from .formats import read_archive
 from .pack import pack_archive
 
@@ -110,7 +110,7 @@ def search_backend(clf: KerasClassifier, search_data, rounding: str = "gptq"):
 
 
 def pack_with_eval(model_path, output, data_path, *, max_drop: float, holdout: float = 0.5, seed: int = 0,
-                   confidence: float = 1.0, include_optimizer: bool = False, backend=None, rounding: str = "gptq",
+                   confidence: float = DEFAULT_CONFIDENCE, include_optimizer: bool = False, backend=None, rounding: str = "gptq",
                    progress: Optional[Callable[[str], None]] = None) -> EvalPackReport:
     """Search, pack, verify (see module doc); raises :class:`BudgetNotMet` when the budget is out of reach.
 

@@ -22,6 +22,9 @@ from .rebuild import build_model, import_tf
 
 #: Rows per forward pass.
 BATCH = 1000
+#: Default ``confidence`` of :meth:`Scorer.guarded_accuracy` (and ``pack --eval --confidence``): chosen by
+#: ``tools/eval_holdout.py`` (budget kept on held-out rows as often as with 1, at larger ratios).
+DEFAULT_CONFIDENCE = 0.5
 
 
 def _ordered_variables(model, archive: KerasArchive) -> list:
@@ -96,7 +99,7 @@ class KerasClassifier:
             p = _softmax(p)
         return p
 
-    def scorer(self, data: EvalData, confidence: float = 1.0) -> "Scorer":
+    def scorer(self, data: EvalData, confidence: float = DEFAULT_CONFIDENCE) -> "Scorer":
         self.check(data)
         return Scorer(self, data, confidence)
 
@@ -104,7 +107,7 @@ class KerasClassifier:
 class Scorer:
     """Top-1 accuracy (percent) and KL distortion of weight dicts on one data set."""
 
-    def __init__(self, clf: KerasClassifier, data: EvalData, confidence: float = 1.0):
+    def __init__(self, clf: KerasClassifier, data: EvalData, confidence: float = DEFAULT_CONFIDENCE):
         self.clf, self.data, self.confidence = clf, data, float(confidence)
         self._last = None  # (arrays object, probabilities): metric and distortion share a forward pass
         self.reference = self._probs(clf.exact)
