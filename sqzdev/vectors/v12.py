@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import io
-import json
-import zlib
 
 import numpy as np
 
@@ -20,35 +18,19 @@ from squeezefmt.codecs.raw import Raw
 from squeezefmt.codecs.zstd_codec import Zstd
 from squeezefmt.codecs.zstd_util import compress
 from squeezefmt.container.header_dict import compress_with_dict
-from squeezefmt.container.jsonbound import decode_header
 from squeezefmt.container.layout import (
     FLAG_COMPACT, FLAG_HEADER_DICT, FLAG_HEADER_ZSTD, FLAG_SMALL, PREAMBLE_SIZE, Preamble, align, parse_preamble,
 )
+
+from .v11 import _crc, _dumps, split11
 
 PLAIN = FLAG_COMPACT | FLAG_SMALL
 ZSTD = PLAIN | FLAG_HEADER_ZSTD
 DICT = ZSTD | FLAG_HEADER_DICT
 
 
-def _crc(b: bytes) -> int:
-    return zlib.crc32(b) & 0xFFFFFFFF
-
-
-def _dumps(obj) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def split12(data: bytes):
-    """(compact header object, stream bytes in file order) of a valid 1.2 container."""
-    pre = parse_preamble(data[:PREAMBLE_SIZE])
-    header = json.loads(decode_header(data[PREAMBLE_SIZE:PREAMBLE_SIZE + pre.header_len], pre))
-    cursor, streams = pre.data_start, []
-    for t in header["tensors"]:
-        for i, n in enumerate(t[5]):
-            off = cursor if n == 0 else (align(cursor) if t[6] >> i & 1 else cursor)
-            streams.append(data[off:off + n])
-            cursor = off + n
-    return header, streams
+# The 1.2 header keeps 1.1's tensor rows and stream layout, so a 1.2 file splits as a 1.1 file does.
+split12 = split11
 
 
 def forge12(header: dict, streams: list[bytes], *, mutate=None, flags: int = DICT, minor: int = 2,
