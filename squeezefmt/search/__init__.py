@@ -8,8 +8,8 @@
     check = verify(blob, result.base_metric, metric)   # decodes the container and scores it
 
 Modules: :mod:`.backend` (a tensor at a step: codec, exact bytes, decoded array), :mod:`.sensitivity`
-(rate and sensitivity tables), :mod:`.allocate` (Lagrangian path, bisection, greedy refinement),
-:mod:`.core` (the search), :mod:`.verify` (decode and score the container), :mod:`.data` (evaluation
+(rate and sensitivity tables), :mod:`.allocate` (Lagrangian path, bisection, monotone scan, greedy refinement),
+:mod:`.gptq` (data-aware rounding through input moments), :mod:`.core` (the search), :mod:`.verify` (decode and score the container), :mod:`.data` (evaluation
 data files). Keras glue (model built once, top-1 accuracy): :mod:`squeezefmt.keras.evaluate`.
 Nothing here imports TensorFlow: the metric is a callable the caller passes in.
 """

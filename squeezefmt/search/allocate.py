@@ -1,4 +1,4 @@
-"""Allocating steps across tensors: the Lagrangian path, its bisection, and a greedy refinement.
+"""Allocating steps across tensors: the Lagrangian path, its bisection, a monotone scan, a greedy refinement.
 
 The model: the file costs the sum of the tensors' rates, and the distortion of quantizing several
 tensors is about the sum of their distortions alone (the usual additive model of post-training
