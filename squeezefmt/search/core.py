@@ -17,8 +17,8 @@ coarsening within the budget, :mod:`.allocate`), and a one-parameter family (eve
 ``compact`` preset's relative step times a scale) scanned, its measured drops fitted with a
 monotone curve (:func:`~squeezefmt.search.allocate.scan_path`); the smaller file within the
 budget wins; (5) optionally (``fine``), small tensors such as BatchNorm parameters at one shared
-relative step, the coarsest of :data:`FINE_REL_STEPS` that keeps the budget. The search never imports TensorFlow. The result is *met* only when an
-allocation that quantizes something stays within the budget; otherwise ``result.met`` is False and the
+relative step, the coarsest of :data:`FINE_REL_STEPS` that keeps the budget. The search never
+imports TensorFlow. The result is *met* only when an allocation that quantizes something stays within the budget; otherwise ``result.met`` is False and the
 result holds the lossy allocation with the smallest drop found (see :class:`SearchResult`).
 """
 from __future__ import annotations
@@ -280,7 +280,6 @@ class StepSearch:
                 codecs[t.name] = c.codec
         return dataclasses.replace(result, met=True, metric=self.base - drops[index], choices=choices, codecs=codecs)
 
-
     def _try_fine(self, result: SearchResult, max_drop: float) -> SearchResult:
         """Quantize the small ``fine`` tensors too (BatchNorm parameters...): one relative step for all
         of them, the coarsest of :data:`FINE_REL_STEPS` that keeps ``result`` within the budget."""
@@ -290,16 +289,17 @@ class StepSearch:
         trial.update({n: measure_codec(c, self.arrays[n], 0.0).decoded for n, c in result.codecs.items()})
         plain = CabacStepBackend(lam=0.0)
         self.say(f"allocation: {len(self.fine_names)} small tensors at one relative step")
+        sizes = {}  # name -> (RMS, exact bytes)
+        for n in self.fine_names:
+            rms = float(np.sqrt(np.mean(np.square(self.arrays[n], dtype=np.float64))))
+            if rms > 0 and np.isfinite(rms):
+                sizes[n] = (rms, exact_nbytes(n, self.arrays[n]))
         for rel in FINE_REL_STEPS:
             found = {}
-            for n in self.fine_names:
-                a = self.arrays[n]
-                rms = float(np.sqrt(np.mean(np.square(a, dtype=np.float64))))
-                if rms > 0 and np.isfinite(rms):
-                    c = plain.candidate(a, rel * rms, name=n)
-                    exact = exact_nbytes(n, a)
-                    if c.nbytes < exact:
-                        found[n] = (c, exact)
+            for n, (rms, exact) in sizes.items():
+                c = plain.candidate(self.arrays[n], rel * rms, name=n)
+                if c.nbytes < exact:
+                    found[n] = (c, exact)
             if not found:
                 continue
             m, _ = self.objective({**trial, **{n: c.decoded for n, (c, _) in found.items()}})
