@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import mmap
 import os
 import random
 import subprocess
@@ -115,9 +116,12 @@ def test_atheris_driver_runs(tmp_path):
 
 # -- the fast harness: kept /proc descriptors, lazily learnt declared sizes, worker processes ---------
 
-def _touch(mib: int) -> bytearray:
-    block = bytearray(mib << 20)
-    block[::4096] = b"\x01" * len(block[::4096])  # touch every page
+def _touch(mib: int) -> mmap.mmap:
+    """``mib`` MiB of fresh, touched pages, unmapped when the object goes (an anonymous mapping of its
+    own: heap memory may reuse pages that are already resident, so RSS would not move)."""
+    block = mmap.mmap(-1, mib << 20)
+    for offset in range(0, mib << 20, 4096):
+        block[offset] = 1
     return block
 
 
@@ -135,7 +139,7 @@ def test_probe_reads_the_same_values_as_proc_status():
     keep = _touch(40)
     assert abs(probe.rss() - proc_status("VmRSS")) < 4 << 20
     assert probe.peak() == proc_status("VmHWM") and probe.peak() >= probe.rss()
-    del keep
+    keep.close()
     assert probe.rss() < probe.peak() - (30 << 20)  # the descriptors re-read fresh values
 
 
