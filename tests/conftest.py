@@ -88,14 +88,6 @@ KERAS3_PENDING = {
     "tests/test_keras.py::test_cli_pack_info_verify_unpack",
     "tests/test_keras.py::test_keras3_style_weights_file_is_refused_clearly",
     "tests/test_keras.py::test_bundled_example_round_trip",
-    "tests/test_tt_keras.py::test_ttdense_model_saves_and_loads_as_h5_and_sqz",
-    "tests/test_tt_keras.py::test_frozen_t3f_fixture_packs_and_loads_without_t3f",
-    "tests/test_tt_keras.py::test_frozen_t3f_fixture_unpacks_exactly_and_densifies",
-    "tests/test_tt_keras.py::test_tt_svd_pack_loads_as_ttdense_or_dense",
-    "tests/test_tt_keras.py::test_tt_tolerance_and_weights_only",
-    "tests/test_tt_keras.py::test_cli_tt_option_errors",
-    "tests/test_tt_keras.py::test_from_dense_then_fine_tune",
-    "tests/test_tt_keras.py::test_python_tt_packing_writes_what_the_cli_writes",
     # tf.keras 2's add_weight recorder (lazy.py _Recorder); Keras 3's (lazy_keras3.py) is not re-entrant
     "tests/test_lazy.py::test_overlapping_lazy_rebuilds_restore_add_weight",
 }
