@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import warnings
 
+import numpy as np
+
 
 def keras_major() -> int:
     """The installed Keras's major version (2 for TensorFlow 2.14's tf.keras, 3 for Keras 3)."""
@@ -39,3 +41,22 @@ def save_legacy_weights(model, path) -> None:
             legacy_h5_format.save_weights_to_hdf5_group(f, model)
     else:
         model.save_weights(os.fspath(path), save_format="h5")
+
+
+def legacy_h5_module():
+    """The installed Keras's own legacy .h5 reader/writer module (``hdf5_format`` / ``legacy_h5_format``)."""
+    if keras_major() >= 3:
+        from keras.src.legacy.saving import legacy_h5_format  # noqa: PLC0415
+
+        return legacy_h5_format
+    from keras.src.saving.legacy import hdf5_format  # noqa: PLC0415 - tf.keras 2.14 layout
+
+    return hdf5_format
+
+
+def legacy_optimizer_arrays(path) -> list:
+    """The optimizer state stored in a legacy .h5 model file, read by the installed Keras's own reader."""
+    import h5py  # noqa: PLC0415
+
+    with h5py.File(os.fspath(path), "r") as f:
+        return [np.asarray(a[()]) for a in legacy_h5_module().load_optimizer_weights_from_hdf5_group(f)]

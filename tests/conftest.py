@@ -77,17 +77,6 @@ def pytest_configure(config):
 # tests/test_keras3_load.py and tests/test_keras3_files.py instead. These run in the legacy session;
 # porting them to Keras 3 is open work (issue 12). Delete an entry when its test passes under Keras 3.
 KERAS3_PENDING = {
-    "tests/test_keras.py::test_pack_load_predictions_identical",
-    "tests/test_keras.py::test_load_from_bytes_and_file_object",
-    "tests/test_keras.py::test_pack_is_deterministic_and_leaves_out_optimizer",
-    "tests/test_keras.py::test_include_optimizer_and_unpack_round_trip",
-    "tests/test_keras.py::test_weights_only_file",
-    "tests/test_keras.py::test_save_model_directly",
-    "tests/test_keras.py::test_safe_mode_refuses_lambda",
-    "tests/test_keras.py::test_nested_model",
-    "tests/test_keras.py::test_cli_pack_info_verify_unpack",
-    "tests/test_keras.py::test_keras3_style_weights_file_is_refused_clearly",
-    "tests/test_keras.py::test_bundled_example_round_trip",
     # tf.keras 2's add_weight recorder (lazy.py _Recorder); Keras 3's (lazy_keras3.py) is not re-entrant
     "tests/test_lazy.py::test_overlapping_lazy_rebuilds_restore_add_weight",
 }
