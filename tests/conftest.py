@@ -68,36 +68,3 @@ def pytest_configure(config):
     missing = [m for m in required if importlib.util.find_spec(m) is None]
     if missing:
         raise pytest.UsageError(f"this session must have {', '.join(missing)} installed (SQUEEZEFMT_REQUIRE)")
-
-
-# Tests whose own set-up is written for tf.keras 2 (model.save(save_format=...), save_weights to a
-# plain '.h5', tf.DType.as_numpy_dtype, Keras 2-only example files read by Keras's load_model): they
-# fail under Keras 3 in that set-up, not in squeezefmt. squeezefmt's Keras 3 behaviour (load,
-# load_weights, save, unpack, lazy=True, predictions equal to keras.saving.load_model) is tested by
-# tests/test_keras3_load.py and tests/test_keras3_files.py instead. These run in the legacy session;
-# porting them to Keras 3 is open work (issue 12). Delete an entry when its test passes under Keras 3.
-KERAS3_PENDING = {
-    # tf.keras 2's add_weight recorder (lazy.py _Recorder); Keras 3's (lazy_keras3.py) is not re-entrant
-    "tests/test_lazy.py::test_overlapping_lazy_rebuilds_restore_add_weight",
-}
-
-
-def _keras_major() -> int:
-    import importlib.metadata
-    import importlib.util
-
-    if importlib.util.find_spec("tensorflow") is None:
-        return 0
-    try:
-        return int(importlib.metadata.version("keras").split(".")[0])
-    except importlib.metadata.PackageNotFoundError:
-        return 0
-
-
-def pytest_collection_modifyitems(config, items):
-    if _keras_major() < 3:
-        return
-    mark = pytest.mark.skip(reason="set-up written for tf.keras 2 (runs in the legacy session); Keras 3 is covered by test_keras3_*.py")
-    for item in items:
-        if item.nodeid in KERAS3_PENDING or item.nodeid.split("::")[0] in KERAS3_PENDING:
-            item.add_marker(mark)
