@@ -13,6 +13,7 @@ import squeezefmt  # noqa: E402
 import squeezefmt.keras as sk  # noqa: E402
 from squeezefmt import errors, tt_math  # noqa: E402
 from squeezefmt.codecs.tt import read_tt  # noqa: E402
+from squeezefmt.keras.compat import is_keras3  # noqa: E402
 from squeezefmt.keras.tt_layer import TTDense  # noqa: E402
 
 from conftest import ROOT  # noqa: E402
@@ -107,6 +108,34 @@ def test_ttdense_model_saves_and_loads_as_h5_and_sqz(tmp_path):
     dense = sk.load(tmp_path / "m.sqz", densify=True)
     assert type(dense.get_layer("tt")).__name__ == "Dense"
     np.testing.assert_allclose(dense.predict(x, verbose=0), ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not is_keras3(), reason="a .keras archive with a TTDense: Keras 3 writes it")
+def test_ttdense_keras_archive_packs_loads_and_unpacks(tmp_path):
+    """A Keras 3 ``.keras`` with a TTDense: cores stored as one ``tt`` tensor, and unpacked back to a
+    ``.keras`` that Keras's own load_model reads with the model's predictions (cores at their paths)."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              TTDense([7, 4, 7, 4], [5, 5, 5, 5], tt_rank=3, activation="relu", name="tt"),
+                              keras.layers.Dense(10, activation="softmax")])
+    x = np.random.default_rng(0).normal(size=(8, 28, 28)).astype(np.float32)
+    ref = model.predict(x, verbose=0)
+    model.save(tmp_path / "m.keras")
+    sk.pack(tmp_path / "m.keras", tmp_path / "m.sqz")
+    with squeezefmt.open(tmp_path / "m.sqz") as f:
+        tt_layer = {layer["name"]: layer for layer in f.metadata()["keras"]["layers"]}["tt"]
+        assert [f.info(t).codec for t in f.layer_info("tt").tensors][0] == "tt"
+    assert tt_layer["weights"][0]["tt_cores"] == [f"tt/core_{k}" for k in range(4)]
+    assert tt_layer["weights"][1]["name"] == "tt/bias"
+    assert np.array_equal(sk.load(tmp_path / "m.sqz").predict(x, verbose=0), ref)
+    sk.unpack(tmp_path / "m.sqz", tmp_path / "back.keras")
+    assert np.array_equal(keras.saving.load_model(tmp_path / "back.keras").predict(x, verbose=0), ref)
+    sk.unpack(tmp_path / "m.sqz", tmp_path / "back.weights.h5")
+    fresh = keras.models.clone_model(model)
+    fresh.load_weights(tmp_path / "back.weights.h5")
+    assert np.array_equal(fresh.predict(x, verbose=0), ref)
 
 
 # -- t3f interop --------------------------------------------------------------------------------------------
