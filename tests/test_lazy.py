@@ -240,6 +240,32 @@ def test_lazy_rebuild_records_only_its_own_thread():
     assert np.array_equal(built["bias"], np.ones(2, np.float32))
 
 
+def test_concurrent_lazy_loads_on_threads():
+    """Lazy loads running at once on several threads: each model holds no weights and predicts as the
+    eager model does (a load that ends must not undo the recording of one still rebuilding)."""
+    import threading
+
+    model = deep_mlp(depth=6, width=32)
+    data = sk.save(model)
+    x = np.random.default_rng(7).normal(size=(4, 32)).astype(np.float32)
+    ref = model(x).numpy()
+    results = {}
+
+    def load(i):
+        try:
+            lazy = sk.load(data, lazy=True)
+            results[i] = (holds_no_weights(lazy), np.array_equal(lazy(x).numpy(), ref))
+        except Exception as exc:  # reported below, with the thread it happened on
+            results[i] = repr(exc)
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {i: (True, True) for i in range(4)}
+
+
 def test_weights_only_container_is_refused_clearly(tmp_path):
     model = deep_mlp(depth=2, width=8)
     weights_file = tmp_path / ("w.weights.h5" if is_keras3() else "w.h5")  # the name each Keras accepts
