@@ -60,3 +60,17 @@ def legacy_optimizer_arrays(path) -> list:
 
     with h5py.File(os.fspath(path), "r") as f:
         return [np.asarray(a[()]) for a in legacy_h5_module().load_optimizer_weights_from_hdf5_group(f)]
+
+
+def tensor_key(f, layer: str, *tail: str) -> str:
+    """The container tensor of top-level ``layer`` whose Keras weight name ends in ``tail``.
+
+    tf.keras 2 names weights ``kernel:0`` under their layer (``c1/c1/kernel:0``), Keras 3's legacy
+    writer by variable path (``c1/sequential/c1/kernel``): ``tensor_key(f, "c1", "c1", "kernel")``
+    finds either. Exactly one tensor must match.
+    """
+    suffix = "/" + "/".join(tail)
+    found = [k for k in f.keys() if k.startswith(layer + "/") and k.removesuffix(":0").endswith(suffix)]
+    if len(found) != 1:
+        raise KeyError(f"{len(found)} tensors of layer {layer!r} end in {suffix!r}: {found[:4]}")
+    return found[0]
