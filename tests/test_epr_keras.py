@@ -32,8 +32,8 @@ from sqzdev.keras_files import save_legacy_h5, save_legacy_weights, tensor_key  
 pytestmark = pytest.mark.tf
 
 needs_tfc = pytest.mark.skipif(tfc is None, reason="tensorflow-compression reference (TF 2.14 only: legacy session)")
-# Packing/loading Keras 3 model files (.h5 written by Keras 3, .weights.h5) is the keras3 branch's part
-# of issue 12; until it lands these tests run under tf.keras 2 only.
+# Model files are written in the legacy .h5 layouts under either Keras (sqzdev.keras_files), so the
+# packing/loading tests run under tf.keras 2.14 and Keras 3; only the tfc cross-checks need TF 2.14.
 
 
 def weight_names(layer):
