@@ -27,13 +27,13 @@ from squeezefmt.codecs import TensorSpec  # noqa: E402
 from squeezefmt.codecs.epr import read_latents, step_shape, latent_shape  # noqa: E402
 from squeezefmt.keras import epr as kepr  # noqa: E402
 from squeezefmt.rdft import from_rdft, to_rdft  # noqa: E402
+from sqzdev.keras_files import save_legacy_h5, save_legacy_weights, tensor_key  # noqa: E402
 
 pytestmark = pytest.mark.tf
 
 needs_tfc = pytest.mark.skipif(tfc is None, reason="tensorflow-compression reference (TF 2.14 only: legacy session)")
-# Packing/loading Keras 3 model files (.h5 written by Keras 3, .weights.h5) is the keras3 branch's part
-# of issue 12; until it lands these tests run under tf.keras 2 only.
-needs_keras2_files = pytest.mark.skipif(kepr.KERAS3, reason="Keras 3 model files in pack/load: keras3 branch (issue 12)")
+# Model files are written in the legacy .h5 layouts under either Keras (sqzdev.keras_files), so the
+# packing/loading tests run under tf.keras 2.14 and Keras 3; only the tfc cross-checks need TF 2.14.
 
 
 def weight_names(layer):
@@ -166,12 +166,10 @@ def test_layer_penalty_equals_tfc_penalty(epr_model):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, epr_model):
-    if kepr.KERAS3:
-        pytest.skip("Keras 3 model files in pack/load: keras3 branch (issue 12)")
     d = tmp_path_factory.mktemp("epr")
     model, x, ref = epr_model
-    model.save(d / "m.h5")
-    model.save_weights(d / "w.h5")
+    save_legacy_h5(model, d / "m.h5")
+    save_legacy_weights(model, d / "w.h5")
     return d, model, x, ref
 
 
@@ -230,12 +228,12 @@ def test_default_pack_keeps_trained_log_steps_exact(trained):
         data = sk.pack(d / "m.h5")
     with squeezefmt.open(data) as f:
         layer = model.get_layer("c1")
-        e = f.entry("c1/c1/kernel:0")
+        kernel = tensor_key(f, "c1", "c1", "kernel")
+        e = f.entry(kernel)
         assert e.codec["version"] == 2 and e.side["step_dtype"] == "float32"
-        q, s, _ = read_latents(f.streams("c1/c1/kernel:0")[0], e.side, TensorSpec(e.dtype, tuple(e.shape)))
+        q, s, _ = read_latents(f.streams(kernel)[0], e.side, TensorSpec(e.dtype, tuple(e.shape)))
         assert s.dtype == np.float32 and np.array_equal(s, layer.kernel_log_step.numpy())
-        assert gamma_part(f, "c1/c1/kernel:0") == tfc_string(layer.kernel_latent, layer.kernel_log_step)
-        np.testing.assert_allclose(f.tensor("c1/c1/kernel:0"), layer.kernel.numpy(), rtol=0,
+        np.testing.assert_allclose(f.tensor(kernel), layer.kernel.numpy(), rtol=0,
                                    atol=1e-5 * np.abs(layer.kernel.numpy()).max())
     copy = make_epr_model(fit=False)                 # (the module's trained model stays untouched)
     copy.set_weights(model.get_weights())
@@ -247,6 +245,18 @@ def test_default_pack_keeps_trained_log_steps_exact(trained):
     with squeezefmt.open(rounded) as f:
         assert all(f.entry(k).codec["version"] == 1 for k in f.keys())
     assert len(rounded) < len(data)
+
+
+@needs_tfc
+def test_float32_log_steps_stream_is_tfcs(trained):
+    """With the trained (float32) log-steps kept, the gamma part is still tfc's string, byte for byte."""
+    d, model, _, _ = trained
+    with pytest.warns(UserWarning, match="not float16-representable"):
+        data = sk.pack(d / "m.h5")
+    with squeezefmt.open(data) as f:
+        layer = model.get_layer("c1")
+        assert gamma_part(f, tensor_key(f, "c1", "c1", "kernel")) == tfc_string(layer.kernel_latent,
+                                                                                 layer.kernel_log_step)
 
 
 def test_load_gives_plain_layers_with_decoded_weights(trained, tmp_path):
@@ -298,7 +308,6 @@ def test_weights_only_file_keeps_latent_tensors(trained):
     assert np.array_equal(q, q0)
 
 
-@needs_keras2_files
 def test_nested_epr_model(tmp_path):
     tf.keras.utils.set_random_seed(1)
     inner = tf.keras.Sequential([kepr.EPRDense(5, activation="relu", regularizer=1e-3, name="e1"),
@@ -309,9 +318,10 @@ def test_nested_epr_model(tmp_path):
     x = np.random.default_rng(0).normal(size=(4, 7)).astype(np.float32)
     data = sk.pack(tmp_path / "n.h5")
     with squeezefmt.open(data) as f:
-        codecs = {k: f.info(k).codec for k in f.keys()}
-    assert codecs["inner/e1/kernel:0"] == codecs["e2/e2/kernel:0"] == "epr"
-    assert codecs["inner/p1/kernel:0"] != "epr"
+        codec = {key: f.info(tensor_key(f, *key)).codec for key in (("inner", "e1", "kernel"),
+                                                                    ("e2", "e2", "kernel"), ("inner", "p1", "kernel"))}
+    assert codec["inner", "e1", "kernel"] == codec["e2", "e2", "kernel"] == "epr"
+    assert codec["inner", "p1", "kernel"] != "epr"
     loaded = sk.load(data)
     assert type(loaded.get_layer("inner").get_layer("e1")).__name__ == "Dense"
     ref = model.predict(x, verbose=0)
@@ -404,7 +414,6 @@ def test_tutorial_layers_are_recognised(tmp_path):
 
 # -- post-training on a plain model via the CLI ---------------------------------------------------------
 
-@needs_keras2_files
 def test_cli_post_training_options(tmp_path):
     from click.testing import CliRunner
 
@@ -422,10 +431,11 @@ def test_cli_post_training_options(tmp_path):
         r = runner.invoke(main, ["pack", *opts, str(tmp_path / "p.h5"), str(out)])
         assert r.exit_code == 0, r.output
         with squeezefmt.open(out) as f:
-            codecs = {k: f.info(k).codec for k in f.keys()}
+            codec = {key: f.info(tensor_key(f, *key)).codec for key in (("fc", "fc", "kernel"),
+                                                                        ("conv", "conv", "kernel"), ("bn", "bn", "moving_variance"))}
             assert f.metadata()["packing"]["preset"] == preset
-        assert codecs["fc/fc/kernel:0"] == "epr" and codecs["conv/conv/kernel:0"] == "epr"
-        assert codecs["bn/bn/moving_variance:0"] != "epr"
+        assert codec["fc", "fc", "kernel"] == "epr" and codec["conv", "conv", "kernel"] == "epr"
+        assert codec["bn", "bn", "moving_variance"] != "epr"
         x = np.random.default_rng(0).normal(size=(4, 6, 6, 1)).astype(np.float32)
         ref = plain.predict(x, verbose=0)
         np.testing.assert_allclose(sk.load(out).predict(x, verbose=0), ref, atol=0.5 * np.abs(ref).max())
@@ -434,7 +444,6 @@ def test_cli_post_training_options(tmp_path):
     assert r.exit_code == 2 and "cannot be combined" in r.output
 
 
-@needs_keras2_files
 def test_bad_epr_weights_raise_keras_format_error(tmp_path):
     from squeezefmt.keras.transforms.epr import rewrite_epr
     from squeezefmt.keras.formats.h5 import read_h5
@@ -452,11 +461,13 @@ def test_pack_epr_model_without_tensorflow(trained, tmp_path):
     from sqzdev.harness import run_without_tensorflow
 
     d, _, _, _ = trained
+    with squeezefmt.open(sk.pack(d / "m.h5")) as f:
+        kernel = tensor_key(f, "c1", "c1", "kernel")  # its name follows the Keras that wrote m.h5
     out = run_without_tensorflow(f"""
         import squeezefmt, squeezefmt.keras as sk
         data = sk.pack({str(d / 'm.h5')!r})
         arrays = squeezefmt.load(data)
-        assert arrays["c1/c1/kernel:0"].shape == (3, 3, 1, 4)
+        assert arrays[{kernel!r}].shape == (3, 3, 1, 4)
         sk.unpack(data, {str(tmp_path / 'u.h5')!r})
         print("ok")
     """)

@@ -13,8 +13,11 @@ tf = pytest.importorskip("tensorflow")
 import squeezefmt  # noqa: E402
 import squeezefmt.keras as sk  # noqa: E402
 from squeezefmt import errors  # noqa: E402
+from sqzdev import EXAMPLES  # noqa: E402
+from sqzdev.keras_files import keras_major, legacy_optimizer_arrays, save_legacy_h5, save_legacy_weights  # noqa: E402
 
 pytestmark = pytest.mark.tf
+keras3_only = pytest.mark.skipif(keras_major() < 3, reason="checks a file only Keras 3 writes")
 
 
 def make_model(seed=0):
@@ -38,8 +41,8 @@ def make_model(seed=0):
 def model_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("keras")
     model = make_model()
-    model.save(d / "m.h5")
-    model.save_weights(d / "w.h5")
+    save_legacy_h5(model, d / "m.h5")
+    save_legacy_weights(model, d / "w.h5")
     x = np.random.default_rng(9).normal(size=(10, 12, 12, 1)).astype(np.float32)
     return d, model, x, model.predict(x, verbose=0)
 
@@ -88,6 +91,20 @@ def test_include_optimizer_and_unpack_round_trip(model_files, tmp_path):
     sk.unpack(tmp_path / "o.sqz", tmp_path / "back.h5")
     back = tf.keras.models.load_model(tmp_path / "back.h5")
     assert np.array_equal(back.predict(x, verbose=0), ref)
+    # the optimizer state in the unpacked file, as Keras's own legacy reader reads it, in the optimizer's order
+    state = legacy_optimizer_arrays(tmp_path / "back.h5")
+    assert len(state) == len(model.optimizer.variables)
+    for a, b in zip(state, model.optimizer.variables):
+        assert a.dtype == b.numpy().dtype and np.array_equal(a, b.numpy())
+
+
+@pytest.mark.skipif(keras_major() >= 3, reason="Keras 3.15's legacy .h5 loader builds the optimizer over a "
+                    "Functional model's own (empty) variable list, so it restores no optimizer slots, not even "
+                    "from a file Keras 3 wrote; the test above checks the unpacked file's optimizer state")
+def test_unpacked_optimizer_state_is_restored_by_load_model(model_files, tmp_path):
+    d, model, _, _ = model_files
+    sk.unpack(sk.pack(d / "m.h5", include_optimizer=True), tmp_path / "back.h5")
+    back = tf.keras.models.load_model(tmp_path / "back.h5")
     assert len(back.optimizer.variables) == len(model.optimizer.variables)
     for a, b in zip(back.optimizer.variables, model.optimizer.variables):
         assert np.array_equal(a.numpy(), b.numpy())
@@ -178,6 +195,8 @@ def test_cli_pack_info_verify_unpack(model_files, tmp_path):
     assert r.exit_code == 1 and "HDF5" in r.output
 
 
+@pytest.mark.skipif(keras_major() >= 3, reason="only tf.keras 2.14 writes its TF-checkpoint layout to a "
+                    "'*.weights.h5'; Keras 3 writes its own layout there (packed: the test below)")
 def test_keras3_style_weights_file_is_refused_clearly(model_files, tmp_path):
     _, model, _, _ = model_files
     model.save_weights(tmp_path / "m.weights.h5")  # Keras 2.14 writes the Keras 3 layout for this suffix
@@ -185,14 +204,47 @@ def test_keras3_style_weights_file_is_refused_clearly(model_files, tmp_path):
         sk.pack(tmp_path / "m.weights.h5")
 
 
-def test_bundled_example_round_trip(tmp_path):
-    from conftest import EXAMPLES
+@keras3_only
+def test_keras3_weights_file_loads_and_unpacks(model_files, tmp_path):
+    """Keras 3's own ``.weights.h5`` of this model (BatchNormalization, separable and depthwise convolutions)."""
+    _, model, x, ref = model_files
+    model.save_weights(tmp_path / "m.weights.h5")
+    sk.pack(tmp_path / "m.weights.h5", tmp_path / "w.sqz")
+    fresh = make_model(seed=5)
+    assert not np.array_equal(fresh.predict(x, verbose=0), ref)
+    sk.load_weights(fresh, tmp_path / "w.sqz")
+    assert np.array_equal(fresh.predict(x, verbose=0), ref)
+    sk.unpack(tmp_path / "w.sqz", tmp_path / "back.weights.h5")
+    fresh2 = make_model(seed=6)
+    fresh2.load_weights(tmp_path / "back.weights.h5")
+    assert np.array_equal(fresh2.predict(x, verbose=0), ref)
 
+
+def bundled_example_reference(loaded):
+    """examples/mnist_cnn.h5's weights set by the installed Keras's own legacy weight loader, on
+    ``loaded``'s architecture (Keras 3's load_model refuses the file: test_keras3_load.py)."""
+    reference = tf.keras.models.clone_model(loaded)
+    reference.load_weights(os.path.join(EXAMPLES, "mnist_cnn.h5"))
+    return reference
+
+
+def test_bundled_example_round_trip():
+    h5 = os.path.join(EXAMPLES, "mnist_cnn.h5")
+    loaded = sk.load(sk.pack(h5))
+    original = bundled_example_reference(loaded)
+    x = np.random.default_rng(3).random((16, 28, 28, 1), dtype=np.float32)
+    assert np.array_equal(loaded.predict(x, verbose=0), original.predict(x, verbose=0))
+    fresh = tf.keras.models.clone_model(original)
+    sk.load_weights(fresh, sk.pack(os.path.join(EXAMPLES, "mnist_cnn_weights.h5")))
+    assert np.array_equal(fresh.predict(x, verbose=0), original.predict(x, verbose=0))
+
+
+@pytest.mark.skipif(keras_major() >= 3, reason="examples/mnist_cnn.h5 is a tf.keras 2.14 file that Keras 3's "
+                    "load_model refuses (its SeparableConv2D config): test_keras3_load.py checks that")
+def test_bundled_example_matches_keras_load_model():
     h5 = os.path.join(EXAMPLES, "mnist_cnn.h5")
     original = tf.keras.models.load_model(h5, compile=False)
     x = np.random.default_rng(3).random((16, 28, 28, 1), dtype=np.float32)
     loaded = sk.load(sk.pack(h5))
     assert np.array_equal(loaded.predict(x, verbose=0), original.predict(x, verbose=0))
-    fresh = tf.keras.models.clone_model(original)
-    sk.load_weights(fresh, sk.pack(os.path.join(EXAMPLES, "mnist_cnn_weights.h5")))
-    assert np.array_equal(fresh.predict(x, verbose=0), original.predict(x, verbose=0))
+    assert [type(a).__name__ for a in loaded.layers] == [type(b).__name__ for b in original.layers]

@@ -187,11 +187,9 @@ def test_a_container_whose_shapes_disagree_with_the_config_is_refused(tmp_path):
 def test_overlapping_lazy_rebuilds_restore_add_weight():
     """Two lazy rebuilds that overlap (the first ends while the second still runs) leave Keras's own
     add_weight in place afterwards, and each records only what is built inside its scope."""
-    from keras.src.engine.base_layer import Layer
-
     from squeezefmt.keras.lazy import recording_add_weight
 
-    original = Layer.add_weight
+    original = L.Layer.add_weight  # the class the recorder patches, under tf.keras 2 and Keras 3
     first, second = recording_add_weight(), recording_add_weight()
     first_records = first.__enter__()
     L.Dense(3).build((None, 2))
@@ -199,12 +197,73 @@ def test_overlapping_lazy_rebuilds_restore_add_weight():
     first.__exit__(None, None, None)          # the first load finishes first
     L.Dense(4).build((None, 5))               # built while only the second is rebuilding
     second.__exit__(None, None, None)
-    assert Layer.add_weight is original
-    assert [r.shape for r in first_records] == [(2, 3), (3,)]
-    assert [r.shape for r in second_records] == [(5, 4), (4,)]
+    assert L.Layer.add_weight is original
+    assert [tuple(r.shape) for r in first_records] == [(2, 3), (3,)]
+    assert [tuple(r.shape) for r in second_records] == [(5, 4), (4,)]
     real = L.Dense(2)
     real.build((None, 2))
     assert len(real.weights) == 2              # ordinary variables again
+    assert all(np.array_equal(np.asarray(w), np.zeros(w.shape)) for w in real.weights[1:])  # initialized
+
+
+def test_nested_lazy_rebuild_records_into_its_own_scope():
+    """An inner rebuild that records nothing and closes first leaves the outer one recording (the
+    scopes are told apart by identity: two empty record lists compare equal)."""
+    from squeezefmt.keras.lazy import recording_add_weight
+
+    with recording_add_weight() as outer:
+        with recording_add_weight() as inner:
+            pass
+        L.Dense(3).build((None, 2))
+    assert inner == [] and [tuple(r.shape) for r in outer] == [(2, 3), (3,)]
+
+
+def test_lazy_rebuild_records_only_its_own_thread():
+    """A layer built on another thread while a rebuild is open gets ordinary, initialized weights."""
+    import threading
+
+    from squeezefmt.keras.lazy import recording_add_weight
+
+    built = {}
+
+    def build_elsewhere():
+        layer = L.Dense(2, bias_initializer="ones")
+        layer.build((None, 3))
+        built["bias"] = np.asarray(layer.bias)
+
+    with recording_add_weight() as records:
+        worker = threading.Thread(target=build_elsewhere)
+        worker.start()
+        worker.join()
+        L.Dense(4).build((None, 5))
+    assert [tuple(r.shape) for r in records] == [(5, 4), (4,)]
+    assert np.array_equal(built["bias"], np.ones(2, np.float32))
+
+
+def test_concurrent_lazy_loads_on_threads():
+    """Lazy loads running at once on several threads: each model holds no weights and predicts as the
+    eager model does (a load that ends must not undo the recording of one still rebuilding)."""
+    import threading
+
+    model = deep_mlp(depth=6, width=32)
+    data = sk.save(model)
+    x = np.random.default_rng(7).normal(size=(4, 32)).astype(np.float32)
+    ref = model(x).numpy()
+    results = {}
+
+    def load(i):
+        try:
+            lazy = sk.load(data, lazy=True)
+            results[i] = (holds_no_weights(lazy), np.array_equal(lazy(x).numpy(), ref))
+        except Exception as exc:  # reported below, with the thread it happened on
+            results[i] = repr(exc)
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {i: (True, True) for i in range(4)}
 
 
 def test_weights_only_container_is_refused_clearly(tmp_path):

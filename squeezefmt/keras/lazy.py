@@ -118,7 +118,7 @@ class _Recorder:
         try:
             yield records
         finally:
-            stack.remove(records)
+            del stack[next(i for i, item in enumerate(stack) if item is records)]  # by identity, not ==
             with self._lock:
                 self._open -= 1
                 if self._open == 0:

@@ -80,15 +80,17 @@ class Resolver:
             key = f"{base}#{i}"
         return key
 
-    def core_records(self, tensor: str, names: Sequence[str]) -> list[dict]:
+    def core_records(self, tensor: str, names: Sequence[str], paths: Sequence[str] | None = None) -> list[dict]:
+        """One record per core of ``tensor``; ``paths``: the cores' Keras 3 file paths, when packed from one."""
         tt = self.tt_of(tensor)
-        if len(names) != len(tt.cores):
+        if len(names) != len(tt.cores) or (paths is not None and len(paths) != len(tt.cores)):
             raise KerasFormatError(f"tensor {tensor!r} has {len(tt.cores)} TT cores, its layer lists {len(names)}")
         out = []
         for k, wname in enumerate(names):
             key = self._new_key(f"{tensor}#core_{k}")
             self._getters[key] = (lambda t=tensor, k=k: self.tt_of(t).cores[k])
-            out.append({"name": wname, "tensor": key})
+            out.append({"name": wname, "tensor": key} if paths is None else
+                       {"name": wname, "tensor": key, "path": paths[k]})
         return out
 
     def dense_record(self, tensor: str, wname: str) -> dict:
@@ -114,7 +116,10 @@ class Resolver:
             layer["class_name"] = "Dense"
             layer["weights"] = [self.dense_record(rec["tensor"], "kernel:0")] + weights[1:]
             return True
-        layer["weights"] = self.core_records(rec["tensor"], rec["tt_cores"]) + weights[1:]
+        paths = rec.get("tt_paths")
+        if paths is not None and (not isinstance(paths, list) or not all(isinstance(p, str) for p in paths)):
+            raise KerasFormatError(f"layer {layer['name']!r}: malformed TT weight record in the Keras metadata")
+        layer["weights"] = self.core_records(rec["tensor"], rec["tt_cores"], paths) + weights[1:]
         return False
 
     def tt_kernel_dense(self, layer: dict, entry: dict) -> bool:

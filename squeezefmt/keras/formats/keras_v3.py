@@ -58,6 +58,8 @@ _ROLES = {
     "SimpleRNNCell": ["kernel", "recurrent_kernel", "bias"],
     "PReLU": ["alpha"],
 }
+#: squeezefmt's Tensor-Train layer (keras/tt_layer.py), as Keras 3 configs name it.
+_TT_CLASSES = frozenset({"TTDense", "squeezefmt>TTDense"})
 #: Config flags that drop a variable when false.
 _OPTIONAL = {"use_bias": "bias", "scale": "gamma", "center": "beta"}
 #: Layers whose own variables are all or partly non-trainable: count of trailing non-trainable ones.
@@ -156,8 +158,12 @@ def _class_from_group(key: str, group) -> str | None:
 
 
 def _roles(cls: str | None, cfg: dict | None, n: int) -> list[str | None]:
-    names = list(_ROLES.get(cls or "", []))
     inner = (cfg or {}).get("config", {}) if isinstance(cfg, dict) else {}
+    if cls in _TT_CLASSES:  # squeezefmt's TTDense: one core per input dimension, then the bias
+        dims = inner.get("input_dims")
+        names = [f"core_{k}" for k in range(len(dims) if isinstance(dims, list) else 0)] + ["bias"]
+    else:
+        names = list(_ROLES.get(cls or "", []))
     for flag, role in _OPTIONAL.items():
         if inner.get(flag) is False and role in names:
             names.remove(role)

@@ -36,9 +36,10 @@ def write_weights(target, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarr
             group = f.require_group(path)
             if name:
                 group.attrs["name"] = name
+        for w in weights:
+            if not isinstance(w.get("path"), str):
+                raise KerasFormatError(f"weight {w.get('tensor')!r} has no Keras 3 path in the container's metadata")
         for w in sorted(weights, key=lambda w: w["path"]):
-            if "path" not in w:
-                raise KerasFormatError(f"weight {w['tensor']!r} has no Keras 3 path")
             f.create_dataset(w["path"], data=arrays[w["tensor"]])
 
 

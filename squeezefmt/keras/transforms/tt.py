@@ -81,6 +81,8 @@ def group_tt_layers(archive: KerasArchive, codecs: Mapping[str, Codec] | None = 
             name, i = f"{layer['name']}/{TT_TENSOR_SUFFIX}_{i}", i + 1
         groups[core_ws[0]["tensor"]] = (name, [w["tensor"] for w in core_ws])
         record = {"name": core_ws[0]["name"], "tensor": name, "tt_cores": [w["name"] for w in core_ws]}
+        if all("path" in w for w in core_ws):  # from a Keras 3 file: where each core goes back
+            record["tt_paths"] = [w["path"] for w in core_ws]
         new_layers.append({**layer, "weights": [record] + list(weights[d:])})
     if not groups:
         return archive
