@@ -49,7 +49,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
-BUDGETS = (0.05, 0.1, 0.2, 0.5, 1.0)
+BUDGETS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 NNCODEC_QPS = (-38, -32, -28, -24, -20, -18, -16, -14, -12, -10)
 
 
@@ -68,7 +68,7 @@ def squeezefmt_options(quick: bool) -> list:
     rows += [("deep-compression", "", "deep-compression"), ("epr", "default", "epr")]
     rows += [("epr", f"rms {v:g}", epr_name(max_rel_rms=v)) for v in (() if quick else (0.01, 0.05, 0.1))]
     rows += [("epr", f"{v:g} bits", epr_name(bits_per_weight=v)) for v in (() if quick else (2.0, 3.0))]
-    rows += [("compact", f"x{s:g}", compact_name(s)) for s in ((1.0,) if quick else (0.5, 0.75, 1.0, 1.25, 1.5, 2.0))]
+    rows += [("compact", f"x{s:g}", compact_name(s)) for s in ((1.0,) if quick else (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0))]
     return rows
 
 
