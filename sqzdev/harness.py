@@ -5,6 +5,7 @@
   (the "decoding never imports TensorFlow" guarantee).
 * :func:`vector_files` / :func:`expected_error`: the frozen vectors of a family under spec/vectors
   and the error class a broken vector's file name promises.
+* :func:`verify_and_decode`: what the corruption tests run on a damaged container.
 """
 from __future__ import annotations
 
@@ -53,6 +54,15 @@ def run_isolated(code: str, *, block: Iterable[str] = TF_MODULES, forbid: Iterab
 def run_without_tensorflow(code: str, **kwargs) -> str:
     """:func:`run_isolated` with TensorFlow and Keras blocked and checked (the defaults)."""
     return run_isolated(code, **kwargs)
+
+
+def verify_and_decode(data) -> dict:
+    """Open ``data``, verify every checksum, then decode every tensor (what corruption tests expect to fail)."""
+    import squeezefmt
+
+    with squeezefmt.open(data) as f:
+        f.verify()
+        return f.tensors()
 
 
 def vector_files(family: str = "", kind: str = "valid") -> list[str]:

@@ -24,6 +24,7 @@ from squeezefmt.container.header_dict import HEADER_DICT_SHA256, header_dict_byt
 
 from sqzdev import REPO as ROOT
 from sqzdev import VECTORS
+from sqzdev.harness import verify_and_decode
 
 
 def _flags(data: bytes) -> int:
@@ -230,26 +231,20 @@ def container11():
     return arrays, data
 
 
-def _decode_all(data):
-    with squeezefmt.open(data) as f:
-        f.verify()
-        return f.tensors()
-
-
 @given(st.data())
 def test_single_byte_change_is_always_detected_v11(container11, data):
     _, blob = container11
     pos = data.draw(st.integers(0, len(blob) - 1))
     new = data.draw(st.integers(0, 255).filter(lambda b: b != blob[pos]))
     with pytest.raises(errors.SqueezeError):
-        _decode_all(blob[:pos] + bytes([new]) + blob[pos + 1:])
+        verify_and_decode(blob[:pos] + bytes([new]) + blob[pos + 1:])
 
 
 def test_every_truncation_is_detected_v11(container11):
     _, blob = container11
     for n in range(0, len(blob), 5):
         with pytest.raises(errors.SqueezeError):
-            _decode_all(blob[:n])
+            verify_and_decode(blob[:n])
 
 
 @given(st.data())

@@ -22,6 +22,7 @@ from squeezefmt.container.header_dict import HEADER_DICT_SHA256, header_dict_byt
 
 from sqzdev import REPO as ROOT
 from sqzdev import VECTORS
+from sqzdev.harness import verify_and_decode
 
 
 def _keras(layers):
@@ -136,26 +137,20 @@ def container12():
     return arrays, data
 
 
-def _decode_all(data):
-    with squeezefmt.open(data) as f:
-        f.verify()
-        return f.tensors()
-
-
 @given(st.data())
 def test_single_byte_change_is_always_detected_v12(container12, data):
     _, blob = container12
     pos = data.draw(st.integers(0, len(blob) - 1))
     new = data.draw(st.integers(0, 255).filter(lambda b: b != blob[pos]))
     with pytest.raises(errors.SqueezeError):
-        _decode_all(blob[:pos] + bytes([new]) + blob[pos + 1:])
+        verify_and_decode(blob[:pos] + bytes([new]) + blob[pos + 1:])
 
 
 def test_every_truncation_is_detected_v12(container12):
     _, blob = container12
     for n in range(0, len(blob), 7):
         with pytest.raises(errors.SqueezeError):
-            _decode_all(blob[:n])
+            verify_and_decode(blob[:n])
 
 
 def test_json_length_comes_from_the_frame_and_is_limited(container12):

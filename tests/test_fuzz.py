@@ -11,6 +11,7 @@ from hypothesis import given, strategies as st
 
 import squeezefmt
 from squeezefmt import errors
+from sqzdev.harness import verify_and_decode
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +26,6 @@ def container():
     return arrays, squeezefmt.save(arrays, metadata={"k": "v"}, format_version=(1, 0))  # 1.1: test_format_v11.py
 
 
-def decode_all(data):
-    with squeezefmt.open(data) as f:
-        f.verify()
-        return f.tensors()
-
-
 @given(st.data())
 def test_single_byte_change_is_always_detected(container, data):
     arrays, blob = container
@@ -38,27 +33,27 @@ def test_single_byte_change_is_always_detected(container, data):
     new = data.draw(st.integers(0, 255).filter(lambda b: b != blob[pos]))
     broken = blob[:pos] + bytes([new]) + blob[pos + 1:]
     with pytest.raises(errors.SqueezeError):
-        decode_all(broken)
+        verify_and_decode(broken)
 
 
 def test_every_truncation_is_detected(container):
     _, blob = container
     for n in range(0, len(blob), 7):
         with pytest.raises(errors.SqueezeError):
-            decode_all(blob[:n])
+            verify_and_decode(blob[:n])
 
 
 @given(st.binary(max_size=2048))
 def test_random_bytes_are_rejected(data):
     with pytest.raises(errors.SqueezeError):
-        decode_all(data)
+        verify_and_decode(data)
 
 
 @given(st.binary(min_size=1, max_size=512))
 def test_garbage_after_valid_preamble(container, tail):
     _, blob = container
     with pytest.raises(errors.SqueezeError):
-        decode_all(blob[:40] + tail)
+        verify_and_decode(blob[:40] + tail)
 
 
 @given(st.data())

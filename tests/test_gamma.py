@@ -164,16 +164,22 @@ def test_backends_agree_and_round_trip(values):
         np.testing.assert_array_equal(got, expected_decode(values))
 
 
+def damaged(data: bytes, rng) -> list:
+    """``data`` intact, with a byte appended, and (when not empty) with one bit flipped and truncated."""
+    out = [data, data + bytes([int(rng.integers(256))])]
+    if data:
+        flipped = bytearray(data)
+        flipped[rng.integers(len(data))] ^= 1 << int(rng.integers(8))
+        out += [bytes(flipped), data[: int(rng.integers(len(data)))]]
+    return out
+
+
 @given(latents(60), st.integers(0, 2**32 - 1))
 def test_corrupted_streams_same_outcome_on_every_backend(values, seed):
     """Flipped bits, truncation, appended bytes, wrong counts: identical results or errors."""
     rng = np.random.default_rng(seed)
     data = gamma.encode(values, backend="python")
-    candidates = [data, data + bytes([int(rng.integers(256))]), bytes(rng.integers(0, 256, 6, dtype=np.uint8))]
-    if data:
-        flipped = bytearray(data)
-        flipped[rng.integers(len(data))] ^= 1 << int(rng.integers(8))
-        candidates += [bytes(flipped), data[: int(rng.integers(len(data)))]]
+    candidates = damaged(data, rng) + [bytes(rng.integers(0, 256, 6, dtype=np.uint8))]
     for cand in candidates:
         for count in {values.size, values.size + 1, max(values.size - 1, 0)}:
             for strict in (True, False):
@@ -418,11 +424,7 @@ def test_part_decoder_equals_whole_decode(values, seed, sizes):
     message of the whole decode, on every backend, for intact and damaged streams and wrong counts."""
     rng = np.random.default_rng(seed)
     data = gamma.encode(values, backend="python")
-    candidates = [data, data + bytes([int(rng.integers(256))])]
-    if data:
-        flipped = bytearray(data)
-        flipped[rng.integers(len(data))] ^= 1 << int(rng.integers(8))
-        candidates += [bytes(flipped), data[: int(rng.integers(len(data)))]]
+    candidates = damaged(data, rng)
     for cand in candidates:
         for count in {values.size, values.size + 1, max(values.size - 1, 0)}:
             for strict in (True, False):

@@ -28,18 +28,10 @@ from squeezefmt import buffers  # noqa: E402
 from squeezefmt.keras.formats.h5 import read_h5  # noqa: E402
 from squeezefmt.keras.pack import pack_archive  # noqa: E402
 from squeezefmt.presets import names as preset_names  # noqa: E402
+from sqzdev.timing import best_of  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL = os.path.join(HERE, "..", "examples", "mnist_cnn.h5")
-
-
-def best_of(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def order0_limit(weights: list[np.ndarray]) -> float:

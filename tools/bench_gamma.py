@@ -23,25 +23,16 @@ import json
 import os
 import platform
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from squeezefmt.entropy import gamma  # noqa: E402
+from sqzdev.timing import best_of  # noqa: E402
 
 TARGET_RATIO = 5.0
 DATASETS = {"epr": 0.4, "dense": 8.0}  # Laplace scale of the latents before rounding
-
-
-def best_time(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def latents(n: int, scale: float, seed: int = 0) -> np.ndarray:
@@ -59,8 +50,8 @@ def bench_dataset(v: np.ndarray, args, tfc_mod, tf_mod) -> dict:
         shape = tf_mod.constant([n], tf_mod.int32)
         assert np.array_equal(tfc_mod.run_length_gamma_decode(code, shape).numpy(), v)
         out["tfc"] = {
-            "encode": n / best_time(lambda: tfc_mod.run_length_gamma_encode(tv), args.repeats),
-            "decode": n / best_time(lambda: tfc_mod.run_length_gamma_decode(code, shape), args.repeats),
+            "encode": n / best_of(lambda: tfc_mod.run_length_gamma_encode(tv), args.repeats),
+            "decode": n / best_of(lambda: tfc_mod.run_length_gamma_decode(code, shape), args.repeats),
         }
     for backend in gamma.available_backends():
         size = min(n, args.ref_n) if backend == "python" else n
@@ -71,8 +62,8 @@ def bench_dataset(v: np.ndarray, args, tfc_mod, tf_mod) -> dict:
             assert data == reference_bytes, f"{backend} bytes differ from tfc's"
         assert np.array_equal(gamma.decode(data, size, backend=backend), part), backend
         out[backend] = {
-            "encode": size / best_time(lambda: gamma.encode(part, backend=backend), repeats),
-            "decode": size / best_time(lambda: gamma.decode(data, size, backend=backend), repeats),
+            "encode": size / best_of(lambda: gamma.encode(part, backend=backend), repeats),
+            "decode": size / best_of(lambda: gamma.decode(data, size, backend=backend), repeats),
         }
         if backend == "python":
             out[backend]["measured_on"] = size

@@ -49,7 +49,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
-BUDGETS = (0.05, 0.1, 0.2, 0.5, 1.0)
+BUDGETS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 NNCODEC_QPS = (-38, -32, -28, -24, -20, -18, -16, -14, -12, -10)
 
 
@@ -68,7 +68,7 @@ def squeezefmt_options(quick: bool) -> list:
     rows += [("deep-compression", "", "deep-compression"), ("epr", "default", "epr")]
     rows += [("epr", f"rms {v:g}", epr_name(max_rel_rms=v)) for v in (() if quick else (0.01, 0.05, 0.1))]
     rows += [("epr", f"{v:g} bits", epr_name(bits_per_weight=v)) for v in (() if quick else (2.0, 3.0))]
-    rows += [("compact", f"x{s:g}", compact_name(s)) for s in ((1.0,) if quick else (0.5, 0.75, 1.0, 1.25, 1.5, 2.0))]
+    rows += [("compact", f"x{s:g}", compact_name(s)) for s in ((1.0,) if quick else (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0))]
     return rows
 
 
@@ -99,19 +99,25 @@ class Evaluated:
         self.raw = sum(a.nbytes for a in self.archive.arrays.values())
         self.base = self.accuracies(self.archive.arrays)
 
-    def accuracies(self, arrays) -> tuple:
-        """(held-out accuracy, search-half accuracy), percent."""
+    def correct(self, arrays) -> tuple:
+        """Per-row correctness (held-out half, search half), boolean arrays."""
         out = []
         for data in (self.held_data, self.search_data):
             p = self.clf.predict(arrays, data)
-            out.append(100.0 * float(np.mean(np.argmax(p, 1) == data.y)))
+            out.append(np.argmax(p, 1) == data.y)
         return tuple(out)
 
+    def accuracies(self, arrays) -> tuple:
+        """(held-out accuracy, search-half accuracy), percent."""
+        return tuple(100.0 * float(np.mean(c)) for c in self.correct(arrays))
+
     def row(self, family, setting, nbytes, arrays, encode_s, decode_s, **extra) -> dict:
-        held, search = self.accuracies(arrays)
+        held_ok, search_ok = self.correct(arrays)
+        held, search = 100.0 * float(np.mean(held_ok)), 100.0 * float(np.mean(search_ok))
         return {"family": family, "setting": setting, "bytes": int(nbytes), "ratio": self.raw / nbytes,
                 "acc_held": held, "acc_search": search, "d_held": held - self.base[0],
-                "d_search": search - self.base[1], "encode_s": encode_s, "decode_s": decode_s, **extra}
+                "d_search": search - self.base[1], "encode_s": encode_s, "decode_s": decode_s, **extra,
+                "_correct": np.concatenate([held_ok, search_ok])}  # for the McNemar test; not written to JSON
 
 
 def _pack_and_decode(ev: Evaluated, preset: str, codecs=None) -> tuple:
@@ -247,18 +253,40 @@ def fmt(row: dict) -> str:
             f"{row['d_held']:>+7.2f} {row['d_search']:>+7.2f} {row['encode_s']:>8.3f} {row['decode_s']:>8.3f}{extra}")
 
 
+def mcnemar_p(b: int, c: int) -> float:
+    """Exact two-sided McNemar p-value for ``b`` and ``c`` discordant predictions (a binomial sign test)."""
+    from math import comb
+
+    n, k = b + c, min(b, c)
+    return 1.0 if n == 0 else min(1.0, 2.0 * sum(comb(n, i) for i in range(k + 1)) / 2.0 ** n)
+
+
 def versus_nncodec(rows: list) -> list:
     """For each NNCodec row, the smallest squeezefmt file at least as accurate on held-out AND on search
-    rows (None: no squeezefmt option matches its accuracy); printed as the "ahead of NNCodec" check."""
+    rows (None: no squeezefmt option matches its accuracy); printed as the "ahead of NNCodec" check.
+
+    Where no squeezefmt file of at least NNCodec's ratio is that accurate, the most accurate one of at
+    least its ratio is compared prediction by prediction on all rows: ``discordant`` = (rows only ours
+    gets right, rows only NNCodec gets right) and ``mcnemar_p``, whether the difference is more than noise.
+    """
     ours = [r for r in rows if r["family"] not in ("nncodec", "lossless")]
     out = []
     for n in (r for r in rows if r["family"] == "nncodec"):
         match = [r for r in ours if r["d_held"] >= n["d_held"] - 1e-9 and r["d_search"] >= n["d_search"] - 1e-9]
         best = max(match, key=lambda r: r["ratio"]) if match else None
-        out.append({"nncodec": n["setting"], "nncodec_ratio": n["ratio"], "d_held": n["d_held"],
-                    "d_search": n["d_search"], "ours": None if best is None else f"{best['family']} {best['setting']}",
-                    "ours_ratio": None if best is None else best["ratio"],
-                    "ahead": best is not None and best["ratio"] >= n["ratio"]})
+        v = {"nncodec": n["setting"], "nncodec_ratio": n["ratio"], "d_held": n["d_held"],
+             "d_search": n["d_search"], "ours": None if best is None else f"{best['family']} {best['setting']}",
+             "ours_ratio": None if best is None else best["ratio"],
+             "ahead": best is not None and best["ratio"] >= n["ratio"]}
+        smaller = [r for r in ours if r["ratio"] >= n["ratio"]]
+        if not v["ahead"] and smaller:
+            near = max(smaller, key=lambda r: (int(r["_correct"].sum()), r["ratio"]))
+            b = int(np.sum(near["_correct"] & ~n["_correct"]))
+            c = int(np.sum(n["_correct"] & ~near["_correct"]))
+            v.update(nearest=f"{near['family']} {near['setting']}", nearest_ratio=near["ratio"],
+                     nearest_d_held=near["d_held"], nearest_d_search=near["d_search"],
+                     discordant=[b, c], mcnemar_p=mcnemar_p(b, c))
+        out.append(v)
     return out
 
 
@@ -327,6 +355,13 @@ def main(argv=None) -> int:
                 ours = f"{v['ours']} {v['ours_ratio']:.2f}x" if v["ours"] else "none"
                 print(f"  {v['nncodec']:<22}{v['nncodec_ratio']:>8.2f}x {v['d_held']:>+7.2f} {v['d_search']:>+6.2f}   "
                       f"{ours}{'' if v['ahead'] else '   <- NNCodec ahead'}")
+                if "nearest" in v:
+                    b, c = v["discordant"]
+                    print(f"  {'':<22}{'':>9} {'':>7} {'':>6}   most accurate at >= its ratio: {v['nearest']} "
+                          f"{v['nearest_ratio']:.2f}x ({v['nearest_d_held']:+.2f} / {v['nearest_d_search']:+.2f}); "
+                          f"rows only ours / only NNCodec gets right: {b} / {c}, McNemar p = {v['mcnemar_p']:.2f}")
+        for r in rows:
+            r.pop("_correct", None)
         results["models"][name] = {"path": paths[name], "float_bytes": ev.raw, "base_acc_held": ev.base[0],
                                    "base_acc_search": ev.base[1], "rows": rows, "versus_nncodec": vs,
                                    "seconds": time.perf_counter() - t0}

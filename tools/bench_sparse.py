@@ -31,7 +31,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -47,15 +46,7 @@ import squeezefmt  # noqa: E402
 from squeezefmt.codecs.cluster import Cluster, distinct_bits, index_entropy  # noqa: E402
 from squeezefmt.codecs.sparse import csr_structure, decode_structure, encode_structure  # noqa: E402
 from squeezefmt.entropy import huffman  # noqa: E402
-
-
-def best_of(fn, repeats=5):
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+from sqzdev.timing import best_of  # noqa: E402
 
 
 def bell(k, n, rng):

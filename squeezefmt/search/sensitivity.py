@@ -21,8 +21,9 @@ import numpy as np
 
 from .backend import Candidate, StepBackend
 
-#: Default step grid, in quarter octaves of the tensor's RMS: RMS/16 ... 8 x RMS.
-GRID_LO, GRID_HI, PER_OCTAVE = -16, 12, 4
+#: Default step grid, in quarter octaves of the tensor's RMS: RMS/16 ... 16 x RMS. The coarse end
+#: matters for large budgets (a few points): there most of a big kernel rounds to zero.
+GRID_LO, GRID_HI, PER_OCTAVE = -16, 16, 4
 #: Every MEASURE_EVERY-th grid step is measured, the others interpolated.
 MEASURE_EVERY = 2
 #: Between neighbours whose rates differ by more than RATE_GAP (and MIN_GAP_BYTES), up to

@@ -64,26 +64,41 @@ def split11(data: bytes):
     return header, streams
 
 
-def forge11(header: dict, streams: list[bytes], *, mutate=None, flags: int = ZSTD, minor: int = 1,
-            file_len_delta: int = 0, trailing: bytes = b"") -> bytes:
-    h = copy.deepcopy(header)
+def lay_out_bodies(header: dict, streams: list[bytes], per_tensor=None) -> list:
+    """Give each tensor row of ``header`` the lengths of its next ``streams``; returns ``[(body, aligned)]``.
+
+    ``per_tensor(row, bodies)`` may add per-tensor fields (1.1's CRC) to the row.
+    """
     it = iter(streams)
     layout = []
-    for t in h["tensors"]:
+    for t in header["tensors"]:
         bodies = [next(it) for _ in t[5]]
         t[5] = [len(b) for b in bodies]
-        t[7] = _crc(b"".join(bodies))
+        if per_tensor:
+            per_tensor(t, bodies)
         layout += [(b, t[6] >> i & 1) for i, b in enumerate(bodies)]
-    if mutate:
-        mutate(h)
-    raw = _dumps(h)
-    stored = {PLAIN: raw, ZSTD: compress(raw, 19), DICT: compress_with_dict(raw)}[flags & DICT]
+    return layout
+
+
+def assemble(stored: bytes, layout: list, trailing: bytes = b"") -> bytearray:
+    """Room for the preamble, the stored header, then the stream bodies (aligned where marked)."""
     out = bytearray(PREAMBLE_SIZE) + stored
     for body, aligned in layout:
         if body and aligned:
             out += bytes(align(len(out)) - len(out))
         out += body
-    out += trailing
+    return out + trailing
+
+
+def forge11(header: dict, streams: list[bytes], *, mutate=None, flags: int = ZSTD, minor: int = 1,
+            file_len_delta: int = 0, trailing: bytes = b"") -> bytes:
+    h = copy.deepcopy(header)
+    layout = lay_out_bodies(h, streams, per_tensor=lambda t, bodies: t.__setitem__(7, _crc(b"".join(bodies))))
+    if mutate:
+        mutate(h)
+    raw = _dumps(h)
+    stored = {PLAIN: raw, ZSTD: compress(raw, 19), DICT: compress_with_dict(raw)}[flags & DICT]
+    out = assemble(stored, layout, trailing)
     pre = Preamble(1, minor, flags, len(stored), _crc(stored), len(out) + file_len_delta, len(raw))
     out[:PREAMBLE_SIZE] = pre.pack()
     return bytes(out)

@@ -19,10 +19,10 @@ from squeezefmt.codecs.zstd_codec import Zstd
 from squeezefmt.codecs.zstd_util import compress
 from squeezefmt.container.header_dict import compress_with_dict
 from squeezefmt.container.layout import (
-    FLAG_COMPACT, FLAG_HEADER_DICT, FLAG_HEADER_ZSTD, FLAG_SMALL, PREAMBLE_SIZE, Preamble, align, parse_preamble,
+    FLAG_COMPACT, FLAG_HEADER_DICT, FLAG_HEADER_ZSTD, FLAG_SMALL, PREAMBLE_SIZE, Preamble, parse_preamble,
 )
 
-from .v11 import _crc, _dumps, split11
+from .v11 import _crc, _dumps, assemble, lay_out_bodies, split11
 
 PLAIN = FLAG_COMPACT | FLAG_SMALL
 ZSTD = PLAIN | FLAG_HEADER_ZSTD
@@ -36,24 +36,14 @@ split12 = split11
 def forge12(header: dict, streams: list[bytes], *, mutate=None, flags: int = DICT, minor: int = 2,
             crc_delta: int = 0, trailing: bytes = b"", frame=None) -> bytes:
     h = copy.deepcopy(header)
-    it = iter(streams)
-    layout = []
-    for t in h["tensors"]:
-        bodies = [next(it) for _ in t[5]]
-        t[5] = [len(b) for b in bodies]
-        layout += [(b, t[6] >> i & 1) for i, b in enumerate(bodies)]
+    layout = lay_out_bodies(h, streams)
     data_crc = _crc(b"".join(b for b, _ in layout))
     if mutate:
         mutate(h)
     raw = _dumps(h)
     stored = frame(raw) if frame else {PLAIN: raw, ZSTD: compress(raw, 19),
                                        DICT: compress_with_dict(raw, version=2)}[flags & DICT]
-    out = bytearray(PREAMBLE_SIZE) + stored
-    for body, aligned in layout:
-        if body and aligned:
-            out += bytes(align(len(out)) - len(out))
-        out += body
-    out += trailing
+    out = assemble(stored, layout, trailing)
     pre = Preamble(1, minor, flags, len(stored), _crc(stored), len(out), 0, (data_crc + crc_delta) & 0xFFFFFFFF)
     out[:PREAMBLE_SIZE] = pre.pack()
     return bytes(out)
