@@ -815,6 +815,27 @@ static int decode_payload(const uint8_t *src, size_t nbytes, const uint8_t *leng
     return 0;
 }
 
+/* The code-length table of a HUFFMAN-mode stream (mode byte at data[0]) and its zero padding:
+ * returns N (table size) or -1, with *m_out = M and *start = the payload's first byte. */
+static int64_t read_header(const uint8_t *data, size_t len, uint8_t *lengths, int *m_out, size_t *start,
+                           err_t *err)
+{
+    bitr_t r = {data, 8, 8 * len};
+    int64_t n = read_table(&r, lengths, m_out, err);
+    if (n < 0)
+        return -1;
+    while (r.pos & 7) {
+        int b = br_bit(&r, err, "the code-length table");
+        if (b != 0) {
+            if (b > 0)
+                SET_ERR(err, StreamError, "huffman stream: non-zero padding bits after the code-length table");
+            return -1;
+        }
+    }
+    *start = r.pos >> 3;
+    return n;
+}
+
 /* Whole stream. out has `count` items of `itemsize` (1 or 2) bytes. */
 static int decode_stream(const uint8_t *data, size_t len, void *out, int itemsize, size_t count, int multi,
                          err_t *err)
@@ -887,9 +908,9 @@ static int decode_stream(const uint8_t *data, size_t len, void *out, int itemsiz
             SET_ERR(err, PyExc_MemoryError, "out of memory");
             return -1;
         }
-        bitr_t r = {data, 8, 8 * (size_t)len};
         int m = 0;
-        int64_t n = read_table(&r, lengths, &m, err);
+        size_t start = 0;
+        int64_t n = read_header(data, len, lengths, &m, &start, err);
         if (n < 0) {
             free(lengths);
             return -1;
@@ -899,22 +920,405 @@ static int decode_stream(const uint8_t *data, size_t len, void *out, int itemsiz
             SET_ERR(err, StreamError, "huffman stream: symbol %lld does not fit %s", (long long)(n - 1), dtname);
             return -1;
         }
-        while (r.pos & 7) {
-            int b = br_bit(&r, err, "the code-length table");
-            if (b != 0) {
-                if (b > 0)
-                    SET_ERR(err, StreamError, "huffman stream: non-zero padding bits after the code-length table");
-                free(lengths);
-                return -1;
-            }
-        }
-        size_t start = r.pos >> 3;
         int rc = decode_payload(data + start, len - start, lengths, (size_t)n, m, out, itemsize, count, multi, err);
         free(lengths);
         return rc;
     }
     SET_ERR(err, StreamError, "huffman stream: unknown mode byte %d", mode);
     return -1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Fused decoding into values (quant / cluster): no symbol array                               */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Lane table: like build_multi, indexed by the next MULTI_BITS bits, but the entry keeps the bit
+ * count in its low byte (so it feeds the shift directly: a shorter dependency chain per lookup)
+ *   bits 0..7 bits consumed, bits 8..15 number of symbols (0 = the first code is longer than
+ *   MULTI_BITS), bits 16..63 the symbols in lanes of LW bits (LW = 12: 4 lanes, LW = 16: 3). */
+static uint64_t *build_lanes(const dtable_t *t, int lw)
+{
+    uint64_t *mt = malloc(sizeof(uint64_t) << MULTI_BITS);
+    if (!mt)
+        return NULL;
+    const uint32_t *T = t->primary, *S = t->sub;
+    const int pbits = t->pbits, sbits = t->sbits;
+    const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;
+    const int maxsyms = lw == 12 ? 4 : 3;
+    for (uint64_t idx = 0; idx < ((uint64_t)1 << MULTI_BITS); idx++) {
+        uint64_t syms = 0;
+        int used = 0, ns = 0;
+        while (ns < maxsyms) {
+            uint64_t w = idx >> used;
+            uint32_t e;
+            LOOKUP(w, e);
+            int ln = (int)(e & 31);
+            if (ln > MULTI_BITS - used)
+                break;
+            syms |= (uint64_t)(e >> 16) << (ns * lw);
+            used += ln;
+            ns++;
+        }
+        mt[idx] = (uint64_t)used | ((uint64_t)ns << 8) | (syms << 16);
+    }
+    return mt;
+}
+
+/* out[i] = tab[symbol i] while 4*K outputs and 8 stream bytes are left; K lookups per 64-bit load
+ * (each consumes at most max(MULTI_BITS, M) bits, K * that <= 57). Every lookup writes 4 lanes;
+ * lanes past the entry's count are overwritten by the next lookup. Returns symbols decoded. */
+#define DEFINE_FUSED(T_OUT, SUF, LW, K)                                                          \
+    static size_t fused_##SUF##_##LW##_##K(const uint8_t *src, size_t nbytes, uint64_t *bitpos_io,\
+                                           const dtable_t *t, const uint64_t *mt,                \
+                                           const T_OUT *tab, T_OUT *out, size_t count)           \
+    {                                                                                            \
+        const uint32_t *T = t->primary, *S = t->sub;                                             \
+        const int pbits = t->pbits, sbits = t->sbits;                                            \
+        const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;   \
+        const uint64_t qmask = ((uint64_t)1 << MULTI_BITS) - 1, lmask = ((uint64_t)1 << LW) - 1;  \
+        uint64_t bitpos = *bitpos_io;                                                            \
+        size_t i = 0;                                                                            \
+        while (i + 4 * (K) <= count && (bitpos >> 3) + 8 <= nbytes) {                            \
+            uint64_t w = load64le(src + (bitpos >> 3)) >> (bitpos & 7);                          \
+            uint32_t used = 0;                                                                   \
+            for (int k = 0; k < (K); k++) {                                                      \
+                uint64_t e = mt[w & qmask];                                                      \
+                uint32_t nb;                                                                     \
+                if (__builtin_expect((e & 0xff00) != 0, 1)) {                                    \
+                    uint64_t s = e >> 16;                                                        \
+                    out[i] = tab[s & lmask];                                                     \
+                    out[i + 1] = tab[(s >> (LW)) & lmask];                                       \
+                    out[i + 2] = tab[(s >> (2 * (LW))) & lmask];                                 \
+                    if ((LW) == 12)                                                              \
+                        out[i + 3] = tab[(s >> 36) & lmask];                                     \
+                    i += (size_t)((e >> 8) & 0xff);                                              \
+                    nb = (uint32_t)(e & 0xff);                                                   \
+                } else {                                                                         \
+                    uint32_t e1;                                                                 \
+                    LOOKUP(w, e1);                                                               \
+                    out[i++] = tab[e1 >> 16];                                                    \
+                    nb = e1 & 31;                                                                \
+                }                                                                                \
+                w >>= nb;                                                                        \
+                used += nb;                                                                      \
+            }                                                                                    \
+            bitpos += used;                                                                      \
+        }                                                                                        \
+        *bitpos_io = bitpos;                                                                     \
+        return i;                                                                                \
+    }
+
+#define DEFINE_FUSED_LW(T_OUT, SUF, LW)                                                          \
+    DEFINE_FUSED(T_OUT, SUF, LW, 3)                                                              \
+    DEFINE_FUSED(T_OUT, SUF, LW, 4)                                                              \
+    static size_t fused_##SUF##_##LW(int m, const uint8_t *src, size_t nbytes, uint64_t *bp,     \
+                                     const dtable_t *t, const uint64_t *mt, const T_OUT *tab,    \
+                                     T_OUT *out, size_t count)                                   \
+    {                                                                                            \
+        if (57 / (m > MULTI_BITS ? m : MULTI_BITS) >= 4)                                         \
+            return fused_##SUF##_##LW##_4(src, nbytes, bp, t, mt, tab, out, count);              \
+        return fused_##SUF##_##LW##_3(src, nbytes, bp, t, mt, tab, out, count);                  \
+    }
+
+/* Value tables, for long outputs of 1-, 2- or 4-byte items: the entry for the next MULTI_BITS bits
+ * is split in two. meta[idx] (uint16, 8 KiB: on the critical path, stays in L1) = bits consumed |
+ * number of codes << 8 (0: the first code is longer than MULTI_BITS); vals[idx] (16 bytes) = the
+ * table values of those codes, ready to be stored with one 16-byte copy (16 / itemsize lanes). */
+#define VT_BYTES 16
+
+static int build_vtable(const dtable_t *t, const void *tab, int itemsize, uint16_t **meta_out, uint8_t **vals_out)
+{
+    uint16_t *meta = malloc(sizeof(uint16_t) << MULTI_BITS);
+    uint8_t *vals = calloc((size_t)VT_BYTES << MULTI_BITS, 1);
+    if (!meta || !vals) {
+        free(meta);
+        free(vals);
+        return -1;
+    }
+    const uint32_t *T = t->primary, *S = t->sub;
+    const int pbits = t->pbits, sbits = t->sbits;
+    const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;
+    const int lanes = VT_BYTES / itemsize;
+    for (uint64_t idx = 0; idx < ((uint64_t)1 << MULTI_BITS); idx++) {
+        int used = 0, ns = 0;
+        while (ns < lanes) {
+            uint64_t w = idx >> used;
+            uint32_t e;
+            LOOKUP(w, e);
+            int ln = (int)(e & 31);
+            if (ln > MULTI_BITS - used)
+                break;
+            memcpy(vals + idx * VT_BYTES + (size_t)ns * itemsize, (const uint8_t *)tab + (size_t)(e >> 16) * itemsize,
+                   (size_t)itemsize);
+            used += ln;
+            ns++;
+        }
+        meta[idx] = (uint16_t)(used | (ns << 8));
+    }
+    *meta_out = meta;
+    *vals_out = vals;
+    return 0;
+}
+
+#define DEFINE_VT(T_OUT, SUF, K)                                                                 \
+    static size_t vt_##SUF##_##K(const uint8_t *src, size_t nbytes, uint64_t *bitpos_io,         \
+                                 const dtable_t *t, const uint16_t *meta, const uint8_t *vals,   \
+                                 const T_OUT *tab, T_OUT *out, size_t count)                     \
+    {                                                                                            \
+        const uint32_t *T = t->primary, *S = t->sub;                                             \
+        const int pbits = t->pbits, sbits = t->sbits;                                            \
+        const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;   \
+        const uint64_t qmask = ((uint64_t)1 << MULTI_BITS) - 1;                                  \
+        const size_t lanes = VT_BYTES / sizeof(T_OUT);                                           \
+        uint64_t bitpos = *bitpos_io;                                                            \
+        size_t i = 0;                                                                            \
+        while (i + lanes * (K) <= count && (bitpos >> 3) + 8 <= nbytes) {                        \
+            uint64_t w = load64le(src + (bitpos >> 3)) >> (bitpos & 7);                          \
+            uint32_t used = 0;                                                                   \
+            for (int k = 0; k < (K); k++) {                                                      \
+                size_t idx = (size_t)(w & qmask);                                                \
+                uint32_t mt = meta[idx], nb;                                                     \
+                if (__builtin_expect(mt > 0xff, 1)) {                                            \
+                    memcpy(out + i, vals + idx * VT_BYTES, VT_BYTES);                            \
+                    i += mt >> 8;                                                                \
+                    nb = mt & 0xff;                                                              \
+                } else {                                                                         \
+                    uint32_t e1;                                                                 \
+                    LOOKUP(w, e1);                                                               \
+                    out[i++] = tab[e1 >> 16];                                                    \
+                    nb = e1 & 31;                                                                \
+                }                                                                                \
+                w >>= nb;                                                                        \
+                used += nb;                                                                      \
+            }                                                                                    \
+            bitpos += used;                                                                      \
+        }                                                                                        \
+        *bitpos_io = bitpos;                                                                     \
+        return i;                                                                                \
+    }
+
+#define DEFINE_VT_TYPE(T_OUT, SUF)                                                               \
+    DEFINE_VT(T_OUT, SUF, 3)                                                                     \
+    DEFINE_VT(T_OUT, SUF, 4)                                                                     \
+    static size_t vt_##SUF(int m, const uint8_t *src, size_t nbytes, uint64_t *bp, const dtable_t *t,\
+                           const uint16_t *meta, const uint8_t *vals, const T_OUT *tab, T_OUT *out,  \
+                           size_t count)                                                         \
+    {                                                                                            \
+        if (57 / (m > MULTI_BITS ? m : MULTI_BITS) >= 4)                                         \
+            return vt_##SUF##_4(src, nbytes, bp, t, meta, vals, tab, out, count);                \
+        return vt_##SUF##_3(src, nbytes, bp, t, meta, vals, tab, out, count);                    \
+    }
+
+DEFINE_VT_TYPE(uint8_t, v8)
+DEFINE_VT_TYPE(uint16_t, v16)
+DEFINE_VT_TYPE(uint32_t, v32)
+DEFINE_VT_TYPE(uint64_t, v64)
+
+/* A HUFFMAN-mode stream ready for value decoding: the payload, its tables, the bit position. */
+typedef struct {
+    const uint8_t *src;
+    size_t nbytes;
+    uint64_t bitpos;
+    int m, lw;
+    size_t n;       /* code-length table size: symbols are < n */
+    dtable_t t;
+    uint64_t *mt;   /* lane table (medium outputs) or NULL */
+    uint16_t *meta; /* value table (long outputs) or NULL */
+    uint8_t *vals;
+} vstream_t;
+
+/* The whole payload decoder for one item type: a fast loop (value table or lane table, when
+ * built), then one bounds-checked lookup per remaining symbol. Returns 0 or -1 (err set). */
+#define DEFINE_VALUES(T_OUT, SUF)                                                                \
+    static int values_##SUF(vstream_t *v, const T_OUT *tab, T_OUT *out, size_t count, size_t done,\
+                            err_t *err)                                                          \
+    {                                                                                            \
+        size_t i = 0;                                                                            \
+        if (v->meta)                                                                             \
+            i = vt_##SUF(v->m, v->src, v->nbytes, &v->bitpos, &v->t, v->meta, v->vals, tab, out, \
+                         count);                                                                 \
+        else if (v->mt)                                                                          \
+            i = v->lw == 12 ? fused_##SUF##_12(v->m, v->src, v->nbytes, &v->bitpos, &v->t, v->mt,\
+                                               tab, out, count)                                  \
+                            : fused_##SUF##_16(v->m, v->src, v->nbytes, &v->bitpos, &v->t, v->mt,\
+                                               tab, out, count);                                 \
+        const uint32_t *T = v->t.primary, *S = v->t.sub;                                         \
+        const int pbits = v->t.pbits, sbits = v->t.sbits;                                        \
+        const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;   \
+        const uint8_t *src = v->src;                                                             \
+        uint64_t bitpos = v->bitpos, nbits = 8 * (uint64_t)v->nbytes;                            \
+        for (; i < count; i++) {                                                                 \
+            uint64_t w = load64_safe(src, v->nbytes, (size_t)(bitpos >> 3)) >> (bitpos & 7);     \
+            uint32_t e;                                                                          \
+            LOOKUP(w, e);                                                                        \
+            if (bitpos + (e & 31) > nbits) {                                                     \
+                SET_ERR(err, StreamError, "huffman stream truncated at symbol %zu of %zu",       \
+                        done + i, done + count);                                                 \
+                return -1;                                                                       \
+            }                                                                                    \
+            out[i] = tab[e >> 16];                                                               \
+            bitpos += e & 31;                                                                    \
+        }                                                                                        \
+        v->bitpos = bitpos;                                                                      \
+        return 0;                                                                                \
+    }
+
+DEFINE_FUSED_LW(uint8_t, v8, 12)
+DEFINE_FUSED_LW(uint8_t, v8, 16)
+DEFINE_FUSED_LW(uint16_t, v16, 12)
+DEFINE_FUSED_LW(uint16_t, v16, 16)
+DEFINE_FUSED_LW(uint32_t, v32, 12)
+DEFINE_FUSED_LW(uint32_t, v32, 16)
+DEFINE_FUSED_LW(uint64_t, v64, 12)
+DEFINE_FUSED_LW(uint64_t, v64, 16)
+DEFINE_VALUES(uint8_t, v8)
+DEFINE_VALUES(uint16_t, v16)
+DEFINE_VALUES(uint32_t, v32)
+DEFINE_VALUES(uint64_t, v64)
+
+/* Outputs from which the value table (4096 x 16 bytes to fill) pays for itself. */
+#define VT_MIN_COUNT 65536
+
+static void vstream_free(vstream_t *v)
+{
+    free_dtable(&v->t);
+    free(v->mt);
+    free(v->meta);
+    free(v->vals);
+}
+
+/* Opens a stream for `count` values from `tab` (k items of `itemsize` bytes). Returns 1 when this
+ * path does not take it (not HUFFMAN mode, or a coded symbol >= k: the caller decodes the symbols
+ * and checks them), 0 = ready, -1 = error. vstream_free is safe after any outcome. */
+static int vstream_open(vstream_t *v, const uint8_t *data, size_t len, size_t count, const void *tab, size_t k,
+                        int itemsize, err_t *err)
+{
+    memset(v, 0, sizeof(*v));
+    if (len == 0 || data[0] != MODE_HUFFMAN)
+        return 1;
+    uint8_t *lengths = malloc(MAX_ALPHABET);
+    if (!lengths) {
+        SET_ERR(err, PyExc_MemoryError, "out of memory");
+        return -1;
+    }
+    size_t start = 0;
+    int64_t n = read_header(data, len, lengths, &v->m, &start, err);
+    int rc = n < 0 ? -1 : (size_t)n > k ? 1 : 0;
+    if (rc == 0 && (uint64_t)count > 8 * (uint64_t)(len - start)) {
+        SET_ERR(err, StreamError, "huffman stream truncated: %zu payload bytes cannot hold %zu codes",
+                len - start, count);
+        rc = -1;
+    }
+    if (rc == 0 && build_dtable(lengths, (size_t)n, v->m, &v->t) < 0)
+        rc = -2;
+    free(lengths);
+    if (rc != 0)
+        goto fail;
+    v->src = data + start;
+    v->nbytes = len - start;
+    v->n = (size_t)n;
+    v->lw = n <= 4096 ? 12 : 16;
+    /* no table at all for short outputs: the bounds-checked loop only */
+    if (count >= VT_MIN_COUNT && build_vtable(&v->t, tab, itemsize, &v->meta, &v->vals) < 0)
+        rc = -2;
+    else if (count >= MULTI_MIN_COUNT && count < VT_MIN_COUNT && !(v->mt = build_lanes(&v->t, v->lw)))
+        rc = -2;
+    if (rc == 0)
+        return 0;
+fail:
+    if (rc == -2) {
+        SET_ERR(err, PyExc_MemoryError, "out of memory");
+        rc = -1;
+    }
+    return rc;
+}
+
+/* After the last symbol: no trailing bytes, zero padding. */
+static int vstream_finish(const vstream_t *v, err_t *err)
+{
+    size_t used_bytes = (size_t)((v->bitpos + 7) >> 3);
+    if (used_bytes != v->nbytes) {
+        SET_ERR(err, StreamError, "huffman stream: %zu trailing bytes after the last code", v->nbytes - used_bytes);
+        return -1;
+    }
+    if ((v->bitpos & 7) && (v->src[v->nbytes - 1] >> (v->bitpos & 7))) {
+        SET_ERR(err, StreamError, "huffman stream: non-zero padding bits after the last code");
+        return -1;
+    }
+    return 0;
+}
+
+/* count values of `itemsize` bytes: out[i] = tab[symbol i] (the table given to vstream_open). */
+static int vstream_gather(vstream_t *v, const void *tab, void *out, int itemsize, size_t count, err_t *err)
+{
+    switch (itemsize) {
+    case 1: return values_v8(v, tab, out, count, 0, err);
+    case 2: return values_v16(v, tab, out, count, 0, err);
+    case 4: return values_v32(v, tab, out, count, 0, err);
+    default: return values_v64(v, tab, out, count, 0, err);
+    }
+}
+
+/* Per-channel dequantisation of one span of symbols (float32): element p (global index) has
+ * channel (p / inner) % C; out[p] = (float)(s - off[c]) * step[c] (off = shift + zp), and a symbol
+ * with s - shift[c] outside 0..qmax sets the returned flag. Branch-free inner loops (they vectorise). */
+static uint32_t dequant_span(const uint16_t *s, size_t cnt, size_t pos, float *o, const int32_t *sh,
+                             const int32_t *off, const float *st, size_t C, size_t inner, uint32_t qmax)
+{
+    uint32_t acc = 0;
+    size_t j = 0;
+    while (j < cnt) {
+        size_t p = pos + j, len;
+        if (inner == 1) {
+            size_t c = p % C;
+            len = C - c < cnt - j ? C - c : cnt - j;
+            const int32_t *sh_c = sh + c, *off_c = off + c;
+            const float *st_c = st + c;
+            for (size_t k = 0; k < len; k++) {
+                int32_t x = (int32_t)s[j + k];
+                acc |= (uint32_t)(x - sh_c[k]) > qmax;
+                o[p + k] = (float)(x - off_c[k]) * st_c[k];
+            }
+        } else {
+            size_t c = (p / inner) % C;
+            len = inner - p % inner < cnt - j ? inner - p % inner : cnt - j;
+            const int32_t lo = sh[c], of = off[c];
+            const float step = st[c];
+            for (size_t k = 0; k < len; k++) {
+                int32_t x = (int32_t)s[j + k];
+                acc |= (uint32_t)(x - lo) > qmax;
+                o[p + k] = (float)(x - of) * step;
+            }
+        }
+        j += len;
+    }
+    return acc;
+}
+
+#define DEQUANT_CHUNK 16384
+
+/* Symbols in chunks of DEQUANT_CHUNK (a buffer that stays in cache), each dequantised at once. `ident` is
+ * the identity table the stream was opened with. Returns 0, 1 (a symbol outside its channel's
+ * range) or -1 (err set). */
+static int vstream_dequant(vstream_t *v, const uint16_t *ident, float *out, size_t count, const int32_t *sh,
+                           const int32_t *off, const float *st, size_t C, size_t inner, uint32_t qmax, err_t *err)
+{
+    uint16_t *buf = malloc(DEQUANT_CHUNK * sizeof(uint16_t));
+    uint32_t bad = 0;
+    if (!buf) {
+        SET_ERR(err, PyExc_MemoryError, "out of memory");
+        return -1;
+    }
+    for (size_t pos = 0; pos < count; pos += DEQUANT_CHUNK) {
+        size_t cnt = count - pos < DEQUANT_CHUNK ? count - pos : DEQUANT_CHUNK;
+        if (values_v16(v, ident, buf, cnt, pos, err) < 0) {
+            free(buf);
+            return -1;
+        }
+        bad |= dequant_span(buf, cnt, pos, out, sh, off, st, C, inner, qmax);
+    }
+    free(buf);
+    return bad != 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1297,9 +1701,135 @@ static PyObject *py_decode(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* A contiguous buffer whose items are 1, 2, 4 or 8 bytes (any format: values are copied as bits). */
+static int get_item_buffer(PyObject *obj, Py_buffer *view, int writable, const char *what)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    Py_ssize_t w = view->itemsize;
+    if (w != 1 && w != 2 && w != 4 && w != 8) {
+        PyErr_Format(PyExc_TypeError, "%s must have items of 1, 2, 4 or 8 bytes", what);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(decode_gather_doc, "decode_gather(data, table, out) -> bool\n\n"
+             "out[i] = table[symbol i] for the len(out) symbols of a HUFFMAN-mode stream, in one pass with no\n"
+             "symbol array (table and out: same item size, 1/2/4/8 bytes). False, with out untouched, when the\n"
+             "stream is not in HUFFMAN mode or its code table has symbols >= len(table): the caller then\n"
+             "decodes the symbols and checks them. Malformed streams raise StreamError.");
+
+static PyObject *py_decode_gather(PyObject *self, PyObject *args)
+{
+    Py_buffer data, tab, out;
+    PyObject *tabobj, *outobj;
+    if (!PyArg_ParseTuple(args, "y*OO", &data, &tabobj, &outobj))
+        return NULL;
+    if (get_item_buffer(tabobj, &tab, 0, "table") < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    if (get_item_buffer(outobj, &out, 1, "out") < 0) {
+        PyBuffer_Release(&data);
+        PyBuffer_Release(&tab);
+        return NULL;
+    }
+    if (tab.itemsize != out.itemsize) {
+        PyBuffer_Release(&data); PyBuffer_Release(&tab); PyBuffer_Release(&out);
+        PyErr_SetString(PyExc_ValueError, "decode_gather: table and out item sizes differ");
+        return NULL;
+    }
+    err_t err = {NULL, ""};
+    int rc, w = (int)out.itemsize;
+    size_t count = (size_t)(out.len / w), k = (size_t)(tab.len / w);
+    Py_BEGIN_ALLOW_THREADS
+    vstream_t v;
+    rc = vstream_open(&v, (const uint8_t *)data.buf, (size_t)data.len, count, tab.buf, k, w, &err);
+    if (rc == 0)
+        rc = vstream_gather(&v, tab.buf, out.buf, w, count, &err);
+    if (rc == 0)
+        rc = vstream_finish(&v, &err);
+    if (rc >= 0 || v.t.primary)
+        vstream_free(&v);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data); PyBuffer_Release(&tab); PyBuffer_Release(&out);
+    if (rc < 0)
+        return raise_err(&err);
+    return PyBool_FromLong(rc == 0);
+}
+
+PyDoc_STRVAR(decode_dequant_doc, "decode_dequant(data, out, shift, zp, step, inner, qmax) -> int\n\n"
+             "Per-channel dequantisation of a HUFFMAN-mode stream of quant symbols straight into the float32\n"
+             "buffer `out` (element i has channel (i // inner) % C, C = len(step); shift/zp int32, step float32):\n"
+             "out[i] = float32(s - shift[c] - zp[c]) * step[c]. Returns 0 (done), 1 (not HUFFMAN mode: out\n"
+             "untouched, decode the symbols instead) or 2 (a symbol minus its shift lies outside 0..qmax).");
+
+static PyObject *py_decode_dequant(PyObject *self, PyObject *args)
+{
+    PyObject *objs[4];
+    Py_buffer data, bufs[4]; /* out, shift, zp, step */
+    Py_ssize_t inner;
+    int qmax;
+    if (!PyArg_ParseTuple(args, "y*OOOOni", &data, &objs[0], &objs[1], &objs[2], &objs[3], &inner, &qmax))
+        return NULL;
+    int got = 0;
+    for (; got < 4; got++)
+        if (get_item_buffer(objs[got], &bufs[got], got == 0, "decode_dequant argument") < 0)
+            break;
+    size_t C = got == 4 ? (size_t)(bufs[3].len / 4) : 0, count = got == 4 ? (size_t)(bufs[0].len / 4) : 0;
+    int ok = got == 4 && bufs[0].itemsize == 4 && bufs[1].itemsize == 4 && bufs[2].itemsize == 4 &&
+             bufs[3].itemsize == 4 && (size_t)bufs[1].len == 4 * C && (size_t)bufs[2].len == 4 * C && C >= 1 &&
+             inner >= 1 && qmax >= 0 && count % (C * (size_t)inner) == 0;
+    int32_t *off = ok ? malloc(C * sizeof(int32_t)) : NULL;
+    uint16_t *ident = ok ? malloc(MAX_ALPHABET * sizeof(uint16_t)) : NULL;
+    err_t err = {NULL, ""};
+    int rc = -1;
+    if (ok && off && ident) {
+        const int32_t *sh = bufs[1].buf, *zp = bufs[2].buf;
+        for (size_t c = 0; c < C; c++)
+            off[c] = sh[c] + zp[c];
+        for (size_t s = 0; s < MAX_ALPHABET; s++)
+            ident[s] = (uint16_t)s;
+        Py_BEGIN_ALLOW_THREADS
+        vstream_t v;
+        rc = vstream_open(&v, (const uint8_t *)data.buf, (size_t)data.len, count, ident, MAX_ALPHABET, 2, &err);
+        if (rc == 0) {
+            rc = vstream_dequant(&v, ident, bufs[0].buf, count, sh, off, bufs[3].buf, C, (size_t)inner,
+                                 (uint32_t)qmax, &err);
+            if (rc >= 0 && vstream_finish(&v, &err) < 0)
+                rc = -1;
+            else if (rc == 1)
+                rc = 2;
+        }
+        vstream_free(&v);
+        Py_END_ALLOW_THREADS
+    }
+    free(off);
+    free(ident);
+    PyBuffer_Release(&data);
+    for (int i = 0; i < got; i++)
+        PyBuffer_Release(&bufs[i]);
+    if (got < 4)
+        return NULL;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "decode_dequant: out/step float32, shift/zp int32 (one per channel), "
+                        "channels x inner dividing the size");
+        return NULL;
+    }
+    if (!off || !ident)
+        return PyErr_NoMemory();
+    if (rc < 0)
+        return raise_err(&err);
+    return PyLong_FromLong(rc);
+}
+
 static PyMethodDef methods[] = {
     {"encode", py_encode, METH_VARARGS, encode_doc},
     {"decode", py_decode, METH_VARARGS, decode_doc},
+    {"decode_gather", py_decode_gather, METH_VARARGS, decode_gather_doc},
+    {"decode_dequant", py_decode_dequant, METH_VARARGS, decode_dequant_doc},
     {"pack_bits", py_pack_bits, METH_VARARGS, pack_bits_doc},
     {"unpack_bits", py_unpack_bits, METH_VARARGS, unpack_bits_doc},
     {"code_lengths", py_code_lengths, METH_VARARGS, code_lengths_doc},
