@@ -17,6 +17,7 @@ _C_MODULES = [
     ("squeezefmt.entropy._cabacc", "squeezefmt/entropy/_cabacc.c"),
     ("squeezefmt.codecs._bytegroupc", "squeezefmt/codecs/_bytegroupc.c"),
     ("squeezefmt._decodec", "squeezefmt/_decodec.c"),
+    ("squeezefmt._crcfast", "squeezefmt/_crcfast.c"),
 ]
 
 
