@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../_cshared.h"
+
 #define MODE_RAW 0
 #define MODE_CONST 1
 #define MODE_HUFFMAN 2
@@ -39,35 +41,10 @@
 static PyObject *StreamError = NULL; /* squeezefmt.errors.StreamError (ValueError if unavailable) */
 static PyObject *CodecError = NULL;  /* squeezefmt.errors.CodecError: bad input to the encoder */
 
-/* ------------------------------------------------------------------------------------------ */
-/* Little-endian unaligned access                                                              */
-/* ------------------------------------------------------------------------------------------ */
-
-static inline uint64_t load64le(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
-}
-
-static inline void store64le(uint8_t *p, uint64_t v)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    memcpy(p, &v, 8);
-}
-
-static inline void store32le(uint8_t *p, uint32_t v)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap32(v);
-#endif
-    memcpy(p, &v, 4);
-}
+/* Little-endian unaligned access: squeezefmt/_cshared.h */
+#define load64le sqz_load64le
+#define store64le sqz_store64le
+#define store32le sqz_store32le
 
 /* 8 bytes from byte offset `off`, zero-filled past the end. */
 static inline uint64_t load64_safe(const uint8_t *p, size_t n, size_t off)
@@ -1417,12 +1394,9 @@ static int encode_payload(const void *src, int itemsize, size_t n, const uint8_t
 /* Unsigned integer buffer of itemsize in `allowed` (bitmask of 1, 2, 4). */
 static int get_uint_buffer(PyObject *obj, Py_buffer *view, int writable, int allowed, const char *what)
 {
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) < 0)
+    if (sqz_get_contiguous(obj, view, writable) < 0)
         return -1;
-    const char *f = view->format ? view->format : "B";
-    if (*f == '<' || *f == '=' || *f == '@')
-        f++;
+    const char *f = sqz_format_code(view);
     int ok = (f[0] == 'B' || f[0] == 'H' || f[0] == 'I' || f[0] == 'L' || f[0] == 'Q') && f[1] == 0 &&
              view->itemsize > 0 && view->itemsize <= 4 && (allowed & view->itemsize);
     if (!ok) {
@@ -1710,7 +1684,7 @@ static PyObject *py_decode(PyObject *self, PyObject *args)
 /* A contiguous buffer whose items are 1, 2, 4 or 8 bytes (any format: values are copied as bits). */
 static int get_item_buffer(PyObject *obj, Py_buffer *view, int writable, const char *what)
 {
-    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0)
+    if (sqz_get_contiguous(obj, view, writable) < 0)
         return -1;
     Py_ssize_t w = view->itemsize;
     if (w != 1 && w != 2 && w != 4 && w != 8) {
@@ -1852,21 +1826,10 @@ PyMODINIT_FUNC PyInit__huffmanc(void)
     PyObject *mod = PyModule_Create(&moduledef);
     if (!mod)
         return NULL;
-    PyObject *errors = PyImport_ImportModule("squeezefmt.errors");
-    if (errors) {
-        StreamError = PyObject_GetAttrString(errors, "StreamError");
-        CodecError = PyObject_GetAttrString(errors, "CodecError");
-        Py_DECREF(errors);
-    }
-    PyErr_Clear();
-    if (!StreamError) {
-        StreamError = PyExc_ValueError;
-        Py_INCREF(StreamError);
-    }
-    if (!CodecError) {
-        CodecError = PyExc_ValueError;
-        Py_INCREF(CodecError);
-    }
+    if (!StreamError)
+        StreamError = sqz_error_class("StreamError");
+    if (!CodecError)
+        CodecError = sqz_error_class("CodecError");
     PyModule_AddIntConstant(mod, "PRIMARY_BITS", PRIMARY_BITS);
     return mod;
 }
