@@ -241,3 +241,55 @@ def test_codecs_decode_identically_on_both_paths(codec, dtype, shape):
     fused, reference = _decode_with("c", data), _decode_with("python", data)
     assert fused.dtype == reference.dtype and fused.shape == reference.shape
     assert fused.tobytes() == reference.tobytes()
+
+
+# -- long outputs: two decoders in one loop (from bit 0 and from the middle), joined at a common boundary --
+
+@pytest.mark.parametrize("n", [1 << 18, 300001, 1 << 20])
+@pytest.mark.parametrize("kind,alphabet", [("peaked", 256), ("uniform", 200), ("geometric", 40), ("uniform", 3000)])
+@pytest.mark.parametrize("itemsize", [1, 2, 4, 8])
+def test_split_decode_matches_reference(n, kind, alphabet, itemsize):
+    rng = np.random.default_rng(n % 1000 + alphabet + itemsize)
+    sym = _symbols(rng, alphabet, n, kind)
+    data = huffman.encode(sym, alphabet)
+    assert data[0] == huffman.MODE_HUFFMAN
+    table = _table(rng, alphabet, itemsize)
+    out = np.zeros(n, table.dtype)
+    assert huffman.decode_gather(data, table, out)
+    assert out.tobytes() == table[sym].tobytes()
+
+
+def test_split_decode_when_the_halves_differ():
+    """Short codes in the first half of the stream, long ones in the second (and the reverse): the
+    middle bit falls far from the middle symbol."""
+    rng = np.random.default_rng(7)
+    common = _symbols(rng, 256, 400000, "peaked")
+    rare = rng.integers(0, 256, 60000)
+    table = _table(rng, 256, 4)
+    for sym in (np.concatenate([common, rare]), np.concatenate([rare, common])):
+        data = huffman.encode(sym, 256)
+        out = np.zeros(sym.size, np.float32)
+        assert huffman.decode_gather(data, table, out)
+        assert out.tobytes() == table[sym].tobytes()
+
+
+def test_split_decode_corruption_like_the_reference():
+    rng = np.random.default_rng(8)
+    sym = _symbols(rng, 200, 1 << 18, "peaked")
+    data = huffman.encode(sym, 200)
+    table = _table(rng, 200, 4)
+    for count in (sym.size - 1, sym.size + 1, sym.size + 50):   # more / fewer codes than the stream holds
+        taken, got, ref = _both(data, table, count)   # (zero padding bits can also read as one more code)
+        assert taken
+        _same(got, ref)
+    assert isinstance(_both(data, table, sym.size + 50)[1], StreamError)
+    for bad in (data[:-1], data[:-3000], data + b"\x00", data[:-1] + bytes([data[-1] | 0x80])):
+        taken, got, ref = _both(bad, table, sym.size)
+        if taken:
+            _same(got, ref)
+    for pos in rng.choice(8 * len(data), 40, replace=False):
+        flipped = bytearray(data)
+        flipped[pos >> 3] ^= 1 << (pos & 7)
+        taken, got, ref = _both(bytes(flipped), table, sym.size)
+        if taken:
+            _same(got, ref)

@@ -14,6 +14,13 @@
  * use more than 57 bits, so the hot loop has no refill branch. All heavy loops run with the GIL
  * released.
  *
+ * Decoding into values (decode_gather, decode_dequant: quant and cluster tensors): each codeword
+ * goes straight to its value, with no symbol array. For long outputs a "value table" indexed by
+ * the next 12 bits holds the values of every whole codeword inside them (16 bytes, stored with one
+ * copy) beside a 2-byte entry with the bits consumed (the only load on the critical path);
+ * per-channel dequantisation decodes symbols into a cached chunk and converts it with a
+ * vectorised loop. References: huffman.decode_gather_reference and the two-stage codec paths.
+ *
  * Untrusted input: every read is bounds-checked (the fast loop only runs while 8 whole bytes are
  * left), loops are bounded by the caller's count, and memory is the output (allocated by the
  * caller) plus tables of at most 2**16 entries.
@@ -1153,6 +1160,117 @@ DEFINE_VALUES(uint16_t, v16)
 DEFINE_VALUES(uint32_t, v32)
 DEFINE_VALUES(uint64_t, v64)
 
+/* Two decoders in one loop. Huffman decoding is bound by the latency of its lookup chain (table
+ * load, then the shift by the length it gives), not by the core's throughput. So decoder A starts
+ * at bit 0 and decoder B at the middle bit of the payload, and the loop advances both: two
+ * independent chains. B's first codes are garbage until it falls into step with the true code
+ * boundaries (a prefix code resynchronises within a few codes); B records the boundaries after its
+ * first SYNC_CODES codes, and when A has passed the middle it decodes code by code until it lands
+ * on one of them: from that boundary on both decoders produce the same codes, so B's values after
+ * it (kept in a scratch buffer) are the true values that follow A's. Anything unusual (no common
+ * boundary, a stream that would not end where `count` says) returns 1 and the caller decodes the
+ * stream again from the start with one decoder, which reports errors exactly as always. */
+#define SPLIT_MIN_COUNT (1 << 18)
+#define SYNC_CODES 64
+
+/* K = 3 lookups per refill: 3 x 16 bits <= 57 for every code length. */
+#define VT_GROUP(bitpos, i, o)                                                                   \
+    do {                                                                                         \
+        uint64_t w = load64le(src + ((bitpos) >> 3)) >> ((bitpos) & 7);                          \
+        uint32_t used = 0;                                                                       \
+        for (int k = 0; k < 3; k++) {                                                            \
+            size_t idx = (size_t)(w & qmask);                                                    \
+            uint32_t mt = meta[idx], nb;                                                         \
+            if (__builtin_expect(mt > 0xff, 1)) {                                                \
+                memcpy((o) + (i), vals + idx * VT_BYTES, VT_BYTES);                              \
+                (i) += mt >> 8;                                                                  \
+                nb = mt & 0xff;                                                                  \
+            } else {                                                                             \
+                uint32_t e1;                                                                     \
+                LOOKUP(w, e1);                                                                   \
+                (o)[(i)++] = tab[e1 >> 16];                                                      \
+                nb = e1 & 31;                                                                    \
+            }                                                                                    \
+            w >>= nb;                                                                            \
+            used += nb;                                                                          \
+        }                                                                                        \
+        (bitpos) += used;                                                                        \
+    } while (0)
+
+#define DEFINE_SPLIT(T_OUT, SUF)                                                                 \
+    static int split_##SUF(vstream_t *v, const T_OUT *tab, T_OUT *out, size_t count, err_t *err) \
+    {                                                                                            \
+        const uint32_t *T = v->t.primary, *S = v->t.sub;                                         \
+        const int pbits = v->t.pbits, sbits = v->t.sbits;                                        \
+        const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;   \
+        const uint64_t qmask = ((uint64_t)1 << MULTI_BITS) - 1;                                  \
+        const uint16_t *meta = v->meta;                                                          \
+        const uint8_t *vals = v->vals, *src = v->src;                                            \
+        const size_t nbytes = v->nbytes, lanes = VT_BYTES / sizeof(T_OUT);                       \
+        const uint64_t nbits = 8 * (uint64_t)nbytes, mid = nbits / 2;                            \
+        const size_t cap = count < nbits - mid ? count : (size_t)(nbits - mid);                  \
+        uint64_t bound[SYNC_CODES + 1], a = 0, b = mid;                                          \
+        size_t ia = 0, ib = 0;                                                                   \
+        T_OUT *scr = malloc((cap + lanes) * sizeof(T_OUT));                                      \
+        if (!scr)                                                                                \
+            return 1;                                                                            \
+        bound[0] = mid;                                                                          \
+        for (; ib < SYNC_CODES && ib < cap && (b >> 3) + 8 <= nbytes; ib++) {                    \
+            uint64_t w = load64le(src + (b >> 3)) >> (b & 7);                                    \
+            uint32_t e;                                                                          \
+            LOOKUP(w, e);                                                                        \
+            scr[ib] = tab[e >> 16];                                                              \
+            b += e & 31;                                                                         \
+            bound[ib + 1] = b;                                                                   \
+        }                                                                                        \
+        if (ib < SYNC_CODES) {                                                                   \
+            free(scr);                                                                           \
+            return 1;                                                                            \
+        }                                                                                        \
+        while (a < mid && ia + 3 * lanes <= count) {                                             \
+            if ((b >> 3) + 8 <= nbytes && ib + 3 * lanes <= cap)                                 \
+                VT_GROUP(b, ib, scr);                                                            \
+            VT_GROUP(a, ia, out);                                                                \
+        }                                                                                        \
+        while ((b >> 3) + 8 <= nbytes && ib + 3 * lanes <= cap)                                  \
+            VT_GROUP(b, ib, scr);                                                                \
+        /* A, code by code, to the first boundary it shares with B */                           \
+        size_t k = 0;                                                                            \
+        for (;;) {                                                                               \
+            while (k <= SYNC_CODES && bound[k] < a)                                              \
+                k++;                                                                             \
+            if (k > SYNC_CODES || ia >= count) {                                                 \
+                free(scr);                                                                       \
+                return 1;                                                                        \
+            }                                                                                    \
+            if (bound[k] == a)                                                                   \
+                break;                                                                           \
+            uint64_t w = load64_safe(src, nbytes, (size_t)(a >> 3)) >> (a & 7);                  \
+            uint32_t e;                                                                          \
+            LOOKUP(w, e);                                                                        \
+            if (a + (e & 31) > nbits) {                                                          \
+                free(scr);                                                                       \
+                return 1;                                                                        \
+            }                                                                                    \
+            out[ia++] = tab[e >> 16];                                                            \
+            a += e & 31;                                                                         \
+        }                                                                                        \
+        size_t have = ib - k, need = count - ia;                                                 \
+        if (have > need) {                                                                       \
+            free(scr);                                                                           \
+            return 1;                                                                            \
+        }                                                                                        \
+        memcpy(out + ia, scr + k, have * sizeof(T_OUT));                                         \
+        free(scr);                                                                               \
+        v->bitpos = b;                                                                           \
+        return values_##SUF(v, tab, out + ia + have, need - have, ia + have, err);               \
+    }
+
+DEFINE_SPLIT(uint8_t, v8)
+DEFINE_SPLIT(uint16_t, v16)
+DEFINE_SPLIT(uint32_t, v32)
+DEFINE_SPLIT(uint64_t, v64)
+
 /* Outputs from which the value table (4096 x 16 bytes to fill) pays for itself. */
 #define VT_MIN_COUNT 65536
 
@@ -1228,6 +1346,18 @@ static int vstream_finish(const vstream_t *v, err_t *err)
 /* count values of `itemsize` bytes: out[i] = tab[symbol i] (the table given to vstream_open). */
 static int vstream_gather(vstream_t *v, const void *tab, void *out, int itemsize, size_t count, err_t *err)
 {
+    if (v->meta && count >= SPLIT_MIN_COUNT && v->nbytes >= 4096) {
+        int rc;
+        switch (itemsize) {
+        case 1: rc = split_v8(v, tab, out, count, err); break;
+        case 2: rc = split_v16(v, tab, out, count, err); break;
+        case 4: rc = split_v32(v, tab, out, count, err); break;
+        default: rc = split_v64(v, tab, out, count, err); break;
+        }
+        if (rc <= 0)
+            return rc;
+        v->bitpos = 0; /* no common boundary found (or an error ahead): one decoder, from the start */
+    }
     switch (itemsize) {
     case 1: return values_v8(v, tab, out, count, 0, err);
     case 2: return values_v16(v, tab, out, count, 0, err);
