@@ -293,3 +293,26 @@ def test_split_decode_corruption_like_the_reference():
         taken, got, ref = _both(bytes(flipped), table, sym.size)
         if taken:
             _same(got, ref)
+
+
+@pytest.mark.parametrize("shape,ax", [((512, 600), 1), ((600, 512), 0), ((3, 3, 128, 256), 3), ((1, 300000), 0),
+                                      ((300001,), 0)])
+@pytest.mark.parametrize("bits", [4, 8])
+def test_split_dequant_matches_reference(shape, ax, bits):
+    rng = np.random.default_rng(sum(shape) + bits)
+    sym, (shift, zp, step), qmax = _dequant_case(rng, shape, ax, bits)
+    data = huffman.encode(sym.reshape(-1), (1 << bits) + int(shift.max()))
+    assert data[0] == huffman.MODE_HUFFMAN
+    ref = np.empty(shape, np.float32)
+    dequantize_channels_reference(sym, ref, shift, zp, step, ax, qmax, "float32")
+    out = np.empty(shape, np.float32)
+    assert huffman.decode_dequant(data, out, shift, zp, step, int(np.prod(shape[ax + 1:], dtype=np.int64)), qmax) == 0
+    assert out.tobytes() == ref.tobytes()
+    sym.reshape(-1)[sym.size - 5] = int(shift.reshape(-1)[-5 % shape[ax]]) + qmax + 1 if ax == len(shape) - 1 else sym.max()
+    bad = huffman.encode(sym.reshape(-1), int(sym.max()) + 1)
+    status = huffman.decode_dequant(bad, out, shift, zp, step, int(np.prod(shape[ax + 1:], dtype=np.int64)), qmax)
+    try:
+        dequantize_channels_reference(sym, ref, shift, zp, step, ax, qmax, "float32")
+        assert status == 0 and out.tobytes() == ref.tobytes()
+    except StreamError:
+        assert status == 2

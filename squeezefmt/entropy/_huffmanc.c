@@ -1410,27 +1410,135 @@ VECTOR_CLONES static uint32_t dequant_span(const uint16_t *s, size_t cnt, size_t
 
 #define DEQUANT_CHUNK 16384
 
-/* Symbols in chunks of DEQUANT_CHUNK (a buffer that stays in cache), each dequantised at once. `ident` is
- * the identity table the stream was opened with. Returns 0, 1 (a symbol outside its channel's
- * range) or -1 (err set). */
-static int vstream_dequant(vstream_t *v, const uint16_t *ident, float *out, size_t count, const int32_t *sh,
-                           const int32_t *off, const float *st, size_t C, size_t inner, uint32_t qmax, err_t *err)
+/* Per-channel dequantisation parameters (see dequant_span). */
+typedef struct {
+    const int32_t *sh, *off;
+    const float *st;
+    size_t C, inner;
+    uint32_t qmax;
+} dq_t;
+
+/* Symbols [pos, count) in chunks of DEQUANT_CHUNK (a buffer that stays in cache), each dequantised at
+ * once. `ident` is the identity table the stream was opened with. *bad collects out-of-range symbols. */
+static int dequant_range(vstream_t *v, const uint16_t *ident, float *out, size_t pos, size_t count, const dq_t *q,
+                         uint32_t *bad, err_t *err)
 {
     uint16_t *buf = malloc(DEQUANT_CHUNK * sizeof(uint16_t));
-    uint32_t bad = 0;
     if (!buf) {
         SET_ERR(err, PyExc_MemoryError, "out of memory");
         return -1;
     }
-    for (size_t pos = 0; pos < count; pos += DEQUANT_CHUNK) {
+    for (; pos < count; pos += DEQUANT_CHUNK) {
         size_t cnt = count - pos < DEQUANT_CHUNK ? count - pos : DEQUANT_CHUNK;
         if (values_v16(v, ident, buf, cnt, pos, err) < 0) {
             free(buf);
             return -1;
         }
-        bad |= dequant_span(buf, cnt, pos, out, sh, off, st, C, inner, qmax);
+        *bad |= dequant_span(buf, cnt, pos, out, q->sh, q->off, q->st, q->C, q->inner, q->qmax);
     }
     free(buf);
+    return 0;
+}
+
+/* The two-decoder loop of split_v16 for per-channel dequantisation: A's symbols go through a cached
+ * chunk into `out` as it goes; B's wait in a scratch buffer (2 bytes per symbol, half the tensor) until
+ * their positions are known. Returns 0 (all of [0, count) done), 1 (start again with one decoder) or -1. */
+static int dequant_split(vstream_t *v, const uint16_t *tab, float *out, size_t count, const dq_t *q, uint32_t *bad,
+                         err_t *err)
+{
+    const uint32_t *T = v->t.primary, *S = v->t.sub;
+    const int pbits = v->t.pbits, sbits = v->t.sbits;
+    const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;
+    const uint64_t qmask = ((uint64_t)1 << MULTI_BITS) - 1;
+    const uint16_t *meta = v->meta;
+    const uint8_t *vals = v->vals, *src = v->src;
+    const size_t nbytes = v->nbytes, lanes = VT_BYTES / sizeof(uint16_t);
+    const uint64_t nbits = 8 * (uint64_t)nbytes, mid = nbits / 2;
+    const size_t cap = count < nbits - mid ? count : (size_t)(nbits - mid);
+    uint64_t bound[SYNC_CODES + 1], a = 0, b = mid;
+    size_t ia = 0, na = 0, ib = 0; /* A: abuf[0..na) are symbols ia..ia+na */
+    uint16_t *scr = malloc((cap + lanes) * sizeof(uint16_t));
+    uint16_t *abuf = malloc((DEQUANT_CHUNK + 4 * lanes) * sizeof(uint16_t));
+    int rc = 1;
+    if (!scr || !abuf)
+        goto done;
+    bound[0] = mid;
+    for (; ib < SYNC_CODES && ib < cap && (b >> 3) + 8 <= nbytes; ib++) {
+        uint64_t w = load64le(src + (b >> 3)) >> (b & 7);
+        uint32_t e;
+        LOOKUP(w, e);
+        scr[ib] = tab[e >> 16];
+        b += e & 31;
+        bound[ib + 1] = b;
+    }
+    if (ib < SYNC_CODES)
+        goto done;
+    while (a < mid && ia + na + 3 * lanes <= count) {
+        if ((b >> 3) + 8 <= nbytes && ib + 3 * lanes <= cap)
+            VT_GROUP(b, ib, scr);
+        VT_GROUP(a, na, abuf);
+        if (na >= DEQUANT_CHUNK) {
+            *bad |= dequant_span(abuf, na, ia, out, q->sh, q->off, q->st, q->C, q->inner, q->qmax);
+            ia += na;
+            na = 0;
+        }
+    }
+    while ((b >> 3) + 8 <= nbytes && ib + 3 * lanes <= cap)
+        VT_GROUP(b, ib, scr);
+    size_t k = 0;
+    for (;;) { /* A, code by code, to the first boundary it shares with B */
+        while (k <= SYNC_CODES && bound[k] < a)
+            k++;
+        if (k > SYNC_CODES || ia + na >= count)
+            goto done;
+        if (bound[k] == a)
+            break;
+        if (na >= DEQUANT_CHUNK) {
+            *bad |= dequant_span(abuf, na, ia, out, q->sh, q->off, q->st, q->C, q->inner, q->qmax);
+            ia += na;
+            na = 0;
+        }
+        uint64_t w = load64_safe(src, nbytes, (size_t)(a >> 3)) >> (a & 7);
+        uint32_t e;
+        LOOKUP(w, e);
+        if (a + (e & 31) > nbits)
+            goto done;
+        abuf[na++] = tab[e >> 16];
+        a += e & 31;
+    }
+    *bad |= dequant_span(abuf, na, ia, out, q->sh, q->off, q->st, q->C, q->inner, q->qmax);
+    ia += na;
+    size_t have = ib - k;
+    if (have > count - ia)
+        goto done;
+    *bad |= dequant_span(scr + k, have, ia, out, q->sh, q->off, q->st, q->C, q->inner, q->qmax);
+    free(scr);
+    free(abuf);
+    v->bitpos = b;
+    return dequant_range(v, tab, out, ia + have, count, q, bad, err);
+done:
+    free(scr);
+    free(abuf);
+    return rc;
+}
+
+/* Returns 0, 1 (a symbol outside its channel's range) or -1 (err set). */
+static int vstream_dequant(vstream_t *v, const uint16_t *ident, float *out, size_t count, const int32_t *sh,
+                           const int32_t *off, const float *st, size_t C, size_t inner, uint32_t qmax, err_t *err)
+{
+    dq_t q = {sh, off, st, C, inner, qmax};
+    uint32_t bad = 0;
+    if (v->meta && count >= SPLIT_MIN_COUNT && v->nbytes >= 4096) {
+        int rc = dequant_split(v, ident, out, count, &q, &bad, err);
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            return bad != 0;
+        v->bitpos = 0; /* one decoder from the start */
+        bad = 0;
+    }
+    if (dequant_range(v, ident, out, 0, count, &q, &bad, err) < 0)
+        return -1;
     return bad != 0;
 }
 
