@@ -1,6 +1,6 @@
 """Decode throughput into float32: the C stages against numpy take and memcpy, and whole codecs.
 
-    python tools/bench_decode.py [--mib 16] [--repeats 15] [--clock wall|cpu]
+    python tools/bench_decode.py [--mib 16] [--repeats 15] [--clock wall|cpu] [--sqz model.sqz ...]
 
 Two tables, one run (best of ``--repeats``, one thread):
 
@@ -166,11 +166,28 @@ def codec_rows(n: int, repeats: int) -> list[dict]:
     return rows
 
 
+def container_row(path: str, repeats: int) -> dict:
+    """Whole decode of the largest tensor of a real container (e.g. a model packed by bench_memory)."""
+    with squeezefmt.open(path) as f:
+        name = max(f.keys(), key=f.nbytes)
+        info = f.info(name)
+        previous = buffers.keep_buffers(4 * info.nbytes)
+        seconds = best(lambda: f.tensor(name), repeats)
+        if not previous:
+            buffers.keep_buffers(0)
+    cfg = ",".join(f"{k}={v}" for k, v in sorted(info.codec_config.items()) if k in ("bits", "per_channel"))
+    return {"container": os.path.basename(path), "tensor": name, "codec": f"{info.codec} {cfg}".strip(),
+            "bits_per_value": 8 * info.stored_bytes / max(1, int(np.prod(info.shape))), "seconds": seconds,
+            "GBps": info.nbytes / seconds / 1e9}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mib", type=int, default=16, help="float32 output size per stage/codec run (MiB)")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--json", default=os.path.join("bench-results", "bench_decode.json"))
+    ap.add_argument("--sqz", action="append", default=[], metavar="FILE",
+                    help="also time the whole decode of this container's largest tensor (repeatable)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="wall time, or the thread's CPU time (steadier when other jobs share the cores)")
     args = ap.parse_args(argv)
@@ -191,9 +208,17 @@ def main(argv=None) -> int:
     for r in codecs:
         print(f"  {r['codec']:<62}{r['stored_bytes'] / 2**20:>11.2f}{r['seconds'] * 1e3:>8.2f}{r['GBps']:>8.2f}"
               f"{r['x_zstd']:>8.2f}{r['kept_seconds'] * 1e3:>8.2f}{r['kept_GBps']:>8.2f}{r['kept_x_zstd']:>8.2f}")
+    containers = [container_row(path, args.repeats) for path in args.sqz]
+    if containers:
+        print(f"\nlargest tensor of a container (SqzFile.tensor, output buffers kept as lazy models keep them)")
+        print(f"  {'container / tensor':<62}{'codec':>22}{'bits/weight':>12}{'ms':>8}{'GB/s':>8}")
+        for r in containers:
+            print(f"  {r['container'] + ' ' + r['tensor']:<62}{r['codec']:>22}{r['bits_per_value']:>12.2f}"
+                  f"{r['seconds'] * 1e3:>8.2f}{r['GBps']:>8.2f}")
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as fh:
-        json.dump({"mib": args.mib, "repeats": args.repeats, "clock": args.clock, "load": os.getloadavg()[0], "stages": stages, "codecs": codecs,
+        json.dump({"mib": args.mib, "repeats": args.repeats, "clock": args.clock, "load": os.getloadavg()[0],
+                   "stages": stages, "codecs": codecs, "containers": containers,
                    "c_decodec": buffers._decodec is not None}, fh, indent=2)
     print(f"\nwrote {args.json}")
     return 0
