@@ -308,7 +308,8 @@ def test_split_dequant_matches_reference(shape, ax, bits):
     out = np.empty(shape, np.float32)
     assert huffman.decode_dequant(data, out, shift, zp, step, int(np.prod(shape[ax + 1:], dtype=np.int64)), qmax) == 0
     assert out.tobytes() == ref.tobytes()
-    sym.reshape(-1)[sym.size - 5] = int(shift.reshape(-1)[-5 % shape[ax]]) + qmax + 1 if ax == len(shape) - 1 else sym.max()
+    last_axis = ax == len(shape) - 1   # then element size-5 has channel -5 % C: one level above its range
+    sym.reshape(-1)[sym.size - 5] = int(shift.reshape(-1)[-5 % shape[ax]]) + qmax + 1 if last_axis else sym.max()
     bad = huffman.encode(sym.reshape(-1), int(sym.max()) + 1)
     status = huffman.decode_dequant(bad, out, shift, zp, step, int(np.prod(shape[ax + 1:], dtype=np.int64)), qmax)
     try:

@@ -308,12 +308,13 @@ def decode_gather(data, table: np.ndarray, out: np.ndarray, *, backend: str | No
     a code table with symbols ``>= table.size``; the caller then runs :func:`decode_gather_reference`
     (or its own checks). Malformed streams raise :class:`StreamError` either way.
     """
-    if (_resolve(backend) != "c" or table.dtype.itemsize != out.dtype.itemsize or table.dtype.itemsize not in (1, 2, 4, 8)
+    width = out.dtype.itemsize
+    if (_resolve(backend) != "c" or table.dtype.itemsize != width or width not in (1, 2, 4, 8)
             or not (table.flags.c_contiguous and out.flags.c_contiguous)):
         return False
     data = _as_buffer(data)
     _check_count_fits(data, out.size)
-    bits = np.dtype(f"u{out.dtype.itemsize}")  # copied as bit patterns (bfloat16 has no buffer format)
+    bits = np.dtype(f"u{width}")  # copied as bit patterns (bfloat16 has no buffer format)
     return bool(_c.decode_gather(data, table.view(bits), out.reshape(-1).view(bits)))
 
 
