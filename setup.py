@@ -17,7 +17,11 @@ _C_MODULES = [
     ("squeezefmt.entropy._cabacc", "squeezefmt/entropy/_cabacc.c"),
     ("squeezefmt.codecs._bytegroupc", "squeezefmt/codecs/_bytegroupc.c"),
     ("squeezefmt._decodec", "squeezefmt/_decodec.c"),
+    ("squeezefmt._crcfast", "squeezefmt/_crcfast.c"),
 ]
+
+#: Helpers every C module includes (header only); a change rebuilds them all. Also in MANIFEST.in.
+_SHARED_HEADER = "squeezefmt/_cshared.h"
 
 
 class OptionalBuildExt(build_ext):
@@ -42,7 +46,7 @@ class OptionalBuildExt(build_ext):
 
 here = os.path.dirname(os.path.abspath(__file__))
 ext_modules = [
-    Extension(name, [src], extra_compile_args=["-O3", "-std=c99"])
+    Extension(name, [src], depends=[_SHARED_HEADER], extra_compile_args=["-O3", "-std=c99"])
     for name, src in _C_MODULES
     if os.path.exists(os.path.join(here, src))
 ]

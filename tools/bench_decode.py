@@ -1,6 +1,6 @@
 """Decode throughput into float32: the C stages against numpy take and memcpy, and whole codecs.
 
-    python tools/bench_decode.py [--mib 16] [--repeats 15]
+    python tools/bench_decode.py [--mib 16] [--repeats 15] [--clock wall|cpu] [--sqz model.sqz ...]
 
 Two tables, one run (best of ``--repeats``, one thread):
 
@@ -10,7 +10,10 @@ Two tables, one run (best of ``--repeats``, one thread):
   the same output size measured in the same run: ``memcpy`` (``np.copyto`` of float32) and
   ``numpy take`` (``np.take`` of a 256-entry float32 table by uint8 indices). Two stages that come
   before them are timed too, per float32 output value: the Huffman decode of 8-bit quantization
-  symbols (the entropy stage of quant/cluster) and the CRC-32 every decode checks first.
+  symbols (the entropy stage of quant/cluster) and the CRC-32 every decode checks first (zlib's and
+  the C one of squeezefmt.checksum). Then the whole way from the Huffman stream to float32, two-stage
+  (symbols to an index array, then the gather or per-channel dequant) against the fused C decoder
+  (``huffman.decode_gather`` / ``decode_dequant``: each codeword straight to its float, no index array).
 * **codecs**: ``SqzFile.tensor`` of one 2048 x N float32 tensor (whole decode: CRC, entropy stage,
   float stage), per codec, against zstd-19 of the same float32 bytes decompressed by python-zstandard
   alone; once into a freshly mapped output (the default) and once with output buffers kept for reuse
@@ -34,7 +37,7 @@ import zstandard
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import squeezefmt  # noqa: E402
-from squeezefmt import buffers  # noqa: E402
+from squeezefmt import buffers, checksum  # noqa: E402
 from squeezefmt.codecs import bytegroup, quantize  # noqa: E402
 from squeezefmt.codecs.bytegroup import ByteGroup  # noqa: E402
 from squeezefmt.codecs.cluster import Cluster  # noqa: E402
@@ -44,13 +47,18 @@ from squeezefmt.codecs.zstd_codec import Zstd  # noqa: E402
 from squeezefmt.entropy import huffman  # noqa: E402
 
 
+#: The clock of :func:`best`: wall time, or this thread's CPU time (``--clock cpu``: on a shared machine
+#: it leaves out the time the thread waits for a core; every stage here runs on the calling thread).
+CLOCK = time.perf_counter
+
+
 def best(fn, repeats: int) -> float:
     fn()
     t_best = float("inf")
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = CLOCK()
         fn()
-        t_best = min(t_best, time.perf_counter() - t)
+        t_best = min(t_best, CLOCK() - t)
     return t_best
 
 
@@ -71,6 +79,13 @@ def stage_rows(n: int, repeats: int) -> list[dict]:
     w = rng.standard_t(4, n)
     q8 = np.clip(np.round((w - w.min()) / (w.max() - w.min()) * 255), 0, 255).astype(np.uint8)
     q8_stream = huffman.encode(q8, 256)
+    q8_sym, q8_table = np.empty(n, np.uint8), (np.arange(256, dtype=np.float32) - 128) * np.float32(1e-3)
+    # the same weights quantized per output channel (the last axis, 2048 channels), as quant per_channel
+    pc_zp = rng.integers(100, 150, channels).astype(np.int32)
+    pc_shift = (int(pc_zp.max()) - pc_zp).astype(np.int32)
+    pc_sym = (q8.reshape(-1, channels).astype(np.int64) + pc_shift).reshape(-1)
+    pc_stream = huffman.encode(pc_sym, 256 + int(pc_shift.max()))
+    pc_sym16 = np.empty(n, np.uint16)
     sym2 = idx.reshape(-1, channels)
     tests = {
         "memcpy (np.copyto float32)": lambda: np.copyto(out, src),
@@ -82,15 +97,25 @@ def stage_rows(n: int, repeats: int) -> list[dict]:
         "dequant C (quant per channel)": lambda: buffers._decodec.dequant(idx, out, shift, zp, step, 1, 255),
         "dequant reference": lambda: quantize.dequantize_channels_reference(
             sym2, out.reshape(sym2.shape), shift.astype(np.int64), zp.astype(np.int64), step, 1, 255, "float32"),
-        "huffman decode C (8-bit quantized weights)": lambda: huffman.decode(q8_stream, n),
+        "huffman decode C (8-bit quantized weights)": lambda: huffman._c.decode(q8_stream, q8_sym),
+        "two-stage C: huffman to uint8, then gather": lambda: (huffman._c.decode(q8_stream, q8_sym),
+                                                               buffers.gather(q8_table, q8_sym, out)),
+        "fused C: huffman straight to float32 (gather)": lambda: huffman.decode_gather(q8_stream, q8_table, out),
+        "two-stage C: huffman to uint16, per-channel dequant": lambda: (
+            huffman._c.decode(pc_stream, pc_sym16),
+            buffers._decodec.dequant(pc_sym16, out, pc_shift, pc_zp, step, 1, 255)),
+        "fused C: huffman to float32, per-channel dequant": lambda: huffman.decode_dequant(
+            pc_stream, out, pc_shift, pc_zp, step, 1, 255),
         "crc32 (zlib) of float32 bytes": lambda: zlib.crc32(src),
+        "crc32 C (squeezefmt.checksum) of float32 bytes": lambda: checksum.crc32(src),
         "bytegroup join C (4 planes, rotate)": lambda: bytegroup.join_planes_into(planes, u32, True),
         "bytegroup join reference": lambda: u32.__setitem__(slice(None), bytegroup.join_planes_reference(
             planes, 4, n, True)),
     }
     rows = []
     for name, fn in tests.items():
-        if "C " in name and buffers._decodec is None and "huffman" not in name:
+        if ("C " in name and buffers._decodec is None and "huffman" not in name) or (
+                "C" in name and "huffman" in name and "c" not in huffman.BACKENDS):
             continue
         seconds = best(fn, repeats)
         rows.append({"stage": name, "seconds": seconds, "GBps": n * 4 / seconds / 1e9})
@@ -141,19 +166,41 @@ def codec_rows(n: int, repeats: int) -> list[dict]:
     return rows
 
 
+def container_row(path: str, repeats: int) -> dict:
+    """Whole decode of the largest tensor of a real container (e.g. a model packed by bench_memory)."""
+    with squeezefmt.open(path) as f:
+        name = max(f.keys(), key=f.nbytes)
+        info = f.info(name)
+        previous = buffers.keep_buffers(4 * info.nbytes)
+        seconds = best(lambda: f.tensor(name), repeats)
+        if not previous:
+            buffers.keep_buffers(0)
+    cfg = ",".join(f"{k}={v}" for k, v in sorted(info.codec_config.items()) if k in ("bits", "per_channel"))
+    return {"container": os.path.basename(path), "tensor": name, "codec": f"{info.codec} {cfg}".strip(),
+            "bits_per_value": 8 * info.stored_bytes / max(1, int(np.prod(info.shape))), "seconds": seconds,
+            "GBps": info.nbytes / seconds / 1e9}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mib", type=int, default=16, help="float32 output size per stage/codec run (MiB)")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--json", default=os.path.join("bench-results", "bench_decode.json"))
+    ap.add_argument("--sqz", action="append", default=[], metavar="FILE",
+                    help="also time the whole decode of this container's largest tensor (repeatable)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall time, or the thread's CPU time (steadier when other jobs share the cores)")
     args = ap.parse_args(argv)
+    global CLOCK
+    CLOCK = time.thread_time if args.clock == "cpu" else time.perf_counter
     n = (args.mib << 20) // 4
     n -= n % 2048
     stages = stage_rows(n, args.repeats)
-    print(f"float stages, {args.mib} MiB float32 output into mapped memory, one thread (best of {args.repeats})")
-    print(f"  {'stage':<44}{'ms':>8}{'GB/s':>8}{'x memcpy':>10}{'x take':>8}")
+    print(f"float stages, {args.mib} MiB float32 output into mapped memory, one thread (best of {args.repeats}, "
+          f"{args.clock} clock; load average {os.getloadavg()[0]:.1f})")
+    print(f"  {'stage':<52}{'ms':>8}{'GB/s':>8}{'x memcpy':>10}{'x take':>8}")
     for r in stages:
-        print(f"  {r['stage']:<44}{r['seconds'] * 1e3:>8.2f}{r['GBps']:>8.2f}{r['x_memcpy']:>10.2f}{r['x_take']:>8.2f}")
+        print(f"  {r['stage']:<52}{r['seconds'] * 1e3:>8.2f}{r['GBps']:>8.2f}{r['x_memcpy']:>10.2f}{r['x_take']:>8.2f}")
     codecs = codec_rows(n, args.repeats)
     print(f"\nwhole tensor decode (SqzFile.tensor), 2048 x {n // 2048} float32")
     print(f"  {'':<73}{'fresh output buffer':>24}{'kept buffers (lazy)':>24}")
@@ -161,9 +208,17 @@ def main(argv=None) -> int:
     for r in codecs:
         print(f"  {r['codec']:<62}{r['stored_bytes'] / 2**20:>11.2f}{r['seconds'] * 1e3:>8.2f}{r['GBps']:>8.2f}"
               f"{r['x_zstd']:>8.2f}{r['kept_seconds'] * 1e3:>8.2f}{r['kept_GBps']:>8.2f}{r['kept_x_zstd']:>8.2f}")
+    containers = [container_row(path, args.repeats) for path in args.sqz]
+    if containers:
+        print(f"\nlargest tensor of a container (SqzFile.tensor, output buffers kept as lazy models keep them)")
+        print(f"  {'container / tensor':<62}{'codec':>22}{'bits/weight':>12}{'ms':>8}{'GB/s':>8}")
+        for r in containers:
+            print(f"  {r['container'] + ' ' + r['tensor']:<62}{r['codec']:>22}{r['bits_per_value']:>12.2f}"
+                  f"{r['seconds'] * 1e3:>8.2f}{r['GBps']:>8.2f}")
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as fh:
-        json.dump({"mib": args.mib, "repeats": args.repeats, "stages": stages, "codecs": codecs,
+        json.dump({"mib": args.mib, "repeats": args.repeats, "clock": args.clock, "load": os.getloadavg()[0],
+                   "stages": stages, "codecs": codecs, "containers": containers,
                    "c_decodec": buffers._decodec is not None}, fh, indent=2)
     print(f"\nwrote {args.json}")
     return 0

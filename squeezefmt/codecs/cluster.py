@@ -32,11 +32,12 @@ import numpy as np
 
 from ..buffers import empty_aligned, gather
 from ..dtypes import FLOAT_NAMES, as_storage, dtype_name, from_storage, numpy_dtype
+from ..entropy import huffman
 from ..entropy.varint import read_uvarint, uvarint
 from ..errors import CodecError, StreamError
 from .base import Codec, Encoded, TensorSpec, expect_streams, lossy_stats
 from .quantize import cast_float
-from .index_coding import check_coder, decode_indices, encode_indices
+from .index_coding import check_coder, decode_indices, encode_indices, is_huffman
 from .registry import register
 
 MAX_BITS = 16
@@ -312,11 +313,16 @@ class Cluster(Codec):
             if end != len(data):
                 raise StreamError("cluster: trailing bytes after the codebook of an empty tensor")
             return from_storage(np.zeros(spec.shape, numpy_dtype(spec.dtype, storage=True)), spec.dtype)
+        if book_name != spec.dtype:
+            book = from_storage(book, book_name)
+        if is_huffman(side) and (book_name == spec.dtype or spec.dtype == "float32"):
+            values = np.ascontiguousarray(book, dtype=np.float32) if book_name != spec.dtype else book
+            out = empty_aligned(spec.shape, values.dtype, populate=True)
+            if huffman.decode_gather(data[end:], values, out):  # one pass, no index array (C)
+                return from_storage(out, spec.dtype) if book_name == spec.dtype else out
         idx = decode_indices(data[end:], n, k, side, np.uint8 if k <= 256 else np.uint16)
         if int(idx.max()) >= k:
             raise StreamError(f"cluster: index {int(idx.max())} outside the codebook of {k} entries")
-        if book_name != spec.dtype:
-            book = from_storage(book, book_name)
         return _gather(book, idx.reshape(spec.shape), book_name, spec.dtype)
 
 

@@ -46,6 +46,11 @@ def encode_indices(symbols: np.ndarray, alphabet: int, coder: str) -> tuple[byte
     return best
 
 
+def is_huffman(side: dict[str, Any]) -> bool:
+    """True when ``side`` selects the Huffman coder (what the one-pass value decoders take)."""
+    return side.get("coder", "huffman") == "huffman" and "center" not in side
+
+
 def decode_indices(data, count: int, alphabet: int, side: dict[str, Any], dtype) -> np.ndarray:
     """Inverse of :func:`encode_indices`: ``count`` indices as ``dtype``, each checked ``< alphabet``."""
     coder = side.get("coder", "huffman")

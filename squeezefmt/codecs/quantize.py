@@ -22,9 +22,10 @@ import numpy as np
 
 from ..buffers import _decodec, empty_aligned, gather
 from ..dtypes import FLOAT_NAMES, dtype_name, numpy_dtype
+from ..entropy import huffman
 from ..errors import CodecError, StreamError
 from .base import Codec, Encoded, TensorSpec, expect_streams, lossy_stats
-from .index_coding import check_coder, decode_indices, encode_indices
+from .index_coding import check_coder, decode_indices, encode_indices, is_huffman
 from .registry import register
 
 ALLOWED_BITS = tuple(range(1, 9)) + (16,)
@@ -214,6 +215,20 @@ class Quantize(Codec):
         decoded = dequantize(q, zp.reshape(bshape), step.reshape(bshape), name)
         return Encoded(streams=[params + payload], side=side, stats=lossy_stats(array, decoded))
 
+    @staticmethod
+    def _decode_fused(payload, out, shift, zp, step, ax, qmax: int, out_name: str) -> bool:
+        """One pass from the Huffman stream into ``out`` (C); False when it does not apply (the caller
+        then decodes the symbols and runs the reference formula on them, as before)."""
+        if step.size == 1:
+            # a table computed with the reference formula (the same bits), one gather per symbol
+            table = dequantize(np.arange(qmax + 1, dtype=np.int64), zp.reshape(()), step.reshape(()), out_name)
+            return huffman.decode_gather(payload, table, out)
+        inner = int(np.prod(out.shape[ax + 1:], dtype=np.int64))
+        status = huffman.decode_dequant(payload, out, shift, zp, step, inner, qmax)
+        if status == 2:
+            raise StreamError(f"quant: a decoded index lies outside its channel's 0..{qmax} range")
+        return status == 0
+
     def decode(self, streams, side, spec: TensorSpec) -> np.ndarray:
         expect_streams(streams, 1, self.codec_id)
         if spec.dtype not in FLOAT_NAMES:
@@ -241,11 +256,13 @@ class Quantize(Codec):
         alphabet = (1 << self.bits) + int(shift.max())
         if not isinstance(side, dict) or set(side) - {"coder", "center"}:
             raise StreamError(f"quant: unknown side information {side!r}")
-        sym = decode_indices(data[head:], n, alphabet, side, np.uint8 if alphabet <= 256 else np.uint16)
         bshape = _broadcast_shape(len(spec.shape), ax, channels)
-        sym = sym.reshape(spec.shape if spec.shape else (1,))
         shift, zp, step = shift.reshape(bshape or (1,)), zp.reshape(bshape or (1,)), step.reshape(bshape or (1,))
-        out = empty_aligned(sym.shape, numpy_dtype(spec.dtype), populate=True)  # every element written below
+        out = empty_aligned(spec.shape if spec.shape else (1,), numpy_dtype(spec.dtype), populate=True)
+        if is_huffman(side) and self._decode_fused(data[head:], out, shift, zp, step, ax, qmax, spec.dtype):
+            return out.reshape(spec.shape)
+        sym = decode_indices(data[head:], n, alphabet, side, np.uint8 if alphabet <= 256 else np.uint16)
+        sym = sym.reshape(out.shape)
         if channels == 1:
             # One table entry per symbol, computed with the formula below (so the values are the same
             # bits); decoding is then one gather.

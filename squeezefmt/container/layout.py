@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-import zlib
 
+from ..checksum import crc32 as _crc32
 from ..errors import ChecksumError, FormatError, HeaderError, TruncatedError, VersionError
 
 MAGIC = b"\x89SQZ\r\n\x1a\n"
@@ -76,7 +76,7 @@ def stream_offset(cursor: int, length: int, alignment: int, compact: bool) -> in
 
 
 def crc32(data) -> int:
-    return zlib.crc32(data) & 0xFFFFFFFF
+    return _crc32(data)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import zlib
 from typing import Any, Iterator
 
 import numpy as np
@@ -13,7 +12,8 @@ from ..codecs.decode import decode_tensor
 from ..errors import ChecksumError, FormatError, LimitError, SqueezeError, TruncatedError
 from .header import TensorEntry, parse_header
 from .jsonbound import header_json
-from .layout import PREAMBLE_SIZE, crc32, parse_preamble, resolve_json_len
+from ..checksum import crc32
+from .layout import PREAMBLE_SIZE, parse_preamble, resolve_json_len
 from .limits import DEFAULT_LIMITS, Limits
 from .layers import Grouping, LayerAccessMixin, LayerInfo  # noqa: F401 - layer-level access (f.layer(name))
 from .source import open_source
@@ -165,7 +165,7 @@ class SqzFile(LayerAccessMixin):
             if self._preamble.small:  # format 1.2: checked above, one CRC over all streams
                 pass
             elif e.crc32 is not None:  # format 1.1: one CRC over the tensor's streams
-                crc = zlib.crc32(view, crc)
+                crc = crc32(view, crc)
             elif crc32(view) != s.crc32:
                 raise ChecksumError(f"tensor {name!r}: stream {i} checksum mismatch (the file is corrupt)")
             out.append(view)
@@ -180,7 +180,7 @@ class SqzFile(LayerAccessMixin):
         crc = 0
         for e in self._entries.values():
             for s in e.streams:
-                crc = zlib.crc32(self._source.read(s.offset, s.length), crc)
+                crc = crc32(self._source.read(s.offset, s.length), crc)
         if crc & 0xFFFFFFFF != self._preamble.data_crc:
             raise ChecksumError("stream data checksum mismatch (the file is corrupt)")
         self.__dict__["_sqz_data_ok"] = True

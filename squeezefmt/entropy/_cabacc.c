@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../_cshared.h"
+
 #define PROB_BITS 15
 #define PROB_ONE (1u << PROB_BITS)
 #define PROB_INIT (PROB_ONE / 2)
@@ -457,12 +459,9 @@ static void rdoq_values(const double *x, Py_ssize_t count, double lam, int k, in
 static int get_buffer(PyObject *obj, Py_buffer *view, int writable, const char *fmt_char, Py_ssize_t itemsize,
                       const char *what)
 {
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) < 0)
+    if (sqz_get_contiguous(obj, view, writable) < 0)
         return -1;
-    const char *f = view->format ? view->format : "B";
-    if (*f == '<' || *f == '=' || *f == '@')
-        f++;
+    const char *f = sqz_format_code(view);
     int ok = view->itemsize == itemsize && strchr(fmt_char, *f) != NULL && f[1] == '\0';
     if (!ok) {
         PyBuffer_Release(view);
@@ -614,15 +613,7 @@ PyMODINIT_FUNC PyInit__cabacc(void)
     PyObject *m = PyModule_Create(&module);
     if (!m)
         return NULL;
-    PyObject *errors = PyImport_ImportModule("squeezefmt.errors");
-    if (errors) {
-        StreamError = PyObject_GetAttrString(errors, "StreamError");
-        Py_DECREF(errors);
-    }
-    if (!StreamError) {
-        PyErr_Clear();
-        StreamError = PyExc_ValueError;
-        Py_INCREF(StreamError);
-    }
+    if (!StreamError)
+        StreamError = sqz_error_class("StreamError");
     return m;
 }

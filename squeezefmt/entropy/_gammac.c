@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "../_cshared.h"
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -38,28 +40,14 @@ static unsigned CTZ64(uint64_t x) { unsigned n = 0; while (!(x & 1)) { x >>= 1; 
 static unsigned CLZ32(uint32_t x) { unsigned n = 0; while (!(x & 0x80000000u)) { x <<= 1; n++; } return n; }
 #endif
 
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-#define TO_LE64(x) __builtin_bswap64(x)
-#else
-#define TO_LE64(x) (x)
-#endif
-
 #define MAX_GAMMA 0x7fffffffu /* tfc reads gamma codes of at most 31 significant bits */
 #define MAX_ZERO_BITS 30
 
 static PyObject *StreamError; /* squeezefmt.errors.StreamError */
 static PyObject *CodecError;  /* squeezefmt.errors.CodecError */
 
-static inline uint64_t load64(const uint8_t *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return TO_LE64(v);
-}
-
-static inline void store64(uint8_t *p, uint64_t v) {
-    v = TO_LE64(v);
-    memcpy(p, &v, 8);
-}
+#define load64 sqz_load64le   /* squeezefmt/_cshared.h */
+#define store64 sqz_store64le
 
 /* ------------------------------------------------------------------------------------------ */
 /* Encoder                                                                                    */
@@ -470,11 +458,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_gammac",
                                     "run-length Elias gamma fast path (tfc-compatible)", -1, methods};
 
 PyMODINIT_FUNC PyInit__gammac(void) {
-    PyObject *errors = PyImport_ImportModule("squeezefmt.errors");
-    if (!errors) return NULL;
-    StreamError = PyObject_GetAttrString(errors, "StreamError");
-    CodecError = PyObject_GetAttrString(errors, "CodecError");
-    Py_DECREF(errors);
-    if (!StreamError || !CodecError) return NULL;
+    if (!StreamError) StreamError = sqz_error_class("StreamError");
+    if (!CodecError) CodecError = sqz_error_class("CodecError");
     return PyModule_Create(&module);
 }

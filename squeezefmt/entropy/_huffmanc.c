@@ -14,6 +14,13 @@
  * use more than 57 bits, so the hot loop has no refill branch. All heavy loops run with the GIL
  * released.
  *
+ * Decoding into values (decode_gather, decode_dequant: quant and cluster tensors): each codeword
+ * goes straight to its value, with no symbol array. For long outputs a "value table" indexed by
+ * the next 12 bits holds the values of every whole codeword inside them (16 bytes, stored with one
+ * copy) beside a 2-byte entry with the bits consumed (the only load on the critical path);
+ * per-channel dequantisation decodes symbols into a cached chunk and converts it with a
+ * vectorised loop. References: huffman.decode_gather_reference and the two-stage codec paths.
+ *
  * Untrusted input: every read is bounds-checked (the fast loop only runs while 8 whole bytes are
  * left), loops are bounded by the caller's count, and memory is the output (allocated by the
  * caller) plus tables of at most 2**16 entries.
@@ -25,6 +32,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "../_cshared.h"
 
 #define MODE_RAW 0
 #define MODE_CONST 1
@@ -39,35 +48,10 @@
 static PyObject *StreamError = NULL; /* squeezefmt.errors.StreamError (ValueError if unavailable) */
 static PyObject *CodecError = NULL;  /* squeezefmt.errors.CodecError: bad input to the encoder */
 
-/* ------------------------------------------------------------------------------------------ */
-/* Little-endian unaligned access                                                              */
-/* ------------------------------------------------------------------------------------------ */
-
-static inline uint64_t load64le(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
-}
-
-static inline void store64le(uint8_t *p, uint64_t v)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    memcpy(p, &v, 8);
-}
-
-static inline void store32le(uint8_t *p, uint32_t v)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap32(v);
-#endif
-    memcpy(p, &v, 4);
-}
+/* Little-endian unaligned access: squeezefmt/_cshared.h */
+#define load64le sqz_load64le
+#define store64le sqz_store64le
+#define store32le sqz_store32le
 
 /* 8 bytes from byte offset `off`, zero-filled past the end. */
 static inline uint64_t load64_safe(const uint8_t *p, size_t n, size_t off)
@@ -815,6 +799,27 @@ static int decode_payload(const uint8_t *src, size_t nbytes, const uint8_t *leng
     return 0;
 }
 
+/* The code-length table of a HUFFMAN-mode stream (mode byte at data[0]) and its zero padding:
+ * returns N (table size) or -1, with *m_out = M and *start = the payload's first byte. */
+static int64_t read_header(const uint8_t *data, size_t len, uint8_t *lengths, int *m_out, size_t *start,
+                           err_t *err)
+{
+    bitr_t r = {data, 8, 8 * len};
+    int64_t n = read_table(&r, lengths, m_out, err);
+    if (n < 0)
+        return -1;
+    while (r.pos & 7) {
+        int b = br_bit(&r, err, "the code-length table");
+        if (b != 0) {
+            if (b > 0)
+                SET_ERR(err, StreamError, "huffman stream: non-zero padding bits after the code-length table");
+            return -1;
+        }
+    }
+    *start = r.pos >> 3;
+    return n;
+}
+
 /* Whole stream. out has `count` items of `itemsize` (1 or 2) bytes. */
 static int decode_stream(const uint8_t *data, size_t len, void *out, int itemsize, size_t count, int multi,
                          err_t *err)
@@ -887,9 +892,9 @@ static int decode_stream(const uint8_t *data, size_t len, void *out, int itemsiz
             SET_ERR(err, PyExc_MemoryError, "out of memory");
             return -1;
         }
-        bitr_t r = {data, 8, 8 * (size_t)len};
         int m = 0;
-        int64_t n = read_table(&r, lengths, &m, err);
+        size_t start = 0;
+        int64_t n = read_header(data, len, lengths, &m, &start, err);
         if (n < 0) {
             free(lengths);
             return -1;
@@ -899,22 +904,642 @@ static int decode_stream(const uint8_t *data, size_t len, void *out, int itemsiz
             SET_ERR(err, StreamError, "huffman stream: symbol %lld does not fit %s", (long long)(n - 1), dtname);
             return -1;
         }
-        while (r.pos & 7) {
-            int b = br_bit(&r, err, "the code-length table");
-            if (b != 0) {
-                if (b > 0)
-                    SET_ERR(err, StreamError, "huffman stream: non-zero padding bits after the code-length table");
-                free(lengths);
-                return -1;
-            }
-        }
-        size_t start = r.pos >> 3;
         int rc = decode_payload(data + start, len - start, lengths, (size_t)n, m, out, itemsize, count, multi, err);
         free(lengths);
         return rc;
     }
     SET_ERR(err, StreamError, "huffman stream: unknown mode byte %d", mode);
     return -1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Fused decoding into values (quant / cluster): no symbol array                               */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Lane table: like build_multi, indexed by the next MULTI_BITS bits, but the entry keeps the bit
+ * count in its low byte (so it feeds the shift directly: a shorter dependency chain per lookup)
+ *   bits 0..7 bits consumed, bits 8..15 number of symbols (0 = the first code is longer than
+ *   MULTI_BITS), bits 16..63 the symbols in lanes of LW bits (LW = 12: 4 lanes, LW = 16: 3). */
+static uint64_t *build_lanes(const dtable_t *t, int lw)
+{
+    uint64_t *mt = malloc(sizeof(uint64_t) << MULTI_BITS);
+    if (!mt)
+        return NULL;
+    const uint32_t *T = t->primary, *S = t->sub;
+    const int pbits = t->pbits, sbits = t->sbits;
+    const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;
+    const int maxsyms = lw == 12 ? 4 : 3;
+    for (uint64_t idx = 0; idx < ((uint64_t)1 << MULTI_BITS); idx++) {
+        uint64_t syms = 0;
+        int used = 0, ns = 0;
+        while (ns < maxsyms) {
+            uint64_t w = idx >> used;
+            uint32_t e;
+            LOOKUP(w, e);
+            int ln = (int)(e & 31);
+            if (ln > MULTI_BITS - used)
+                break;
+            syms |= (uint64_t)(e >> 16) << (ns * lw);
+            used += ln;
+            ns++;
+        }
+        mt[idx] = (uint64_t)used | ((uint64_t)ns << 8) | (syms << 16);
+    }
+    return mt;
+}
+
+/* out[i] = tab[symbol i] while 4*K outputs and 8 stream bytes are left; K lookups per 64-bit load
+ * (each consumes at most max(MULTI_BITS, M) bits, K * that <= 57). Every lookup writes 4 lanes;
+ * lanes past the entry's count are overwritten by the next lookup. Returns symbols decoded. */
+#define DEFINE_FUSED(T_OUT, SUF, LW, K)                                                          \
+    static size_t fused_##SUF##_##LW##_##K(const uint8_t *src, size_t nbytes, uint64_t *bitpos_io,\
+                                           const dtable_t *t, const uint64_t *mt,                \
+                                           const T_OUT *tab, T_OUT *out, size_t count)           \
+    {                                                                                            \
+        const uint32_t *T = t->primary, *S = t->sub;                                             \
+        const int pbits = t->pbits, sbits = t->sbits;                                            \
+        const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;   \
+        const uint64_t qmask = ((uint64_t)1 << MULTI_BITS) - 1, lmask = ((uint64_t)1 << LW) - 1;  \
+        uint64_t bitpos = *bitpos_io;                                                            \
+        size_t i = 0;                                                                            \
+        while (i + 4 * (K) <= count && (bitpos >> 3) + 8 <= nbytes) {                            \
+            uint64_t w = load64le(src + (bitpos >> 3)) >> (bitpos & 7);                          \
+            uint32_t used = 0;                                                                   \
+            for (int k = 0; k < (K); k++) {                                                      \
+                uint64_t e = mt[w & qmask];                                                      \
+                uint32_t nb;                                                                     \
+                if (__builtin_expect((e & 0xff00) != 0, 1)) {                                    \
+                    uint64_t s = e >> 16;                                                        \
+                    out[i] = tab[s & lmask];                                                     \
+                    out[i + 1] = tab[(s >> (LW)) & lmask];                                       \
+                    out[i + 2] = tab[(s >> (2 * (LW))) & lmask];                                 \
+                    if ((LW) == 12)                                                              \
+                        out[i + 3] = tab[(s >> 36) & lmask];                                     \
+                    i += (size_t)((e >> 8) & 0xff);                                              \
+                    nb = (uint32_t)(e & 0xff);                                                   \
+                } else {                                                                         \
+                    uint32_t e1;                                                                 \
+                    LOOKUP(w, e1);                                                               \
+                    out[i++] = tab[e1 >> 16];                                                    \
+                    nb = e1 & 31;                                                                \
+                }                                                                                \
+                w >>= nb;                                                                        \
+                used += nb;                                                                      \
+            }                                                                                    \
+            bitpos += used;                                                                      \
+        }                                                                                        \
+        *bitpos_io = bitpos;                                                                     \
+        return i;                                                                                \
+    }
+
+#define DEFINE_FUSED_LW(T_OUT, SUF, LW)                                                          \
+    DEFINE_FUSED(T_OUT, SUF, LW, 3)                                                              \
+    DEFINE_FUSED(T_OUT, SUF, LW, 4)                                                              \
+    static size_t fused_##SUF##_##LW(int m, const uint8_t *src, size_t nbytes, uint64_t *bp,     \
+                                     const dtable_t *t, const uint64_t *mt, const T_OUT *tab,    \
+                                     T_OUT *out, size_t count)                                   \
+    {                                                                                            \
+        if (57 / (m > MULTI_BITS ? m : MULTI_BITS) >= 4)                                         \
+            return fused_##SUF##_##LW##_4(src, nbytes, bp, t, mt, tab, out, count);              \
+        return fused_##SUF##_##LW##_3(src, nbytes, bp, t, mt, tab, out, count);                  \
+    }
+
+/* Value tables, for long outputs of 1-, 2- or 4-byte items: the entry for the next MULTI_BITS bits
+ * is split in two. meta[idx] (uint16, 8 KiB: on the critical path, stays in L1) = bits consumed |
+ * number of codes << 8 (0: the first code is longer than MULTI_BITS); vals[idx] (16 bytes) = the
+ * table values of those codes, ready to be stored with one 16-byte copy (16 / itemsize lanes). */
+#define VT_BYTES 16
+
+static int build_vtable(const dtable_t *t, const void *tab, int itemsize, uint16_t **meta_out, uint8_t **vals_out)
+{
+    uint16_t *meta = malloc(sizeof(uint16_t) << MULTI_BITS);
+    uint8_t *vals = calloc((size_t)VT_BYTES << MULTI_BITS, 1);
+    if (!meta || !vals) {
+        free(meta);
+        free(vals);
+        return -1;
+    }
+    const uint32_t *T = t->primary, *S = t->sub;
+    const int pbits = t->pbits, sbits = t->sbits;
+    const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;
+    const int lanes = VT_BYTES / itemsize;
+    for (uint64_t idx = 0; idx < ((uint64_t)1 << MULTI_BITS); idx++) {
+        int used = 0, ns = 0;
+        while (ns < lanes) {
+            uint64_t w = idx >> used;
+            uint32_t e;
+            LOOKUP(w, e);
+            int ln = (int)(e & 31);
+            if (ln > MULTI_BITS - used)
+                break;
+            memcpy(vals + idx * VT_BYTES + (size_t)ns * itemsize, (const uint8_t *)tab + (size_t)(e >> 16) * itemsize,
+                   (size_t)itemsize);
+            used += ln;
+            ns++;
+        }
+        meta[idx] = (uint16_t)(used | (ns << 8));
+    }
+    *meta_out = meta;
+    *vals_out = vals;
+    return 0;
+}
+
+#define DEFINE_VT(T_OUT, SUF, K)                                                                 \
+    static size_t vt_##SUF##_##K(const uint8_t *src, size_t nbytes, uint64_t *bitpos_io,         \
+                                 const dtable_t *t, const uint16_t *meta, const uint8_t *vals,   \
+                                 const T_OUT *tab, T_OUT *out, size_t count)                     \
+    {                                                                                            \
+        const uint32_t *T = t->primary, *S = t->sub;                                             \
+        const int pbits = t->pbits, sbits = t->sbits;                                            \
+        const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;   \
+        const uint64_t qmask = ((uint64_t)1 << MULTI_BITS) - 1;                                  \
+        const size_t lanes = VT_BYTES / sizeof(T_OUT);                                           \
+        uint64_t bitpos = *bitpos_io;                                                            \
+        size_t i = 0;                                                                            \
+        while (i + lanes * (K) <= count && (bitpos >> 3) + 8 <= nbytes) {                        \
+            uint64_t w = load64le(src + (bitpos >> 3)) >> (bitpos & 7);                          \
+            uint32_t used = 0;                                                                   \
+            for (int k = 0; k < (K); k++) {                                                      \
+                size_t idx = (size_t)(w & qmask);                                                \
+                uint32_t mt = meta[idx], nb;                                                     \
+                if (__builtin_expect(mt > 0xff, 1)) {                                            \
+                    memcpy(out + i, vals + idx * VT_BYTES, VT_BYTES);                            \
+                    i += mt >> 8;                                                                \
+                    nb = mt & 0xff;                                                              \
+                } else {                                                                         \
+                    uint32_t e1;                                                                 \
+                    LOOKUP(w, e1);                                                               \
+                    out[i++] = tab[e1 >> 16];                                                    \
+                    nb = e1 & 31;                                                                \
+                }                                                                                \
+                w >>= nb;                                                                        \
+                used += nb;                                                                      \
+            }                                                                                    \
+            bitpos += used;                                                                      \
+        }                                                                                        \
+        *bitpos_io = bitpos;                                                                     \
+        return i;                                                                                \
+    }
+
+#define DEFINE_VT_TYPE(T_OUT, SUF)                                                               \
+    DEFINE_VT(T_OUT, SUF, 3)                                                                     \
+    DEFINE_VT(T_OUT, SUF, 4)                                                                     \
+    static size_t vt_##SUF(int m, const uint8_t *src, size_t nbytes, uint64_t *bp, const dtable_t *t,\
+                           const uint16_t *meta, const uint8_t *vals, const T_OUT *tab, T_OUT *out,  \
+                           size_t count)                                                         \
+    {                                                                                            \
+        if (57 / (m > MULTI_BITS ? m : MULTI_BITS) >= 4)                                         \
+            return vt_##SUF##_4(src, nbytes, bp, t, meta, vals, tab, out, count);                \
+        return vt_##SUF##_3(src, nbytes, bp, t, meta, vals, tab, out, count);                    \
+    }
+
+DEFINE_VT_TYPE(uint8_t, v8)
+DEFINE_VT_TYPE(uint16_t, v16)
+DEFINE_VT_TYPE(uint32_t, v32)
+DEFINE_VT_TYPE(uint64_t, v64)
+
+/* A HUFFMAN-mode stream ready for value decoding: the payload, its tables, the bit position. */
+typedef struct {
+    const uint8_t *src;
+    size_t nbytes;
+    uint64_t bitpos;
+    int m, lw;
+    size_t n;       /* code-length table size: symbols are < n */
+    dtable_t t;
+    uint64_t *mt;   /* lane table (medium outputs) or NULL */
+    uint16_t *meta; /* value table (long outputs) or NULL */
+    uint8_t *vals;
+} vstream_t;
+
+/* The whole payload decoder for one item type: a fast loop (value table or lane table, when
+ * built), then one bounds-checked lookup per remaining symbol. Returns 0 or -1 (err set). */
+#define DEFINE_VALUES(T_OUT, SUF)                                                                \
+    static int values_##SUF(vstream_t *v, const T_OUT *tab, T_OUT *out, size_t count, size_t done,\
+                            err_t *err)                                                          \
+    {                                                                                            \
+        size_t i = 0;                                                                            \
+        if (v->meta)                                                                             \
+            i = vt_##SUF(v->m, v->src, v->nbytes, &v->bitpos, &v->t, v->meta, v->vals, tab, out, \
+                         count);                                                                 \
+        else if (v->mt)                                                                          \
+            i = v->lw == 12 ? fused_##SUF##_12(v->m, v->src, v->nbytes, &v->bitpos, &v->t, v->mt,\
+                                               tab, out, count)                                  \
+                            : fused_##SUF##_16(v->m, v->src, v->nbytes, &v->bitpos, &v->t, v->mt,\
+                                               tab, out, count);                                 \
+        const uint32_t *T = v->t.primary, *S = v->t.sub;                                         \
+        const int pbits = v->t.pbits, sbits = v->t.sbits;                                        \
+        const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;   \
+        const uint8_t *src = v->src;                                                             \
+        uint64_t bitpos = v->bitpos, nbits = 8 * (uint64_t)v->nbytes;                            \
+        for (; i < count; i++) {                                                                 \
+            uint64_t w = load64_safe(src, v->nbytes, (size_t)(bitpos >> 3)) >> (bitpos & 7);     \
+            uint32_t e;                                                                          \
+            LOOKUP(w, e);                                                                        \
+            if (bitpos + (e & 31) > nbits) {                                                     \
+                SET_ERR(err, StreamError, "huffman stream truncated at symbol %zu of %zu",       \
+                        done + i, done + count);                                                 \
+                return -1;                                                                       \
+            }                                                                                    \
+            out[i] = tab[e >> 16];                                                               \
+            bitpos += e & 31;                                                                    \
+        }                                                                                        \
+        v->bitpos = bitpos;                                                                      \
+        return 0;                                                                                \
+    }
+
+DEFINE_FUSED_LW(uint8_t, v8, 12)
+DEFINE_FUSED_LW(uint8_t, v8, 16)
+DEFINE_FUSED_LW(uint16_t, v16, 12)
+DEFINE_FUSED_LW(uint16_t, v16, 16)
+DEFINE_FUSED_LW(uint32_t, v32, 12)
+DEFINE_FUSED_LW(uint32_t, v32, 16)
+DEFINE_FUSED_LW(uint64_t, v64, 12)
+DEFINE_FUSED_LW(uint64_t, v64, 16)
+DEFINE_VALUES(uint8_t, v8)
+DEFINE_VALUES(uint16_t, v16)
+DEFINE_VALUES(uint32_t, v32)
+DEFINE_VALUES(uint64_t, v64)
+
+/* Two decoders in one loop. Huffman decoding is bound by the latency of its lookup chain (table
+ * load, then the shift by the length it gives), not by the core's throughput. So decoder A starts
+ * at bit 0 and decoder B at the middle bit of the payload, and the loop advances both: two
+ * independent chains. B's first codes are garbage until it falls into step with the true code
+ * boundaries (a prefix code resynchronises within a few codes); B records the boundaries after its
+ * first SYNC_CODES codes, and when A has passed the middle it decodes code by code until it lands
+ * on one of them: from that boundary on both decoders produce the same codes, so B's values after
+ * it (kept in a scratch buffer) are the true values that follow A's. Anything unusual (no common
+ * boundary, a stream that would not end where `count` says) returns 1 and the caller decodes the
+ * stream again from the start with one decoder, which reports errors exactly as always. */
+#define SPLIT_MIN_COUNT (1 << 18)
+#define SYNC_CODES 64
+
+/* K = 3 lookups per refill: 3 x 16 bits <= 57 for every code length. */
+#define VT_GROUP(bitpos, i, o)                                                                   \
+    do {                                                                                         \
+        uint64_t w = load64le(src + ((bitpos) >> 3)) >> ((bitpos) & 7);                          \
+        uint32_t used = 0;                                                                       \
+        for (int k = 0; k < 3; k++) {                                                            \
+            size_t idx = (size_t)(w & qmask);                                                    \
+            uint32_t mt = meta[idx], nb;                                                         \
+            if (__builtin_expect(mt > 0xff, 1)) {                                                \
+                memcpy((o) + (i), vals + idx * VT_BYTES, VT_BYTES);                              \
+                (i) += mt >> 8;                                                                  \
+                nb = mt & 0xff;                                                                  \
+            } else {                                                                             \
+                uint32_t e1;                                                                     \
+                LOOKUP(w, e1);                                                                   \
+                (o)[(i)++] = tab[e1 >> 16];                                                      \
+                nb = e1 & 31;                                                                    \
+            }                                                                                    \
+            w >>= nb;                                                                            \
+            used += nb;                                                                          \
+        }                                                                                        \
+        (bitpos) += used;                                                                        \
+    } while (0)
+
+#define DEFINE_SPLIT(T_OUT, SUF)                                                                 \
+    static int split_##SUF(vstream_t *v, const T_OUT *tab, T_OUT *out, size_t count, err_t *err) \
+    {                                                                                            \
+        const uint32_t *T = v->t.primary, *S = v->t.sub;                                         \
+        const int pbits = v->t.pbits, sbits = v->t.sbits;                                        \
+        const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;   \
+        const uint64_t qmask = ((uint64_t)1 << MULTI_BITS) - 1;                                  \
+        const uint16_t *meta = v->meta;                                                          \
+        const uint8_t *vals = v->vals, *src = v->src;                                            \
+        const size_t nbytes = v->nbytes, lanes = VT_BYTES / sizeof(T_OUT);                       \
+        const uint64_t nbits = 8 * (uint64_t)nbytes, mid = nbits / 2;                            \
+        const size_t cap = count < nbits - mid ? count : (size_t)(nbits - mid);                  \
+        uint64_t bound[SYNC_CODES + 1], a = 0, b = mid;                                          \
+        size_t ia = 0, ib = 0;                                                                   \
+        T_OUT *scr = malloc((cap + lanes) * sizeof(T_OUT));                                      \
+        if (!scr)                                                                                \
+            return 1;                                                                            \
+        bound[0] = mid;                                                                          \
+        for (; ib < SYNC_CODES && ib < cap && (b >> 3) + 8 <= nbytes; ib++) {                    \
+            uint64_t w = load64le(src + (b >> 3)) >> (b & 7);                                    \
+            uint32_t e;                                                                          \
+            LOOKUP(w, e);                                                                        \
+            scr[ib] = tab[e >> 16];                                                              \
+            b += e & 31;                                                                         \
+            bound[ib + 1] = b;                                                                   \
+        }                                                                                        \
+        if (ib < SYNC_CODES) {                                                                   \
+            free(scr);                                                                           \
+            return 1;                                                                            \
+        }                                                                                        \
+        while (a < mid && ia + 3 * lanes <= count) {                                             \
+            if ((b >> 3) + 8 <= nbytes && ib + 3 * lanes <= cap)                                 \
+                VT_GROUP(b, ib, scr);                                                            \
+            VT_GROUP(a, ia, out);                                                                \
+        }                                                                                        \
+        while ((b >> 3) + 8 <= nbytes && ib + 3 * lanes <= cap)                                  \
+            VT_GROUP(b, ib, scr);                                                                \
+        /* A, code by code, to the first boundary it shares with B */                           \
+        size_t k = 0;                                                                            \
+        for (;;) {                                                                               \
+            while (k <= SYNC_CODES && bound[k] < a)                                              \
+                k++;                                                                             \
+            if (k > SYNC_CODES || ia >= count) {                                                 \
+                free(scr);                                                                       \
+                return 1;                                                                        \
+            }                                                                                    \
+            if (bound[k] == a)                                                                   \
+                break;                                                                           \
+            uint64_t w = load64_safe(src, nbytes, (size_t)(a >> 3)) >> (a & 7);                  \
+            uint32_t e;                                                                          \
+            LOOKUP(w, e);                                                                        \
+            if (a + (e & 31) > nbits) {                                                          \
+                free(scr);                                                                       \
+                return 1;                                                                        \
+            }                                                                                    \
+            out[ia++] = tab[e >> 16];                                                            \
+            a += e & 31;                                                                         \
+        }                                                                                        \
+        size_t have = ib - k, need = count - ia;                                                 \
+        if (have > need) {                                                                       \
+            free(scr);                                                                           \
+            return 1;                                                                            \
+        }                                                                                        \
+        memcpy(out + ia, scr + k, have * sizeof(T_OUT));                                         \
+        free(scr);                                                                               \
+        v->bitpos = b;                                                                           \
+        return values_##SUF(v, tab, out + ia + have, need - have, ia + have, err);               \
+    }
+
+DEFINE_SPLIT(uint8_t, v8)
+DEFINE_SPLIT(uint16_t, v16)
+DEFINE_SPLIT(uint32_t, v32)
+DEFINE_SPLIT(uint64_t, v64)
+
+/* Outputs from which the value table (4096 x 16 bytes to fill) pays for itself. */
+#define VT_MIN_COUNT 65536
+
+static void vstream_free(vstream_t *v)
+{
+    free_dtable(&v->t);
+    free(v->mt);
+    free(v->meta);
+    free(v->vals);
+}
+
+/* Opens a stream for `count` values from `tab` (k items of `itemsize` bytes). Returns 1 when this
+ * path does not take it (not HUFFMAN mode, or a coded symbol >= k: the caller decodes the symbols
+ * and checks them), 0 = ready, -1 = error. vstream_free is safe after any outcome. */
+static int vstream_open(vstream_t *v, const uint8_t *data, size_t len, size_t count, const void *tab, size_t k,
+                        int itemsize, err_t *err)
+{
+    memset(v, 0, sizeof(*v));
+    if (len == 0 || data[0] != MODE_HUFFMAN)
+        return 1;
+    uint8_t *lengths = malloc(MAX_ALPHABET);
+    if (!lengths) {
+        SET_ERR(err, PyExc_MemoryError, "out of memory");
+        return -1;
+    }
+    size_t start = 0;
+    int64_t n = read_header(data, len, lengths, &v->m, &start, err);
+    int rc = n < 0 ? -1 : (size_t)n > k ? 1 : 0;
+    if (rc == 0 && (uint64_t)count > 8 * (uint64_t)(len - start)) {
+        SET_ERR(err, StreamError, "huffman stream truncated: %zu payload bytes cannot hold %zu codes",
+                len - start, count);
+        rc = -1;
+    }
+    if (rc == 0 && build_dtable(lengths, (size_t)n, v->m, &v->t) < 0)
+        rc = -2;
+    free(lengths);
+    if (rc != 0)
+        goto fail;
+    v->src = data + start;
+    v->nbytes = len - start;
+    v->n = (size_t)n;
+    v->lw = n <= 4096 ? 12 : 16;
+    /* no table at all for short outputs: the bounds-checked loop only */
+    if (count >= VT_MIN_COUNT && build_vtable(&v->t, tab, itemsize, &v->meta, &v->vals) < 0)
+        rc = -2;
+    else if (count >= MULTI_MIN_COUNT && count < VT_MIN_COUNT && !(v->mt = build_lanes(&v->t, v->lw)))
+        rc = -2;
+    if (rc == 0)
+        return 0;
+fail:
+    if (rc == -2) {
+        SET_ERR(err, PyExc_MemoryError, "out of memory");
+        rc = -1;
+    }
+    return rc;
+}
+
+/* After the last symbol: no trailing bytes, zero padding. */
+static int vstream_finish(const vstream_t *v, err_t *err)
+{
+    size_t used_bytes = (size_t)((v->bitpos + 7) >> 3);
+    if (used_bytes != v->nbytes) {
+        SET_ERR(err, StreamError, "huffman stream: %zu trailing bytes after the last code", v->nbytes - used_bytes);
+        return -1;
+    }
+    if ((v->bitpos & 7) && (v->src[v->nbytes - 1] >> (v->bitpos & 7))) {
+        SET_ERR(err, StreamError, "huffman stream: non-zero padding bits after the last code");
+        return -1;
+    }
+    return 0;
+}
+
+/* count values of `itemsize` bytes: out[i] = tab[symbol i] (the table given to vstream_open). */
+static int vstream_gather(vstream_t *v, const void *tab, void *out, int itemsize, size_t count, err_t *err)
+{
+    if (v->meta && count >= SPLIT_MIN_COUNT && v->nbytes >= 4096) {
+        int rc;
+        switch (itemsize) {
+        case 1: rc = split_v8(v, tab, out, count, err); break;
+        case 2: rc = split_v16(v, tab, out, count, err); break;
+        case 4: rc = split_v32(v, tab, out, count, err); break;
+        default: rc = split_v64(v, tab, out, count, err); break;
+        }
+        if (rc <= 0)
+            return rc;
+        v->bitpos = 0; /* no common boundary found (or an error ahead): one decoder, from the start */
+    }
+    switch (itemsize) {
+    case 1: return values_v8(v, tab, out, count, 0, err);
+    case 2: return values_v16(v, tab, out, count, 0, err);
+    case 4: return values_v32(v, tab, out, count, 0, err);
+    default: return values_v64(v, tab, out, count, 0, err);
+    }
+}
+
+/* Per-channel dequantisation of one span of symbols (float32): element p (global index) has
+ * channel (p / inner) % C; out[p] = (float)(s - off[c]) * step[c] (off = shift + zp), and a symbol
+ * with s - shift[c] outside 0..qmax sets the returned flag. Branch-free inner loops (they vectorise). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__)
+#define VECTOR_CLONES __attribute__((target_clones("avx2", "default"))) /* 8 floats per step where there is AVX2 */
+#else
+#define VECTOR_CLONES
+#endif
+
+VECTOR_CLONES static uint32_t dequant_span(const uint16_t *s, size_t cnt, size_t pos, float *o, const int32_t *sh,
+                             const int32_t *off, const float *st, size_t C, size_t inner, uint32_t qmax)
+{
+    uint32_t acc = 0;
+    size_t j = 0;
+    while (j < cnt) {
+        size_t p = pos + j, len;
+        if (inner == 1) {
+            size_t c = p % C;
+            len = C - c < cnt - j ? C - c : cnt - j;
+            const int32_t *sh_c = sh + c, *off_c = off + c;
+            const float *st_c = st + c;
+            for (size_t k = 0; k < len; k++) {
+                int32_t x = (int32_t)s[j + k];
+                acc |= (uint32_t)(x - sh_c[k]) > qmax;
+                o[p + k] = (float)(x - off_c[k]) * st_c[k];
+            }
+        } else {
+            size_t c = (p / inner) % C;
+            len = inner - p % inner < cnt - j ? inner - p % inner : cnt - j;
+            const int32_t lo = sh[c], of = off[c];
+            const float step = st[c];
+            for (size_t k = 0; k < len; k++) {
+                int32_t x = (int32_t)s[j + k];
+                acc |= (uint32_t)(x - lo) > qmax;
+                o[p + k] = (float)(x - of) * step;
+            }
+        }
+        j += len;
+    }
+    return acc;
+}
+
+#define DEQUANT_CHUNK 16384
+
+/* Per-channel dequantisation parameters (see dequant_span). */
+typedef struct {
+    const int32_t *sh, *off;
+    const float *st;
+    size_t C, inner;
+    uint32_t qmax;
+} dq_t;
+
+/* Symbols [pos, count) in chunks of DEQUANT_CHUNK (a buffer that stays in cache), each dequantised at
+ * once. `ident` is the identity table the stream was opened with. *bad collects out-of-range symbols. */
+static int dequant_range(vstream_t *v, const uint16_t *ident, float *out, size_t pos, size_t count, const dq_t *q,
+                         uint32_t *bad, err_t *err)
+{
+    uint16_t *buf = malloc(DEQUANT_CHUNK * sizeof(uint16_t));
+    if (!buf) {
+        SET_ERR(err, PyExc_MemoryError, "out of memory");
+        return -1;
+    }
+    for (; pos < count; pos += DEQUANT_CHUNK) {
+        size_t cnt = count - pos < DEQUANT_CHUNK ? count - pos : DEQUANT_CHUNK;
+        if (values_v16(v, ident, buf, cnt, pos, err) < 0) {
+            free(buf);
+            return -1;
+        }
+        *bad |= dequant_span(buf, cnt, pos, out, q->sh, q->off, q->st, q->C, q->inner, q->qmax);
+    }
+    free(buf);
+    return 0;
+}
+
+/* The two-decoder loop of split_v16 for per-channel dequantisation: A's symbols go through a cached
+ * chunk into `out` as it goes; B's wait in a scratch buffer (2 bytes per symbol, half the tensor) until
+ * their positions are known. Returns 0 (all of [0, count) done), 1 (start again with one decoder) or -1. */
+static int dequant_split(vstream_t *v, const uint16_t *tab, float *out, size_t count, const dq_t *q, uint32_t *bad,
+                         err_t *err)
+{
+    const uint32_t *T = v->t.primary, *S = v->t.sub;
+    const int pbits = v->t.pbits, sbits = v->t.sbits;
+    const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;
+    const uint64_t qmask = ((uint64_t)1 << MULTI_BITS) - 1;
+    const uint16_t *meta = v->meta;
+    const uint8_t *vals = v->vals, *src = v->src;
+    const size_t nbytes = v->nbytes, lanes = VT_BYTES / sizeof(uint16_t);
+    const uint64_t nbits = 8 * (uint64_t)nbytes, mid = nbits / 2;
+    const size_t cap = count < nbits - mid ? count : (size_t)(nbits - mid);
+    uint64_t bound[SYNC_CODES + 1], a = 0, b = mid;
+    size_t ia = 0, na = 0, ib = 0; /* A: abuf[0..na) are symbols ia..ia+na */
+    uint16_t *scr = malloc((cap + lanes) * sizeof(uint16_t));
+    uint16_t *abuf = malloc((DEQUANT_CHUNK + 4 * lanes) * sizeof(uint16_t));
+    int rc = 1;
+    if (!scr || !abuf)
+        goto done;
+    bound[0] = mid;
+    for (; ib < SYNC_CODES && ib < cap && (b >> 3) + 8 <= nbytes; ib++) {
+        uint64_t w = load64le(src + (b >> 3)) >> (b & 7);
+        uint32_t e;
+        LOOKUP(w, e);
+        scr[ib] = tab[e >> 16];
+        b += e & 31;
+        bound[ib + 1] = b;
+    }
+    if (ib < SYNC_CODES)
+        goto done;
+    while (a < mid && ia + na + 3 * lanes <= count) {
+        if ((b >> 3) + 8 <= nbytes && ib + 3 * lanes <= cap)
+            VT_GROUP(b, ib, scr);
+        VT_GROUP(a, na, abuf);
+        if (na >= DEQUANT_CHUNK) {
+            *bad |= dequant_span(abuf, na, ia, out, q->sh, q->off, q->st, q->C, q->inner, q->qmax);
+            ia += na;
+            na = 0;
+        }
+    }
+    while ((b >> 3) + 8 <= nbytes && ib + 3 * lanes <= cap)
+        VT_GROUP(b, ib, scr);
+    size_t k = 0;
+    for (;;) { /* A, code by code, to the first boundary it shares with B */
+        while (k <= SYNC_CODES && bound[k] < a)
+            k++;
+        if (k > SYNC_CODES || ia + na >= count)
+            goto done;
+        if (bound[k] == a)
+            break;
+        if (na >= DEQUANT_CHUNK) {
+            *bad |= dequant_span(abuf, na, ia, out, q->sh, q->off, q->st, q->C, q->inner, q->qmax);
+            ia += na;
+            na = 0;
+        }
+        uint64_t w = load64_safe(src, nbytes, (size_t)(a >> 3)) >> (a & 7);
+        uint32_t e;
+        LOOKUP(w, e);
+        if (a + (e & 31) > nbits)
+            goto done;
+        abuf[na++] = tab[e >> 16];
+        a += e & 31;
+    }
+    *bad |= dequant_span(abuf, na, ia, out, q->sh, q->off, q->st, q->C, q->inner, q->qmax);
+    ia += na;
+    size_t have = ib - k;
+    if (have > count - ia)
+        goto done;
+    *bad |= dequant_span(scr + k, have, ia, out, q->sh, q->off, q->st, q->C, q->inner, q->qmax);
+    free(scr);
+    free(abuf);
+    v->bitpos = b;
+    return dequant_range(v, tab, out, ia + have, count, q, bad, err);
+done:
+    free(scr);
+    free(abuf);
+    return rc;
+}
+
+/* Returns 0, 1 (a symbol outside its channel's range) or -1 (err set). */
+static int vstream_dequant(vstream_t *v, const uint16_t *ident, float *out, size_t count, const int32_t *sh,
+                           const int32_t *off, const float *st, size_t C, size_t inner, uint32_t qmax, err_t *err)
+{
+    dq_t q = {sh, off, st, C, inner, qmax};
+    uint32_t bad = 0;
+    if (v->meta && count >= SPLIT_MIN_COUNT && v->nbytes >= 4096) {
+        int rc = dequant_split(v, ident, out, count, &q, &bad, err);
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            return bad != 0;
+        v->bitpos = 0; /* one decoder from the start */
+        bad = 0;
+    }
+    if (dequant_range(v, ident, out, 0, count, &q, &bad, err) < 0)
+        return -1;
+    return bad != 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1007,12 +1632,9 @@ static int encode_payload(const void *src, int itemsize, size_t n, const uint8_t
 /* Unsigned integer buffer of itemsize in `allowed` (bitmask of 1, 2, 4). */
 static int get_uint_buffer(PyObject *obj, Py_buffer *view, int writable, int allowed, const char *what)
 {
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) < 0)
+    if (sqz_get_contiguous(obj, view, writable) < 0)
         return -1;
-    const char *f = view->format ? view->format : "B";
-    if (*f == '<' || *f == '=' || *f == '@')
-        f++;
+    const char *f = sqz_format_code(view);
     int ok = (f[0] == 'B' || f[0] == 'H' || f[0] == 'I' || f[0] == 'L' || f[0] == 'Q') && f[1] == 0 &&
              view->itemsize > 0 && view->itemsize <= 4 && (allowed & view->itemsize);
     if (!ok) {
@@ -1297,9 +1919,135 @@ static PyObject *py_decode(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* A contiguous buffer whose items are 1, 2, 4 or 8 bytes (any format: values are copied as bits). */
+static int get_item_buffer(PyObject *obj, Py_buffer *view, int writable, const char *what)
+{
+    if (sqz_get_contiguous(obj, view, writable) < 0)
+        return -1;
+    Py_ssize_t w = view->itemsize;
+    if (w != 1 && w != 2 && w != 4 && w != 8) {
+        PyErr_Format(PyExc_TypeError, "%s must have items of 1, 2, 4 or 8 bytes", what);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(decode_gather_doc, "decode_gather(data, table, out) -> bool\n\n"
+             "out[i] = table[symbol i] for the len(out) symbols of a HUFFMAN-mode stream, in one pass with no\n"
+             "symbol array (table and out: same item size, 1/2/4/8 bytes). False, with out untouched, when the\n"
+             "stream is not in HUFFMAN mode or its code table has symbols >= len(table): the caller then\n"
+             "decodes the symbols and checks them. Malformed streams raise StreamError.");
+
+static PyObject *py_decode_gather(PyObject *self, PyObject *args)
+{
+    Py_buffer data, tab, out;
+    PyObject *tabobj, *outobj;
+    if (!PyArg_ParseTuple(args, "y*OO", &data, &tabobj, &outobj))
+        return NULL;
+    if (get_item_buffer(tabobj, &tab, 0, "table") < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    if (get_item_buffer(outobj, &out, 1, "out") < 0) {
+        PyBuffer_Release(&data);
+        PyBuffer_Release(&tab);
+        return NULL;
+    }
+    if (tab.itemsize != out.itemsize) {
+        PyBuffer_Release(&data); PyBuffer_Release(&tab); PyBuffer_Release(&out);
+        PyErr_SetString(PyExc_ValueError, "decode_gather: table and out item sizes differ");
+        return NULL;
+    }
+    err_t err = {NULL, ""};
+    int rc, w = (int)out.itemsize;
+    size_t count = (size_t)(out.len / w), k = (size_t)(tab.len / w);
+    Py_BEGIN_ALLOW_THREADS
+    vstream_t v;
+    rc = vstream_open(&v, (const uint8_t *)data.buf, (size_t)data.len, count, tab.buf, k, w, &err);
+    if (rc == 0)
+        rc = vstream_gather(&v, tab.buf, out.buf, w, count, &err);
+    if (rc == 0)
+        rc = vstream_finish(&v, &err);
+    if (rc >= 0 || v.t.primary)
+        vstream_free(&v);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data); PyBuffer_Release(&tab); PyBuffer_Release(&out);
+    if (rc < 0)
+        return raise_err(&err);
+    return PyBool_FromLong(rc == 0);
+}
+
+PyDoc_STRVAR(decode_dequant_doc, "decode_dequant(data, out, shift, zp, step, inner, qmax) -> int\n\n"
+             "Per-channel dequantisation of a HUFFMAN-mode stream of quant symbols straight into the float32\n"
+             "buffer `out` (element i has channel (i // inner) % C, C = len(step); shift/zp int32, step float32):\n"
+             "out[i] = float32(s - shift[c] - zp[c]) * step[c]. Returns 0 (done), 1 (not HUFFMAN mode: out\n"
+             "untouched, decode the symbols instead) or 2 (a symbol minus its shift lies outside 0..qmax).");
+
+static PyObject *py_decode_dequant(PyObject *self, PyObject *args)
+{
+    PyObject *objs[4];
+    Py_buffer data, bufs[4]; /* out, shift, zp, step */
+    Py_ssize_t inner;
+    int qmax;
+    if (!PyArg_ParseTuple(args, "y*OOOOni", &data, &objs[0], &objs[1], &objs[2], &objs[3], &inner, &qmax))
+        return NULL;
+    int got = 0;
+    for (; got < 4; got++)
+        if (get_item_buffer(objs[got], &bufs[got], got == 0, "decode_dequant argument") < 0)
+            break;
+    size_t C = got == 4 ? (size_t)(bufs[3].len / 4) : 0, count = got == 4 ? (size_t)(bufs[0].len / 4) : 0;
+    int ok = got == 4 && bufs[0].itemsize == 4 && bufs[1].itemsize == 4 && bufs[2].itemsize == 4 &&
+             bufs[3].itemsize == 4 && (size_t)bufs[1].len == 4 * C && (size_t)bufs[2].len == 4 * C && C >= 1 &&
+             inner >= 1 && qmax >= 0 && count % (C * (size_t)inner) == 0;
+    int32_t *off = ok ? malloc(C * sizeof(int32_t)) : NULL;
+    uint16_t *ident = ok ? malloc(MAX_ALPHABET * sizeof(uint16_t)) : NULL;
+    err_t err = {NULL, ""};
+    int rc = -1;
+    if (ok && off && ident) {
+        const int32_t *sh = bufs[1].buf, *zp = bufs[2].buf;
+        for (size_t c = 0; c < C; c++)
+            off[c] = sh[c] + zp[c];
+        for (size_t s = 0; s < MAX_ALPHABET; s++)
+            ident[s] = (uint16_t)s;
+        Py_BEGIN_ALLOW_THREADS
+        vstream_t v;
+        rc = vstream_open(&v, (const uint8_t *)data.buf, (size_t)data.len, count, ident, MAX_ALPHABET, 2, &err);
+        if (rc == 0) {
+            rc = vstream_dequant(&v, ident, bufs[0].buf, count, sh, off, bufs[3].buf, C, (size_t)inner,
+                                 (uint32_t)qmax, &err);
+            if (rc >= 0 && vstream_finish(&v, &err) < 0)
+                rc = -1;
+            else if (rc == 1)
+                rc = 2;
+        }
+        vstream_free(&v);
+        Py_END_ALLOW_THREADS
+    }
+    free(off);
+    free(ident);
+    PyBuffer_Release(&data);
+    for (int i = 0; i < got; i++)
+        PyBuffer_Release(&bufs[i]);
+    if (got < 4)
+        return NULL;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "decode_dequant: out/step float32, shift/zp int32 (one per channel), "
+                        "channels x inner dividing the size");
+        return NULL;
+    }
+    if (!off || !ident)
+        return PyErr_NoMemory();
+    if (rc < 0)
+        return raise_err(&err);
+    return PyLong_FromLong(rc);
+}
+
 static PyMethodDef methods[] = {
     {"encode", py_encode, METH_VARARGS, encode_doc},
     {"decode", py_decode, METH_VARARGS, decode_doc},
+    {"decode_gather", py_decode_gather, METH_VARARGS, decode_gather_doc},
+    {"decode_dequant", py_decode_dequant, METH_VARARGS, decode_dequant_doc},
     {"pack_bits", py_pack_bits, METH_VARARGS, pack_bits_doc},
     {"unpack_bits", py_unpack_bits, METH_VARARGS, unpack_bits_doc},
     {"code_lengths", py_code_lengths, METH_VARARGS, code_lengths_doc},
@@ -1316,21 +2064,10 @@ PyMODINIT_FUNC PyInit__huffmanc(void)
     PyObject *mod = PyModule_Create(&moduledef);
     if (!mod)
         return NULL;
-    PyObject *errors = PyImport_ImportModule("squeezefmt.errors");
-    if (errors) {
-        StreamError = PyObject_GetAttrString(errors, "StreamError");
-        CodecError = PyObject_GetAttrString(errors, "CodecError");
-        Py_DECREF(errors);
-    }
-    PyErr_Clear();
-    if (!StreamError) {
-        StreamError = PyExc_ValueError;
-        Py_INCREF(StreamError);
-    }
-    if (!CodecError) {
-        CodecError = PyExc_ValueError;
-        Py_INCREF(CodecError);
-    }
+    if (!StreamError)
+        StreamError = sqz_error_class("StreamError");
+    if (!CodecError)
+        CodecError = sqz_error_class("CodecError");
     PyModule_AddIntConstant(mod, "PRIMARY_BITS", PRIMARY_BITS);
     return mod;
 }

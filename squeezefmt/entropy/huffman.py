@@ -58,7 +58,8 @@ _switch = BackendSwitch("huffman", "_huffmanc", _c)
 
 __all__ = [
     "encode", "decode", "pack_bits", "unpack_bits", "code_lengths", "stream_info", "get_backend",
-    "set_backend", "BACKENDS", "DEFAULT_MAX_CODE_LENGTH", "MAX_CODE_LENGTH", "MAX_ALPHABET",
+    "set_backend", "decode_gather", "decode_gather_reference", "decode_dequant", "BACKENDS",
+    "DEFAULT_MAX_CODE_LENGTH", "MAX_CODE_LENGTH", "MAX_ALPHABET",
 ]
 
 
@@ -292,3 +293,53 @@ def unpack_bits(data, width: int, count: int, dtype=None, *, backend: str | None
     else:
         out = _ref.unpack_bits(bytes(data), width, count, native.type)
     return out if out.dtype == dtype else out.astype(dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding straight into values (quant / cluster)
+# --------------------------------------------------------------------------------------------
+
+def decode_gather(data, table: np.ndarray, out: np.ndarray, *, backend: str | None = None) -> bool:
+    """``out[i] = table[symbol i]`` for the ``out.size`` symbols of ``data``, with no symbol array.
+
+    The C backend decodes each codeword straight into its table value (``table`` and ``out``
+    C-contiguous with the same item size of 1, 2, 4 or 8 bytes). Returns False, ``out`` untouched,
+    when it does not take the stream: the ``"python"`` backend, a stream not in ``huffman`` mode, or
+    a code table with symbols ``>= table.size``; the caller then runs :func:`decode_gather_reference`
+    (or its own checks). Malformed streams raise :class:`StreamError` either way.
+    """
+    width = out.dtype.itemsize
+    if (_resolve(backend) != "c" or table.dtype.itemsize != width or width not in (1, 2, 4, 8)
+            or not (table.flags.c_contiguous and out.flags.c_contiguous)):
+        return False
+    data = _as_buffer(data)
+    _check_count_fits(data, out.size)
+    bits = np.dtype(f"u{width}")  # copied as bit patterns (bfloat16 has no buffer format)
+    return bool(_c.decode_gather(data, table.view(bits), out.reshape(-1).view(bits)))
+
+
+def decode_gather_reference(data, table: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """numpy reference of :func:`decode_gather`: the reference decoder, then ``np.take`` (symbols checked)."""
+    sym = decode(data, out.size, np.uint16, backend="python")
+    if sym.size and int(sym.max()) >= table.size:
+        raise StreamError(f"huffman stream: symbol {int(sym.max())} outside a table of {table.size} values")
+    np.take(table, sym, out=out.reshape(-1))
+    return out
+
+
+def decode_dequant(data, out: np.ndarray, shift: np.ndarray, zp: np.ndarray, step: np.ndarray, inner: int,
+                   qmax: int, *, backend: str | None = None) -> int:
+    """Per-channel dequantisation of quant symbols straight into float32 ``out`` (one pass, C).
+
+    Element ``i`` belongs to channel ``c = (i // inner) % C`` (``C = step.size``); with ``q = s - shift[c]``
+    it must hold ``0 <= q <= qmax`` and ``out[i] = float32(q - zp[c]) * step[c]``. Returns 0 (done),
+    1 (not taken: ``"python"`` backend, not ``huffman`` mode; ``out`` untouched) or 2 (a symbol outside
+    its channel's range). Reference: :func:`decode` then ``quantize.dequantize_channels_reference``.
+    """
+    if _resolve(backend) != "c" or out.dtype != np.float32 or not out.flags.c_contiguous:
+        return 1
+    data = _as_buffer(data)
+    _check_count_fits(data, out.size)
+    as32 = [np.ascontiguousarray(v.reshape(-1), dtype=np.int32) for v in (shift, zp)]
+    return int(_c.decode_dequant(data, out.reshape(-1), as32[0], as32[1],
+                                 np.ascontiguousarray(step.reshape(-1), dtype=np.float32), int(inner), int(qmax)))
