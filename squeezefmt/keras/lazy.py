@@ -36,10 +36,8 @@ The model is for inference: its layers have no variables to train, ``model.weigh
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import threading
 import weakref
 from typing import Any, Callable, Mapping, Sequence
 
@@ -52,6 +50,7 @@ from ..errors import KerasFormatError, LazyWeightError
 from . import lazy_schedule
 from .archive import keras_metadata
 from .compat import numpy_dtype
+from .patch_scope import ScopedPatch
 from .rebuild import build_model, import_tf
 from .resolve import resolve_weights
 
@@ -88,59 +87,30 @@ class ReleasedWeight:
         return f"<lazily decoded weight {self._name!r}>"
 
 
-class _Recorder:
-    """The scoped, re-entrant ``Layer.add_weight`` patch behind lazy rebuilding.
+def _layer_class():
+    from keras.src.engine.base_layer import Layer  # noqa: PLC0415 - Keras 2.14 (tf.keras) layout
 
-    The class attribute is replaced once, while at least one scope is open (a count under a lock),
-    and restored when the last scope closes, whatever order overlapping scopes close in. The
-    wrapper records only for the thread whose innermost open scope asked for it (a thread-local
-    stack of record lists); every other call goes to Keras's own ``add_weight``.
-    """
+    return Layer
 
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._open = 0
-        self._original = None
-        self._local = threading.local()
 
-    @contextlib.contextmanager
-    def scope(self):
-        from keras.src.engine.base_layer import Layer  # noqa: PLC0415 - Keras 2.14 (tf.keras) layout
+def _recording_wrapper(original):
+    """``Layer.add_weight`` that, inside a recording scope of this thread, creates nothing and records
+    a :class:`PendingWeight` in the scope's list (its frame)."""
+    tf = import_tf()
 
-        records: list[PendingWeight] = []
-        with self._lock:
-            if self._open == 0:
-                self._original = Layer.add_weight
-                Layer.add_weight = self._wrapper(self._original)
-            self._open += 1
-        stack = self._local.__dict__.setdefault("stack", [])
-        stack.append(records)
-        try:
-            yield records
-        finally:
-            del stack[next(i for i, item in enumerate(stack) if item is records)]  # by identity, not ==
-            with self._lock:
-                self._open -= 1
-                if self._open == 0:
-                    Layer.add_weight, self._original = self._original, None
-
-    def _wrapper(self, original):
-        tf = import_tf()
-        local = self._local
-
-        @functools.wraps(original)
-        def add_weight(layer, name=None, shape=None, dtype=None, initializer=None, regularizer=None,
-                       trainable=None, constraint=None, use_resource=None,
-                       synchronization=tf.VariableSynchronization.AUTO, aggregation=tf.VariableAggregation.NONE,
-                       **kwargs):
-            stack = getattr(local, "stack", None)
-            if not stack:
-                return original(layer, name, shape, dtype, initializer, regularizer, trainable, constraint,
-                                use_resource, synchronization, aggregation, **kwargs)
-            rec = _pending(tf, layer, name, shape, dtype, trainable, synchronization)
-            stack[-1].append(rec)
-            return rec.placeholder
-        return add_weight
+    @functools.wraps(original)
+    def add_weight(layer, name=None, shape=None, dtype=None, initializer=None, regularizer=None,
+                   trainable=None, constraint=None, use_resource=None,
+                   synchronization=tf.VariableSynchronization.AUTO, aggregation=tf.VariableAggregation.NONE,
+                   **kwargs):
+        records = _PATCH.innermost()
+        if records is None:
+            return original(layer, name, shape, dtype, initializer, regularizer, trainable, constraint,
+                            use_resource, synchronization, aggregation, **kwargs)
+        rec = _pending(tf, layer, name, shape, dtype, trainable, synchronization)
+        records.append(rec)
+        return rec.placeholder
+    return add_weight
 
 
 def _pending(tf, layer, name, shape, dtype, trainable, synchronization) -> PendingWeight:
@@ -163,7 +133,9 @@ def _pending(tf, layer, name, shape, dtype, trainable, synchronization) -> Pendi
     return rec
 
 
-_RECORDER = _Recorder()
+#: The scoped, re-entrant ``Layer.add_weight`` patch behind lazy rebuilding: installed while at least
+#: one load is rebuilding; only calls made by the thread and scope that asked record.
+_PATCH = ScopedPatch(_layer_class, "add_weight", _recording_wrapper)
 
 
 def recording_add_weight():
@@ -181,7 +153,7 @@ def recording_add_weight():
                                  placeholder=variable)
 
         return keras3_recording(record)
-    return _RECORDER.scope()
+    return _PATCH.scope([])
 
 
 def _children(layer) -> list:
