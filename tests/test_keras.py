@@ -110,19 +110,25 @@ def test_unpacked_optimizer_state_is_restored_by_load_model(model_files, tmp_pat
         assert np.array_equal(a.numpy(), b.numpy())
 
 
+def _check_weights_container(sqz, unpacked, x, ref):
+    """A weights-only container: ``load_weights`` into a fresh model, and ``unpack`` to a weights file
+    that Keras loads, both give the reference predictions (a fresh model alone does not)."""
+    fresh = make_model(seed=5)
+    assert not np.array_equal(fresh.predict(x, verbose=0), ref)
+    sk.load_weights(fresh, sqz)
+    assert np.array_equal(fresh.predict(x, verbose=0), ref)
+    sk.unpack(sqz, unpacked)
+    fresh2 = make_model(seed=6)
+    fresh2.load_weights(unpacked)
+    assert np.array_equal(fresh2.predict(x, verbose=0), ref)
+
+
 def test_weights_only_file(model_files, tmp_path):
     d, _, x, ref = model_files
     sk.pack(d / "w.h5", tmp_path / "w.sqz")
     with pytest.raises(errors.KerasFormatError, match="weights only"):
         sk.load(tmp_path / "w.sqz")
-    fresh = make_model(seed=5)
-    assert not np.array_equal(fresh.predict(x, verbose=0), ref)
-    sk.load_weights(fresh, tmp_path / "w.sqz")
-    assert np.array_equal(fresh.predict(x, verbose=0), ref)
-    sk.unpack(tmp_path / "w.sqz", tmp_path / "w2.h5")
-    fresh2 = make_model(seed=6)
-    fresh2.load_weights(tmp_path / "w2.h5")
-    assert np.array_equal(fresh2.predict(x, verbose=0), ref)
+    _check_weights_container(tmp_path / "w.sqz", tmp_path / "w2.h5", x, ref)
 
 
 def test_save_model_directly(model_files):
@@ -210,14 +216,7 @@ def test_keras3_weights_file_loads_and_unpacks(model_files, tmp_path):
     _, model, x, ref = model_files
     model.save_weights(tmp_path / "m.weights.h5")
     sk.pack(tmp_path / "m.weights.h5", tmp_path / "w.sqz")
-    fresh = make_model(seed=5)
-    assert not np.array_equal(fresh.predict(x, verbose=0), ref)
-    sk.load_weights(fresh, tmp_path / "w.sqz")
-    assert np.array_equal(fresh.predict(x, verbose=0), ref)
-    sk.unpack(tmp_path / "w.sqz", tmp_path / "back.weights.h5")
-    fresh2 = make_model(seed=6)
-    fresh2.load_weights(tmp_path / "back.weights.h5")
-    assert np.array_equal(fresh2.predict(x, verbose=0), ref)
+    _check_weights_container(tmp_path / "w.sqz", tmp_path / "back.weights.h5", x, ref)
 
 
 def bundled_example_reference(loaded):
