@@ -20,6 +20,10 @@
  * copy) beside a 2-byte entry with the bits consumed (the only load on the critical path);
  * per-channel dequantisation decodes symbols into a cached chunk and converts it with a
  * vectorised loop. References: huffman.decode_gather_reference and the two-stage codec paths.
+ * Long outputs run several decoders in one loop (independent lookup chains): a first decode of a
+ * stream two, joined where their code boundaries meet; it records where the stream's quarters start
+ * (bit and output index), and a later decode of the same stream (a lazy model's next call) runs four
+ * decoders from there, each segment checked to end exactly where the next one starts.
  *
  * Untrusted input: every read is bounds-checked (the fast loop only runs while 8 whole bytes are
  * left), loops are bounded by the caller's count, and memory is the output (allocated by the
