@@ -2089,7 +2089,7 @@ static int get_item_buffer(PyObject *obj, Py_buffer *view, int writable, const c
 /* Hints of recent long streams (see hints_t), keyed by the stream's address, size and code count:
  * a lazy model decodes the same mapped stream at every call. Read and written with the GIL held.
  * A wrong entry (another stream at the same address) costs one failed check, never a wrong value. */
-#define HINT_SETS 128 /* x HINT_WAYS entries of 80 bytes */
+#define HINT_SETS 128 /* x HINT_WAYS entries of 96 bytes: 48 KiB */
 #define HINT_WAYS 4
 typedef struct {
     const void *key;
