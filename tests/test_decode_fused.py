@@ -317,3 +317,153 @@ def test_split_dequant_matches_reference(shape, ax, bits):
         assert status == 0 and out.tobytes() == ref.tobytes()
     except StreamError:
         assert status == 2
+
+
+# -- repeated long decodes: NWAY decoders from the code boundaries an earlier decode found ------------
+
+SPLIT_MIN = 1 << 18   # _huffmanc.SPLIT_MIN_COUNT: the two-decoder loop and the hints start here
+
+
+def _stats():
+    return huffman._c.hint_stats()
+
+
+def _decode_twice(buf, table, count):
+    """Decode ``buf`` twice (the same memory: the first call learns the hints, the second uses them)."""
+    first, second = np.zeros(count, table.dtype), np.zeros(count, table.dtype)
+    huffman._c.hint_stats(True)
+    assert huffman.decode_gather(buf, table, first)
+    assert _stats()[1] == 1, "the two-decoder loop did not record the segment starts"
+    assert huffman.decode_gather(buf, table, second)
+    assert _stats()[0] == 1, "the second decode did not run on the hints"
+    return first, second
+
+
+@pytest.mark.parametrize("n", [SPLIT_MIN, 300001, 1 << 20])
+@pytest.mark.parametrize("kind,alphabet", [("peaked", 256), ("uniform", 200), ("geometric", 40), ("uniform", 3000)])
+@pytest.mark.parametrize("itemsize", [1, 2, 4, 8])
+def test_hinted_decode_matches_reference(n, kind, alphabet, itemsize):
+    rng = np.random.default_rng(n % 997 + alphabet + itemsize)
+    sym = _symbols(rng, alphabet, n, kind)
+    data = huffman.encode(sym, alphabet)
+    table = _table(rng, alphabet, itemsize)
+    first, second = _decode_twice(data, table, n)
+    assert first.tobytes() == table[sym].tobytes()
+    assert second.tobytes() == first.tobytes()
+
+
+def _same_length_stream(shuffled, alphabet, data, limit=None):
+    """The stream of ``shuffled`` (a permutation of ``data``'s symbols): the same code, the same length."""
+    other = huffman.encode(shuffled, alphabet, max_code_length=limit)
+    assert len(other) == len(data)
+    return other
+
+
+def test_stale_hints_are_rejected_and_the_stream_decoded_right():
+    """Hints learnt on one stream, then another stream of the same size at the same address: the
+    segment checks fail, the decode starts again and gives the new stream's values (and new hints)."""
+    rng = np.random.default_rng(11)
+    sym = _symbols(rng, 256, 400000, "peaked")
+    data = huffman.encode(sym, 256)
+    table = _table(rng, 256, 4)
+    buf = np.frombuffer(data, np.uint8).copy()
+    _decode_twice(buf, table, sym.size)
+    for _ in range(3):
+        sym = rng.permutation(sym)
+        buf[:] = np.frombuffer(_same_length_stream(sym, 256, data), np.uint8)
+        out = np.zeros(sym.size, np.float32)
+        used, stored, rejected = _stats()
+        assert huffman.decode_gather(buf, table, out)
+        assert out.tobytes() == table[sym].tobytes()
+        assert _stats() == (used, stored + 1, rejected + 1)
+
+
+def test_hinted_decode_corruption_like_the_reference():
+    """Hints learnt on the good stream, then bit flips, a bad padding bit and a changed last byte in the
+    same memory: the C path raises or returns exactly what the reference does."""
+    rng = np.random.default_rng(12)
+    sym = _symbols(rng, 200, SPLIT_MIN + 5000, "peaked")
+    data = huffman.encode(sym, 200)
+    table = _table(rng, 200, 4)
+    buf = np.frombuffer(data, np.uint8).copy()
+    _decode_twice(buf, table, sym.size)
+    tail = [8 * len(data) - 1 - i for i in range(24)]          # in the last segment (the hints hold there)
+    spread = list(rng.choice(8 * len(data), 30, replace=False))
+    held = 0
+    for pos in tail + spread:
+        buf[:] = np.frombuffer(data, np.uint8)
+        assert huffman.decode_gather(buf, table, np.zeros(sym.size, np.float32))   # hints of the good stream
+        buf[pos >> 3] ^= 1 << (pos & 7)
+        used = _stats()[0]
+        got = np.zeros(sym.size, np.float32)
+        try:
+            assert huffman.decode_gather(buf, table, got)
+        except StreamError as exc:
+            got = exc
+        held += _stats()[0] - used
+        ref = np.zeros(sym.size, np.float32)
+        try:
+            huffman.decode_gather_reference(buf.tobytes(), table, ref)
+        except StreamError as exc:
+            ref = exc
+        _same(got, ref)
+    assert held >= len(tail) // 2, "the corrupted tails were not decoded on the hints"
+
+
+def test_hinted_decode_count_mismatch_like_the_reference():
+    rng = np.random.default_rng(13)
+    sym = _symbols(rng, 300, SPLIT_MIN + 123, "uniform")
+    data = huffman.encode(sym, 300)
+    table = _table(rng, 300, 2)
+    _decode_twice(data, table, sym.size)
+    for count in (sym.size - 1, sym.size + 1, sym.size + 50, sym.size - 40000):
+        huffman._c.hint_stats(True)
+        _both(data, table, count)                       # learns hints for this count (when it decodes)
+        taken, got, ref = _both(data, table, count)     # and runs on them
+        assert taken
+        _same(got, ref)
+
+
+def test_split_decode_segments_that_never_resynchronise():
+    """Codes of 3 and 6 bits: every code boundary is a multiple of 3, so the second decoder, started at
+    a middle bit that is not, never falls into step: one decoder decodes the stream, and records where
+    its quarters start; the next decode runs on them."""
+    rng = np.random.default_rng(14)
+    weights = np.array([8.0] * 3 + [1.0] * 40)
+    for n in range(SPLIT_MIN, SPLIT_MIN + 40):
+        sym = rng.choice(43, size=n, p=weights / weights.sum())
+        data = huffman.encode(sym, 43)
+        info = huffman.stream_info(data)
+        lengths, payload = set(info["code_lengths"].values()), len(data) - info["payload_offset"]
+        if lengths == {3, 6} and (4 * payload) % 3:
+            break
+    assert lengths == {3, 6} and (4 * payload) % 3, "no stream whose middle bit is off the code grid"
+    table = _table(rng, 43, 4)
+    first, second = _decode_twice(data, table, n)
+    assert first.tobytes() == second.tobytes() == table[sym].tobytes()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(SPLIT_MIN, SPLIT_MIN + 60000), alphabet=st.integers(2, 4096),
+       kind=st.sampled_from(["geometric", "peaked", "uniform"]), itemsize=st.sampled_from([1, 2, 4, 8]),
+       limit=st.sampled_from([None, 12, 16]))
+def test_hinted_decode_random_streams(seed, n, alphabet, kind, itemsize, limit):
+    rng = np.random.default_rng(seed)
+    sym = _symbols(rng, alphabet, n, kind)
+    data = huffman.encode(sym, alphabet, max_code_length=limit)
+    table = _table(rng, alphabet, itemsize)
+    buf = np.frombuffer(data, np.uint8).copy()
+    out = np.zeros(n, table.dtype)
+    huffman._c.hint_stats(True)
+    if not huffman.decode_gather(buf, table, out):
+        return                                                   # raw / const mode
+    assert out.tobytes() == table[sym].tobytes()
+    out[:] = 0
+    assert huffman.decode_gather(buf, table, out)                # on the hints, when the first decode found them
+    assert out.tobytes() == table[sym].tobytes()
+    assert _stats()[0] == _stats()[1] <= 1
+    if data[0] == huffman.MODE_HUFFMAN:                          # another stream at the same address
+        sym2 = rng.permutation(sym)
+        buf[:] = np.frombuffer(_same_length_stream(sym2, alphabet, data, limit), np.uint8)
+        assert huffman.decode_gather(buf, table, out)
+        assert out.tobytes() == table[sym2].tobytes()

@@ -20,6 +20,10 @@
  * copy) beside a 2-byte entry with the bits consumed (the only load on the critical path);
  * per-channel dequantisation decodes symbols into a cached chunk and converts it with a
  * vectorised loop. References: huffman.decode_gather_reference and the two-stage codec paths.
+ * Long outputs run several decoders in one loop (independent lookup chains): a first decode of a
+ * stream two, joined where their code boundaries meet; it records where the stream's quarters start
+ * (bit and output index), and a later decode of the same stream (a lazy model's next call) runs four
+ * decoders from there, each segment checked to end exactly where the next one starts.
  *
  * Untrusted input: every read is bounds-checked (the fast loop only runs while 8 whole bytes are
  * left), loops are bounded by the caller's count, and memory is the output (allocated by the
@@ -1197,8 +1201,30 @@ DEFINE_VALUES(uint64_t, v64)
         (bitpos) += used;                                                                        \
     } while (0)
 
+/* Where a long stream's codes fall: segment j (1 <= j < NWAY) starts at a code boundary, bit bit[j],
+ * whose code is output idx[j]. Learnt by the two-decoder loop (the first group end it passes at
+ * j/NWAY of the payload); used by the NWAY-decoder loop below, which checks every one of them. */
+#define NWAY 4
+typedef struct {
+    uint64_t bit[NWAY], idx[NWAY]; /* [0] unused (segment 0 starts at bit 0, output 0) */
+    int ok;                        /* every entry filled */
+    int hinted;                    /* (vstream_gather) 1: ran on hints that held, -1: hints did not hold */
+} hints_t;
+
+/* B's boundary record: the first group end at or past the next target bit. */
+#define RECORD(pos, i, j, tgt, rb, ri, lastj)                                                    \
+    do {                                                                                         \
+        if ((pos) >= (tgt)) {                                                                    \
+            (rb)[j] = (pos);                                                                     \
+            (ri)[j] = (i);                                                                       \
+            (j)++;                                                                               \
+            (tgt) = (j) <= (lastj) ? (uint64_t)(j) * nbits / NWAY : UINT64_MAX;                  \
+        }                                                                                        \
+    } while (0)
+
 #define DEFINE_SPLIT(T_OUT, SUF)                                                                 \
-    static int split_##SUF(vstream_t *v, const T_OUT *tab, T_OUT *out, size_t count, err_t *err) \
+    static int split_##SUF(vstream_t *v, const T_OUT *tab, T_OUT *out, size_t count, hints_t *learn,\
+                           err_t *err)                                                           \
     {                                                                                            \
         const uint32_t *T = v->t.primary, *S = v->t.sub;                                         \
         const int pbits = v->t.pbits, sbits = v->t.sbits;                                        \
@@ -1209,8 +1235,10 @@ DEFINE_VALUES(uint64_t, v64)
         const size_t nbytes = v->nbytes, lanes = VT_BYTES / sizeof(T_OUT);                       \
         const uint64_t nbits = 8 * (uint64_t)nbytes, mid = nbits / 2;                            \
         const size_t cap = count < nbits - mid ? count : (size_t)(nbits - mid);                  \
-        uint64_t bound[SYNC_CODES + 1], a = 0, b = mid;                                          \
+        uint64_t bound[SYNC_CODES + 1], a = 0, b = mid, rb[NWAY], ri[NWAY];                      \
         size_t ia = 0, ib = 0;                                                                   \
+        int ja = 1, jb = NWAY / 2 + 1; /* next segment start to record: A's, B's */             \
+        uint64_t ta = nbits / NWAY, tb = jb < NWAY ? (uint64_t)jb * nbits / NWAY : UINT64_MAX;   \
         T_OUT *scr = malloc((cap + lanes) * sizeof(T_OUT));                                      \
         if (!scr)                                                                                \
             return 1;                                                                            \
@@ -1228,12 +1256,17 @@ DEFINE_VALUES(uint64_t, v64)
             return 1;                                                                            \
         }                                                                                        \
         while (a < mid && ia + 3 * lanes <= count) {                                             \
-            if ((b >> 3) + 8 <= nbytes && ib + 3 * lanes <= cap)                                 \
+            if ((b >> 3) + 8 <= nbytes && ib + 3 * lanes <= cap) {                               \
                 VT_GROUP(b, ib, scr);                                                            \
+                RECORD(b, ib, jb, tb, rb, ri, NWAY - 1);                                         \
+            }                                                                                    \
             VT_GROUP(a, ia, out);                                                                \
+            RECORD(a, ia, ja, ta, learn->bit, learn->idx, NWAY / 2);                             \
         }                                                                                        \
-        while ((b >> 3) + 8 <= nbytes && ib + 3 * lanes <= cap)                                  \
+        while ((b >> 3) + 8 <= nbytes && ib + 3 * lanes <= cap) {                                \
             VT_GROUP(b, ib, scr);                                                                \
+            RECORD(b, ib, jb, tb, rb, ri, NWAY - 1);                                             \
+        }                                                                                        \
         /* A, code by code, to the first boundary it shares with B */                           \
         size_t k = 0;                                                                            \
         for (;;) {                                                                               \
@@ -1262,14 +1295,86 @@ DEFINE_VALUES(uint64_t, v64)
         }                                                                                        \
         memcpy(out + ia, scr + k, have * sizeof(T_OUT));                                         \
         free(scr);                                                                               \
+        /* B's records after the common boundary are true boundaries: output index ri - k + ia */\
+        learn->ok = ja > NWAY / 2 && jb == NWAY;                                                 \
+        for (int j = NWAY / 2 + 1; j < jb; j++) {                                                \
+            learn->ok &= ri[j] >= k;                                                              \
+            learn->bit[j] = rb[j];                                                               \
+            learn->idx[j] = ri[j] - k + ia;                                                      \
+        }                                                                                        \
         v->bitpos = b;                                                                           \
         return values_##SUF(v, tab, out + ia + have, need - have, ia + have, err);               \
+    }
+
+/* NWAY decoders in one loop, segment j from the code boundary hints->bit[j] (output hints->idx[j]) to
+ * the next one: NWAY independent lookup chains, no scratch buffer, no resynchronisation. Segment j
+ * must end exactly at segment j+1's start bit after exactly idx[j+1] - idx[j] codes (checked); segment
+ * 0 starts at bit 0, so by induction every segment starts at a true code boundary with its true output
+ * index, whatever the hints' origin. Anything else returns 1 (the caller decodes again from the
+ * start); the last segment's end goes through values_ (same errors as one decoder, at the same code). */
+#define DEFINE_HINTED(T_OUT, SUF)                                                                \
+    static int hinted_##SUF(vstream_t *v, const T_OUT *tab, T_OUT *out, size_t count, const hints_t *h,\
+                            err_t *err)                                                          \
+    {                                                                                            \
+        const uint32_t *T = v->t.primary, *S = v->t.sub;                                         \
+        const int pbits = v->t.pbits, sbits = v->t.sbits;                                        \
+        const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;   \
+        const uint64_t qmask = ((uint64_t)1 << MULTI_BITS) - 1;                                  \
+        const uint16_t *meta = v->meta;                                                          \
+        const uint8_t *vals = v->vals, *src = v->src;                                            \
+        const size_t nbytes = v->nbytes, lanes = VT_BYTES / sizeof(T_OUT);                       \
+        const uint64_t nbits = 8 * (uint64_t)nbytes;                                             \
+        uint64_t pos[NWAY], start[NWAY + 1];                                                     \
+        size_t ix[NWAY], lim[NWAY];                                                              \
+        pos[0] = start[0] = 0;                                                                   \
+        ix[0] = 0;                                                                               \
+        for (int j = 1; j < NWAY; j++) {                                                         \
+            pos[j] = start[j] = h->bit[j];                                                       \
+            ix[j] = (size_t)h->idx[j];                                                           \
+            if (!h->ok || start[j] <= start[j - 1] || start[j] >= nbits || h->idx[j] <= ix[j - 1]\
+                || h->idx[j] >= count)                                                           \
+                return 1;                                                                        \
+        }                                                                                        \
+        for (int j = 0; j < NWAY; j++)                                                           \
+            lim[j] = j + 1 < NWAY ? ix[j + 1] : count;                                           \
+        for (;;) {                                                                               \
+            int go = 1;                                                                          \
+            for (int j = 0; j < NWAY; j++)                                                       \
+                go &= (ix[j] + 3 * lanes <= lim[j]) & ((pos[j] >> 3) + 8 <= nbytes);             \
+            if (!go)                                                                             \
+                break;                                                                           \
+            for (int j = 0; j < NWAY; j++)                                                       \
+                VT_GROUP(pos[j], ix[j], out);                                                    \
+        }                                                                                        \
+        for (int j = 0; j + 1 < NWAY; j++) { /* each segment to its end, then the check */      \
+            uint64_t p = pos[j];                                                                 \
+            size_t i = ix[j];                                                                    \
+            while (i + 3 * lanes <= lim[j] && (p >> 3) + 8 <= nbytes)                            \
+                VT_GROUP(p, i, out);                                                             \
+            for (; i < lim[j]; i++) {                                                            \
+                uint64_t w = load64_safe(src, nbytes, (size_t)(p >> 3)) >> (p & 7);              \
+                uint32_t e;                                                                      \
+                LOOKUP(w, e);                                                                    \
+                if (p + (e & 31) > nbits)                                                        \
+                    return 1;                                                                    \
+                out[i] = tab[e >> 16];                                                           \
+                p += e & 31;                                                                     \
+            }                                                                                    \
+            if (p != start[j + 1])                                                               \
+                return 1;                                                                        \
+        }                                                                                        \
+        v->bitpos = pos[NWAY - 1];                                                               \
+        return values_##SUF(v, tab, out + ix[NWAY - 1], count - ix[NWAY - 1], ix[NWAY - 1], err); \
     }
 
 DEFINE_SPLIT(uint8_t, v8)
 DEFINE_SPLIT(uint16_t, v16)
 DEFINE_SPLIT(uint32_t, v32)
 DEFINE_SPLIT(uint64_t, v64)
+DEFINE_HINTED(uint8_t, v8)
+DEFINE_HINTED(uint16_t, v16)
+DEFINE_HINTED(uint32_t, v32)
+DEFINE_HINTED(uint64_t, v64)
 
 /* Outputs from which the value table (4096 x 16 bytes to fill) pays for itself. */
 #define VT_MIN_COUNT 65536
@@ -1343,20 +1448,68 @@ static int vstream_finish(const vstream_t *v, err_t *err)
     return 0;
 }
 
-/* count values of `itemsize` bytes: out[i] = tab[symbol i] (the table given to vstream_open). */
-static int vstream_gather(vstream_t *v, const void *tab, void *out, int itemsize, size_t count, err_t *err)
+/* One decoder over the whole stream (value table built): the fast loop to about j/NWAY of the outputs
+ * for each j, recording the code boundary it stops at in `learn`, then values_ to the end. */
+#define DEFINE_SINGLE(T_OUT, SUF)                                                                \
+    static int single_##SUF(vstream_t *v, const T_OUT *tab, T_OUT *out, size_t count, hints_t *learn,\
+                            err_t *err)                                                          \
+    {                                                                                            \
+        size_t i = 0;                                                                            \
+        learn->ok = 1;                                                                           \
+        for (int j = 1; j < NWAY; j++) {                                                         \
+            size_t upto = count / NWAY * (size_t)j;                                              \
+            i += vt_##SUF(v->m, v->src, v->nbytes, &v->bitpos, &v->t, v->meta, v->vals, tab, out + i, \
+                          upto - i);                                                             \
+            learn->bit[j] = v->bitpos;                                                           \
+            learn->idx[j] = i;                                                                   \
+            learn->ok &= i > learn->idx[j - 1] && (j == 1 || v->bitpos > learn->bit[j - 1]);     \
+        }                                                                                        \
+        learn->idx[0] = learn->bit[0] = 0;                                                       \
+        return values_##SUF(v, tab, out + i, count - i, i, err);                                 \
+    }
+
+DEFINE_SINGLE(uint8_t, v8)
+DEFINE_SINGLE(uint16_t, v16)
+DEFINE_SINGLE(uint32_t, v32)
+DEFINE_SINGLE(uint64_t, v64)
+
+/* count values of `itemsize` bytes: out[i] = tab[symbol i] (the table given to vstream_open). Long
+ * outputs: with `use` (hints of an earlier decode of this stream, or NULL) the NWAY-decoder loop,
+ * else (or when the hints do not hold) the two-decoder loop, else one decoder; these two fill `learn`
+ * (learn->ok = 0 when they did not run or did not get every entry). */
+static int vstream_gather(vstream_t *v, const void *tab, void *out, int itemsize, size_t count, const hints_t *use,
+                          hints_t *learn, err_t *err)
 {
+    learn->ok = learn->hinted = 0;
     if (v->meta && count >= SPLIT_MIN_COUNT && v->nbytes >= 4096) {
-        int rc;
+        int rc = 1;
+        if (use && use->ok) {
+            switch (itemsize) {
+            case 1: rc = hinted_v8(v, tab, out, count, use, err); break;
+            case 2: rc = hinted_v16(v, tab, out, count, use, err); break;
+            case 4: rc = hinted_v32(v, tab, out, count, use, err); break;
+            default: rc = hinted_v64(v, tab, out, count, use, err); break;
+            }
+            learn->hinted = rc <= 0 ? 1 : -1; /* rc < 0: the checks held, the last segment met an error */
+            if (rc <= 0)
+                return rc;
+            v->bitpos = 0; /* the hints do not hold for this stream: learn them again */
+        }
         switch (itemsize) {
-        case 1: rc = split_v8(v, tab, out, count, err); break;
-        case 2: rc = split_v16(v, tab, out, count, err); break;
-        case 4: rc = split_v32(v, tab, out, count, err); break;
-        default: rc = split_v64(v, tab, out, count, err); break;
+        case 1: rc = split_v8(v, tab, out, count, learn, err); break;
+        case 2: rc = split_v16(v, tab, out, count, learn, err); break;
+        case 4: rc = split_v32(v, tab, out, count, learn, err); break;
+        default: rc = split_v64(v, tab, out, count, learn, err); break;
         }
         if (rc <= 0)
             return rc;
         v->bitpos = 0; /* no common boundary found (or an error ahead): one decoder, from the start */
+        switch (itemsize) {
+        case 1: return single_v8(v, tab, out, count, learn, err);
+        case 2: return single_v16(v, tab, out, count, learn, err);
+        case 4: return single_v32(v, tab, out, count, learn, err);
+        default: return single_v64(v, tab, out, count, learn, err);
+        }
     }
     switch (itemsize) {
     case 1: return values_v8(v, tab, out, count, 0, err);
@@ -1933,6 +2086,74 @@ static int get_item_buffer(PyObject *obj, Py_buffer *view, int writable, const c
     return 0;
 }
 
+/* Hints of recent long streams (see hints_t), keyed by the stream's address, size and code count:
+ * a lazy model decodes the same mapped stream at every call. Read and written with the GIL held.
+ * A wrong entry (another stream at the same address) costs one failed check, never a wrong value. */
+#define HINT_SETS 128 /* x HINT_WAYS entries of 96 bytes: 48 KiB */
+#define HINT_WAYS 4
+typedef struct {
+    const void *key;
+    size_t len, count;
+    hints_t h;
+} hint_slot_t;
+static hint_slot_t hint_cache[HINT_SETS][HINT_WAYS];
+static unsigned char hint_next[HINT_SETS]; /* the way to replace next in each set */
+static unsigned long long hint_used, hint_stored, hint_rejected;
+
+static hint_slot_t *hint_set(const void *key, size_t len)
+{
+    uint64_t x = ((uint64_t)(uintptr_t)key ^ ((uint64_t)len << 17)) * 0x9E3779B97F4A7C15ull;
+    return hint_cache[x >> 57]; /* 128 sets */
+}
+
+static int hint_get(const void *key, size_t len, size_t count, hints_t *h)
+{
+    const hint_slot_t *set = hint_set(key, len);
+    for (int w = 0; w < HINT_WAYS; w++)
+        if (set[w].key == key && set[w].len == len && set[w].count == count && set[w].h.ok) {
+            *h = set[w].h;
+            return 1;
+        }
+    return 0;
+}
+
+static void hint_put(const void *key, size_t len, size_t count, const hints_t *h)
+{
+    hint_slot_t *set = hint_set(key, len);
+    int w = 0;
+    while (w < HINT_WAYS && !(set[w].key == key && set[w].len == len && set[w].count == count))
+        w++;
+    if (w == HINT_WAYS) { /* not there: replace the ways in turn */
+        size_t s = (size_t)(set - hint_cache[0]) / HINT_WAYS;
+        w = hint_next[s];
+        hint_next[s] = (unsigned char)((w + 1) % HINT_WAYS);
+    }
+    set[w].key = key;
+    set[w].len = len;
+    set[w].count = count;
+    set[w].h = *h;
+    hint_stored++;
+}
+
+PyDoc_STRVAR(hint_stats_doc, "hint_stats(clear=False) -> (used, stored, rejected)\n\n"
+             "Long decode_gather calls whose hints of an earlier decode held (used: the multi-decoder loop ran), hints\n"
+             "learnt and kept (stored), and calls whose hints did not hold for the stream (rejected: decoded\n"
+             "again from the start), since the last clear; clear=True also forgets every hint.");
+
+static PyObject *py_hint_stats(PyObject *self, PyObject *args)
+{
+    int clear = 0;
+    if (!PyArg_ParseTuple(args, "|p", &clear))
+        return NULL;
+    PyObject *res = Py_BuildValue("(KKK)", hint_used, hint_stored, hint_rejected);
+    if (clear) {
+        memset(hint_cache, 0, sizeof(hint_cache));
+        memset(hint_next, 0, sizeof(hint_next));
+        hint_used = hint_stored = hint_rejected = 0;
+    }
+    return res;
+}
+
 PyDoc_STRVAR(decode_gather_doc, "decode_gather(data, table, out) -> bool\n\n"
              "out[i] = table[symbol i] for the len(out) symbols of a HUFFMAN-mode stream, in one pass with no\n"
              "symbol array (table and out: same item size, 1/2/4/8 bytes). False, with out untouched, when the\n"
@@ -1960,18 +2181,24 @@ static PyObject *py_decode_gather(PyObject *self, PyObject *args)
         return NULL;
     }
     err_t err = {NULL, ""};
-    int rc, w = (int)out.itemsize;
+    int rc, w = (int)out.itemsize, have;
     size_t count = (size_t)(out.len / w), k = (size_t)(tab.len / w);
+    hints_t use, learn = {{0}, {0}, 0, 0};
+    have = hint_get(data.buf, (size_t)data.len, count, &use);
     Py_BEGIN_ALLOW_THREADS
     vstream_t v;
     rc = vstream_open(&v, (const uint8_t *)data.buf, (size_t)data.len, count, tab.buf, k, w, &err);
     if (rc == 0)
-        rc = vstream_gather(&v, tab.buf, out.buf, w, count, &err);
+        rc = vstream_gather(&v, tab.buf, out.buf, w, count, have ? &use : NULL, &learn, &err);
     if (rc == 0)
         rc = vstream_finish(&v, &err);
     if (rc >= 0 || v.t.primary)
         vstream_free(&v);
     Py_END_ALLOW_THREADS
+    if (rc == 0 && learn.ok)
+        hint_put(data.buf, (size_t)data.len, count, &learn);
+    hint_used += learn.hinted > 0;
+    hint_rejected += learn.hinted < 0;
     PyBuffer_Release(&data); PyBuffer_Release(&tab); PyBuffer_Release(&out);
     if (rc < 0)
         return raise_err(&err);
@@ -2048,6 +2275,7 @@ static PyMethodDef methods[] = {
     {"decode", py_decode, METH_VARARGS, decode_doc},
     {"decode_gather", py_decode_gather, METH_VARARGS, decode_gather_doc},
     {"decode_dequant", py_decode_dequant, METH_VARARGS, decode_dequant_doc},
+    {"hint_stats", py_hint_stats, METH_VARARGS, hint_stats_doc},
     {"pack_bits", py_pack_bits, METH_VARARGS, pack_bits_doc},
     {"unpack_bits", py_unpack_bits, METH_VARARGS, unpack_bits_doc},
     {"code_lengths", py_code_lengths, METH_VARARGS, code_lengths_doc},
