@@ -125,12 +125,14 @@ def test_chunks_bound_activations_and_outputs_stay_identical():
     data = sk.save(model)
     x = np.random.default_rng(5).normal(size=(100, 64)).astype(np.float32)
     eager, lazy = sk.load(data), sk.load(data, lazy=True)
-    # 20 rows of a stage's input + output, both counted twice while the stage runs (TensorFlow copies)
-    schedule = configure(lazy, activation_bytes=64 * 4 * 4 * 20)
+    # per chunk row: a stage's input and output (256 bytes each); per slice row: the Dense step's input
+    # and output (lazy_memory.py): 16 rows in slices of 8 hold 16 * 512 + 8 * 512 bytes
+    schedule = configure(lazy, activation_bytes=16 * 512 + 8 * 512 + 511)
     before = decodes(lazy)
     out = lazy.predict(x, batch_size=8, verbose=0)
     assert same(out, eager.predict(x, batch_size=8, verbose=0))
     assert schedule.last_call["chunk_rows"] == 16 and schedule.last_call["chunks"] == 7
+    assert schedule.last_call["activation_bytes"] == 16 * 512 + 8 * 512
     assert decodes(lazy) - before == 6 * 7
 
 
