@@ -20,11 +20,18 @@ by stage over all rows*, so a stage's weights are decoded once and used for ever
   of a chunk go through a stage in *one* graph call, a ``tf.while_loop`` that runs the stage on one
   slice per iteration (a graph call costs far more than a loop step: one call per batch and stage
   made layer-major predict 2x slower than eager, one per stage runs at eager speed); a last partial
-  batch gets a call of its own.
+  batch gets a call of its own. The loop reads each slice from the chunk's numpy arrays and writes
+  the slice's outputs into numpy arrays (``tf.numpy_function``), so TensorFlow only ever holds one
+  slice's tensors: its CPU allocator (oneDNN builds: a BFC allocator) keeps every region it grows,
+  and chunk-sized tensors there (a copy of the inputs, a TensorArray and its stacked result) made the
+  resident set grow a chunk's worth of activations past the estimate.
 * **Chunks of rows.** The activations crossing stage boundaries are kept for all rows of a *chunk*;
-  a chunk is as many batches as fit the activation budget (``activation_bytes``, default 32 MiB,
-  computed from the graph's static shapes). A call whose activations fit in one chunk decodes every
-  layer exactly once; otherwise once per chunk.
+  a chunk is as many batches as fit the activation budget (``activation_bytes``, default 32 MiB). The
+  budget bounds the estimate of :mod:`.lazy_memory`, which is what the call's "activations" are: for
+  each stage, the numpy activations alive while it runs (chunk rows) plus what TensorFlow holds for
+  one slice (``batch`` rows, followed step by step, with per-layer-kind temporaries), the largest
+  over stages; ``last_call["activation_bytes"]`` reports it. A call whose activations fit in one
+  chunk decodes every layer exactly once; otherwise once per chunk.
 * **Overlap** (on by default; ``configure(model, overlap=False)``). A worker thread decodes stage
   *i+1* while stage *i* computes (the decoders release the GIL in their C loops); at most two stages'
   weights are alive, so peak memory is about the compressed file + the two largest stages + the
