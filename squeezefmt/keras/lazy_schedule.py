@@ -182,7 +182,7 @@ class Stage:
     lazy: list[Any]              # LazyLayer objects whose layer runs in this stage (first use order)
     in_ids: list[str] = dataclasses.field(default_factory=list)    # produced before, used here
     out_ids: list[str] = dataclasses.field(default_factory=list)   # produced here, used later / outputs
-    fn: Any = None               # one batch (any rows up to the batch size)
+    fns: dict = dataclasses.field(default_factory=dict)       # input dtypes -> one batch (any rows)
     loop_fns: dict = dataclasses.field(default_factory=dict)  # (batch, input dtypes) -> batch loop
 
 
@@ -402,30 +402,31 @@ class LayerMajor:
         n = ins[0].shape[0] if ins else 0
         outs = [np.empty((n,) + tuple(graph.shapes[i][1:]), numpy_dtype(graph.dtypes[i])) for i in stage.out_ids]
         whole = (n // batch) * batch if n // batch >= 2 else 0
+        dtypes = tuple(a.dtype.str for a in ins)  # the first stage's raw inputs may differ from the Input's
         if whole:
-            key = (batch, tuple(a.dtype.str for a in ins))
-            if key not in stage.loop_fns:
-                stage.loop_fns[key] = self._stage_function(stage, graph, weights, loop=batch,
-                                                           in_dtypes=[a.dtype for a in ins])
+            if (batch, dtypes) not in stage.loop_fns:
+                stage.loop_fns[batch, dtypes] = self._stage_function(stage, graph, weights, ins, loop=batch)
             with _slice_io(ins, outs) as token:
-                stage.loop_fns[key](tf.constant(token, tf.int64), tf.constant(whole // batch, tf.int32), flat_w)
-        if stage.fn is None and whole < n:
-            stage.fn = self._stage_function(stage, graph, weights)
+                stage.loop_fns[batch, dtypes](tf.constant(token, tf.int64), tf.constant(whole // batch, tf.int32),
+                                              flat_w)
+        if whole < n and dtypes not in stage.fns:
+            stage.fns[dtypes] = self._stage_function(stage, graph, weights, ins)
         for start in range(whole, n, batch):
             part = slice(start, min(n, start + batch))
-            res = stage.fn([tf.convert_to_tensor(a[part]) for a in ins], flat_w)
+            res = stage.fns[dtypes]([tf.convert_to_tensor(a[part]) for a in ins], flat_w)
             for dst, t in zip(outs, res):
                 _put(dst, part, t.numpy())
         values.update(zip(stage.out_ids, outs))
 
-    def _stage_function(self, stage: Stage, graph: Graph, weights: list, loop: int = 0, in_dtypes=()):
-        """The stage as a ``tf.function(inputs, flat weights) -> outputs``; with ``loop`` = a batch size,
-        ``tf.function(token, slices, flat weights)``: a graph loop running the stage on each slice of
-        ``loop`` rows in turn, reading and writing numpy arrays (:func:`_batch_loop`; inputs of
-        ``in_dtypes``)."""
+    def _stage_function(self, stage: Stage, graph: Graph, weights: list, ins: list, loop: int = 0):
+        """The stage as a ``tf.function(inputs, flat weights) -> outputs`` for inputs of the dtypes of
+        ``ins`` and any number of rows; with ``loop`` = a batch size, ``tf.function(token, slices, flat
+        weights)``: a graph loop running the stage on each slice of ``loop`` rows in turn, reading and
+        writing numpy arrays (:func:`_batch_loop`)."""
         tf = _tf()
         counts = [len(ws) for ws in weights]
-        in_spec = [tf.TensorSpec((None,) + tuple(graph.shapes[i][1:]), graph.dtypes[i]) for i in stage.in_ids]
+        in_spec = [tf.TensorSpec((None,) + tuple(graph.shapes[i][1:]), tf.as_dtype(a.dtype))
+                   for i, a in zip(stage.in_ids, ins)]
         w_spec = [tf.TensorSpec(w.shape, w.dtype) for ws in weights for w in ws]
         cast = {i: d for i, d in zip(graph.input_ids, graph.input_dtypes)}
         # Keras 2's predict step counts steps (below); Keras 3's has no counter
@@ -459,18 +460,12 @@ class LayerMajor:
                     lz.provided = None
 
         if loop:
-            in_shapes = [((None,) + tuple(graph.shapes[i][1:]), tf.as_dtype(d)) for i, d in zip(stage.in_ids, in_dtypes)]
-
             def looped(token, slices, flat_w):
-                return provided(flat_w, lambda: _batch_loop(tf, body, token, slices, flat_w, loop, in_shapes))
+                return provided(flat_w, lambda: _batch_loop(tf, body, token, slices, flat_w, loop, in_spec))
 
             function = tf.function(looped, autograph=False, input_signature=[
                 tf.TensorSpec((), tf.int64), tf.TensorSpec((), tf.int32), w_spec])
-        elif any(i in cast for i in stage.in_ids):
-            # the first stage takes the raw inputs; their dtype may differ from the Input's (cast inside)
-            function = tf.function(lambda ins, flat_w: provided(flat_w, lambda: body(ins, flat_w)),
-                                   autograph=False, reduce_retracing=True)
-        else:
+        else:  # a fixed signature: 1 row or 32, no retracing (nor its memory) per number of rows
             function = tf.function(lambda ins, flat_w: provided(flat_w, lambda: body(ins, flat_w)),
                                    input_signature=[in_spec, w_spec], autograph=False)
         # every stage's function has the same Python code, by which TensorFlow counts "retracing": each
@@ -500,7 +495,7 @@ def _put(dst: np.ndarray, rows: slice, src: np.ndarray) -> None:
     dst[rows] = src
 
 
-def _batch_loop(tf, body, token, slices, flat_w, batch: int, in_shapes: list):
+def _batch_loop(tf, body, token, slices, flat_w, batch: int, in_spec: list):
     """``body`` on each slice of ``batch`` rows in a graph while-loop of ``slices`` iterations.
 
     One graph call per stage instead of one per batch (a call costs far more than the loop step);
@@ -524,9 +519,9 @@ def _batch_loop(tf, body, token, slices, flat_w, batch: int, in_shapes: list):
 
     def step(j):
         ins = []
-        for index, (shape, dtype) in enumerate(in_shapes):
-            t = tf.numpy_function(reader(index), [token, j], dtype, stateful=True)
-            t.set_shape(shape)
+        for index, spec in enumerate(in_spec):
+            t = tf.numpy_function(reader(index), [token, j], spec.dtype, stateful=True)
+            t.set_shape(spec.shape)
             ins.append(t)
         nxt = tf.numpy_function(write, [token, j] + body(ins, flat_w), tf.int32, stateful=True)
         nxt.set_shape(())
