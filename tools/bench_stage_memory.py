@@ -17,6 +17,11 @@ slice working set; the inputs exist before the baseline here) and the estimate o
 lazy_memory.py (a TensorFlow copy of the inputs + the outputs twice, for ``rows`` rows).
 Run from an older checkout (copy the file there) it measures that checkout's schedule.
 
+``--kinds`` (on by default) adds, for one call of ``--batch`` rows through a one-layer model of each kind
+(Conv2D, DepthwiseConv2D, SeparableConv2D, Dense, BatchNorm, pooling ...), TensorFlow's own peak of
+allocated bytes (its allocator's statistics, ``tf.config.experimental.get_memory_info``): what a kernel
+allocates beyond its output, e.g. an im2col workspace, shows there.
+
 ``--predict`` adds whole ``predict`` calls over ``--predict-rows`` rows (default 640) with the
 default activation budget, one process each, with the RSS goal of issue 15
 ((.sqz + two largest layers + activations) x 1.1, activations as the schedule estimates them).
@@ -143,6 +148,45 @@ def predict_child(path: str, rows: int, batch: int, seed: int, overlap: bool, ac
             "output_bytes": int(out.nbytes), "schedule": dict(cfg.last_call), "activation_budget": cfg.activation_bytes}
 
 
+def kinds_child(batch: int) -> list[dict]:
+    """TensorFlow's own peak of allocated CPU bytes for one call of small models, one layer kind each.
+
+    What a kernel allocates beyond its output (``extra``): an im2col-style workspace would show here.
+    The allocator's statistics count whole chunks, so sizes are rounded up (to powers of two at most)."""
+    import numpy as np
+    import tensorflow as tf
+
+    L = tf.keras.layers
+    cases = [("Conv2D 3x3 32->64 valid", [L.Conv2D(64, 3)], (28, 28, 32)),
+             ("Conv2D 3x3 32->64 same", [L.Conv2D(64, 3, padding="same")], (28, 28, 32)),
+             ("Conv2D 3x3 64->64 same 56x56", [L.Conv2D(64, 3, padding="same")], (56, 56, 64)),
+             ("Conv2D 5x5 16->16 same 56x56", [L.Conv2D(16, 5, padding="same")], (56, 56, 16)),
+             ("Conv2D 1x1 64->128", [L.Conv2D(128, 1)], (28, 28, 64)),
+             ("Conv2D + BN + ReLU", [L.Conv2D(64, 3, padding="same"), L.BatchNormalization(), L.ReLU()], (28, 28, 32)),
+             ("DepthwiseConv2D 3x3", [L.DepthwiseConv2D(3, padding="same")], (28, 28, 64)),
+             ("SeparableConv2D 32->64", [L.SeparableConv2D(64, 3, padding="same")], (28, 28, 32)),
+             ("SeparableConv2D 32->64 dm 2", [L.SeparableConv2D(64, 3, padding="same", depth_multiplier=2)], (28, 28, 32)),
+             ("MaxPooling2D", [L.MaxPooling2D()], (28, 28, 64)),
+             ("BatchNormalization", [L.BatchNormalization()], (28, 28, 64)),
+             ("ReLU", [L.ReLU()], (28, 28, 64)),
+             ("Dense 2048", [L.Dense(2048)], (2048,)),
+             ("Conv1D k5 64->64", [L.Conv1D(64, 5, padding="same")], (256, 64))]
+    rows = []
+    for name, layers, shape in cases:
+        model = tf.keras.Sequential([tf.keras.Input(shape)] + layers)
+        fn = tf.function(lambda x, model=model: model(x, training=False))
+        x = tf.constant(np.random.default_rng(0).random((batch,) + shape).astype(np.float32))
+        fn(x)
+        if not _tf_reset():
+            raise SystemExit("this TensorFlow keeps no CPU allocator statistics (oneDNN off?)")
+        start = tf.config.experimental.get_memory_info("CPU:0")["current"]
+        y = fn(x)
+        peak = _tf_peak(True) - start
+        rows.append({"kind": name, "in_bytes": int(x.numpy().nbytes), "out_bytes": int(y.numpy().nbytes),
+                     "tf_peak": int(peak)})
+    return rows
+
+
 def run(args, *extra) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--path", args.path, "--batch", str(args.batch),
            "--seed", str(args.seed), *map(str, extra)]
@@ -189,6 +233,9 @@ def main() -> None:
     ap.add_argument("--predict-rows", type=int, default=640)
     ap.add_argument("--activation-bytes", type=int, default=0, help="predict: budget (default: the schedule's)")
     ap.add_argument("--out", default=os.path.join(REPO, "bench-results", "bench_stage_memory.json"))
+    ap.add_argument("--kinds", action=argparse.BooleanOptionalAction, default=True,
+                    help="TensorFlow's allocator peak for one call of each layer kind (one process)")
+    ap.add_argument("--kinds-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
     ap.add_argument("--stage-child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--predict-child", type=int, help=argparse.SUPPRESS)
@@ -197,6 +244,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.stage_child is not None:
         print(json.dumps(stage_child(args.path, args.stage_child, args.child_rows, args.batch, args.seed)))
+        return
+    if args.kinds_child:
+        print(json.dumps(kinds_child(args.batch)))
         return
     if args.predict_child is not None:
         print(json.dumps(predict_child(args.path, args.predict_child, args.batch, args.seed, bool(args.overlap),
@@ -224,6 +274,17 @@ def main() -> None:
                 print(f"{s:>5} {rows:>5}{tfp:>10.2f}{r['peak_delta'] / MiB:>10.2f}"
                       f"{(est / MiB if est is not None else float('nan')):>10.2f}{r['old_estimate'] / MiB:>10.2f}"
                       f"{(r['peak_delta'] / est if est else float('nan')):>10.2f}  {' '.join(r['layers'])}")
+        if args.kinds:
+            cmd = [sys.executable, os.path.abspath(__file__), "--kinds-child", "--batch", str(args.batch)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise SystemExit(f"layer kinds failed:\n{proc.stderr[-3000:]}")
+            results["kinds"] = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(f"\none call of {args.batch} rows: TensorFlow's allocator peak (MiB; chunks, rounded up)")
+            print(f"{'layer kind':<32}{'input':>8}{'output':>8}{'TF peak':>9}{'extra':>8}")
+            for k in results["kinds"]:
+                print(f"{k['kind']:<32}{k['in_bytes'] / MiB:>8.2f}{k['out_bytes'] / MiB:>8.2f}{k['tf_peak'] / MiB:>9.2f}"
+                      f"{(k['tf_peak'] - k['out_bytes']) / MiB:>8.2f}")
         if args.predict:
             print(f"\npredict over {args.predict_rows} rows, batch {args.batch}")
             print(f"{'overlap':>8}{'chunk':>7}{'est. MiB':>10}{'TF peak':>10}{'peak MiB':>10}{'goal MiB':>10}{'ok':>6}{'time s':>8}")
