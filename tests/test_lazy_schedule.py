@@ -38,9 +38,12 @@ def check_layer_major(data, x, batch_sizes=(32, 5), **load_kwargs):
     eager = sk.load(data, **load_kwargs)
     lazy = sk.load(data, lazy=True, **load_kwargs)
     n_lazy = len(lazy_state(lazy).layers)
+    x_before = [np.array(a, copy=True) for a in tf.nest.flatten(x)]
     for bs in batch_sizes:
         before = decodes(lazy)
         out = lazy.predict(x, batch_size=bs, verbose=0)
+        # the batch loop hands TensorFlow slices of these arrays: no kernel may write into them
+        assert all(np.array_equal(a, b) for a, b in zip(tf.nest.flatten(x), x_before))
         assert same(out, eager.predict(x, batch_size=bs, verbose=0)), bs
         schedule = configure(lazy)
         assert schedule.last_call["chunks"] == 1, schedule.last_call
@@ -120,17 +123,36 @@ def test_cnn_examples_identical_to_eager_issue_13_item_10(tmp_path):
         check_layer_major(data, x)
 
 
+def test_cnn_activation_estimate_from_its_layer_shapes(tmp_path):
+    """mnist_cnn under the default budget: stage 2 (sepconv2 -> bn2 -> relu2 -> pool2) bounds the chunk.
+
+    Per chunk row it holds conv1's output 28x28x32 and its own 14x14x64; per slice row sepconv2's
+    input, depthwise result (both 28x28x32) and output 28x28x64 (lazy_memory.py), float32."""
+    sk.pack(os.path.join(EXAMPLES, "mnist_cnn.h5"), tmp_path / "m.sqz")
+    data = (tmp_path / "m.sqz").read_bytes()
+    eager, lazy = sk.load(data), sk.load(data, lazy=True)
+    x = np.random.default_rng(9).random((130, 28, 28, 1)).astype(np.float32)
+    assert same(lazy.predict(x, verbose=0), eager.predict(x, verbose=0))
+    chunk_row, slice_row = 4 * (28 * 28 * 32 + 14 * 14 * 64), 4 * (2 * 28 * 28 * 32 + 28 * 28 * 64)
+    batches = (32 * 2**20 - 32 * slice_row) // (32 * chunk_row)
+    call = configure(lazy).last_call
+    assert batches == 4 and call["chunk_rows"] == 128 and call["chunks"] == 2
+    assert call["activation_bytes"] == 128 * chunk_row + 32 * slice_row
+
+
 def test_chunks_bound_activations_and_outputs_stay_identical():
     model = mlp(depth=6, width=64)
     data = sk.save(model)
     x = np.random.default_rng(5).normal(size=(100, 64)).astype(np.float32)
     eager, lazy = sk.load(data), sk.load(data, lazy=True)
-    # 20 rows of a stage's input + output, both counted twice while the stage runs (TensorFlow copies)
-    schedule = configure(lazy, activation_bytes=64 * 4 * 4 * 20)
+    # per chunk row: a stage's input and output (256 bytes each); per slice row: the Dense step's input
+    # and output (lazy_memory.py): 16 rows in slices of 8 hold 16 * 512 + 8 * 512 bytes
+    schedule = configure(lazy, activation_bytes=16 * 512 + 8 * 512 + 511)
     before = decodes(lazy)
     out = lazy.predict(x, batch_size=8, verbose=0)
     assert same(out, eager.predict(x, batch_size=8, verbose=0))
     assert schedule.last_call["chunk_rows"] == 16 and schedule.last_call["chunks"] == 7
+    assert schedule.last_call["activation_bytes"] == 16 * 512 + 8 * 512
     assert decodes(lazy) - before == 6 * 7
 
 

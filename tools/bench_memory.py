@@ -28,7 +28,8 @@ The goal (design.md section 7): ``sqz_lazy`` at most compressed size + largest l
 
 Speed table (``--speed``, on by default; ``--speed-only`` skips the tables above): ``predict`` over
 1, 32 and 640 rows (``--rows``) in batches of 32, time (best of ``--repeats``) and peak RSS above the
-baseline, each mode in its own process:
+baseline, each mode in its own process, after a warm-up (predict over one and then two batches) that
+traces the functions the calls use (its own peak is the ``trace`` row):
 
 * ``eager``: ``squeezefmt.keras.load``;
 * ``lazy_batch``: ``load(lazy=True)`` with layer-major predict switched off (every layer decoded once
@@ -39,7 +40,7 @@ baseline, each mode in its own process:
 on the Dense model above (every preset), on a CNN (``examples/mnist_cnn.h5``, lossless) and on 12
 Dense(2048) layers packed with 8-bit quantization (``--wide``). Goals (issue 15): 640-row lazy
 predict <= 1.5x eager in the same run; lazy peak RSS <= (.sqz + two largest layers + activations)
-x 1.1; identical outputs; one 32-row call <= eager + one decode of the float weights at 2 GB/s.
+x 1.1, activations = the schedule's estimate (squeezefmt/keras/lazy_memory.py) + the output array; identical outputs; one 32-row call <= eager + one decode of the float weights at 2 GB/s.
 
 Prints the tables and writes ``bench-results/bench_memory.json``.
 """
@@ -198,10 +199,17 @@ def speed_child(mode: str, path: str, rows_list: list[int], batch: int, repeats:
         configure(model, overlap=True)
     shape = tuple(model.input_shape[1:])
     xs = np.random.default_rng(seed).random((max(rows_list),) + shape).astype(np.float32)
-    model.predict(xs[:batch], batch_size=batch, verbose=0)  # tracing
+    gc.collect()
+    before = proc_status("VmRSS")
+    reset_peak()
+    # tracing, outside the figures: the one-batch functions, and the batch loops (layer-major) that
+    # calls of two or more batches use; its own peak is reported apart (trace_peak_delta)
+    model.predict(xs[:batch], batch_size=batch, verbose=0)
+    model.predict(xs[:2 * batch], batch_size=batch, verbose=0)
+    trace_peak = proc_status("VmHWM") - before
     gc.collect()
     baseline = proc_status("VmRSS")
-    out = {"mode": mode, "baseline_rss": baseline, "rows": {}}
+    out = {"mode": mode, "baseline_rss": baseline, "trace_peak_delta": trace_peak, "rows": {}}
     for rows in rows_list:
         reset_peak()
         times, pred = [], None
@@ -249,7 +257,10 @@ def speed_case(args, label: str, path: str) -> dict:
         eager = runs["eager"]["rows"][rows]
         lazy = runs["lazy_overlap"]["rows"][rows]  # the default: layer-major with overlap
         sched = lazy.get("schedule", {})
-        activations = sched.get("chunk_rows", 0) * sched.get("activation_bytes_per_row", 0) + lazy["output_bytes"]
+        estimate = sched.get("activation_bytes")  # lazy_memory.py; older schedules: chunk rows x bytes per row
+        if estimate is None:
+            estimate = sched.get("chunk_rows", 0) * sched.get("activation_bytes_per_row", 0)
+        activations = estimate + lazy["output_bytes"]
         bound = (sqz + sum(sizes[:2]) + activations) * 1.10
         case["goals"][rows] = {
             "lazy_over_eager_time": lazy["seconds"] / eager["seconds"],
@@ -276,9 +287,12 @@ def print_speed(cases: list[dict], batch: int) -> None:
             print(f"{rows:>6}{cells}{goal['lazy_over_eager_time']:>12.2f}{goal['rss_bound'] / MiB:>10.1f}"
                   f"{str(goal['rss_ok']):>8}{str(goal['identical']):>6}{str(goal['per_batch_identical']):>8}"
                   f"{goal['decode_budget_s'] * 1e3:>16.1f}")
+        trace = "".join(f"{'':>10}  {case['runs'][m].get('trace_peak_delta', 0) / MiB:>7.1f}" for m in SPEED_MODES)
+        print(f"{'trace':>6}{trace}")
     print("(lazy/eager: lazy_overlap (the default) over eager time; RSS goal: (.sqz + two largest layers + activations) x 1.1, "
-          "activations = the chunk's stage activations + the output; same: layer-major outputs == eager's, "
-          "same/b: the per-batch path's; 32-row goal: eager + the float weights at 2 GB/s)")
+          "activations = the schedule's estimate for the call (squeezefmt/keras/lazy_memory.py) + the output; same: layer-major outputs == eager's, "
+          "same/b: the per-batch path's; 32-row goal: eager + the float weights at 2 GB/s; trace: peak RSS of the "
+          "warm-up, predict over 1 and then 2 batches, which traces the functions, before the rows above)")
 
 
 def speed_tables(args, work: str, info: dict | None) -> list[dict]:

@@ -20,11 +20,18 @@ by stage over all rows*, so a stage's weights are decoded once and used for ever
   of a chunk go through a stage in *one* graph call, a ``tf.while_loop`` that runs the stage on one
   slice per iteration (a graph call costs far more than a loop step: one call per batch and stage
   made layer-major predict 2x slower than eager, one per stage runs at eager speed); a last partial
-  batch gets a call of its own.
+  batch gets a call of its own. The loop reads each slice from the chunk's numpy arrays and writes
+  the slice's outputs into numpy arrays (``tf.numpy_function``), so TensorFlow only ever holds one
+  slice's tensors: its CPU allocator (oneDNN builds: a BFC allocator) keeps every region it grows,
+  and chunk-sized tensors there (a copy of the inputs, a TensorArray and its stacked result) made the
+  resident set grow a chunk's worth of activations past the estimate.
 * **Chunks of rows.** The activations crossing stage boundaries are kept for all rows of a *chunk*;
-  a chunk is as many batches as fit the activation budget (``activation_bytes``, default 32 MiB,
-  computed from the graph's static shapes). A call whose activations fit in one chunk decodes every
-  layer exactly once; otherwise once per chunk.
+  a chunk is as many batches as fit the activation budget (``activation_bytes``, default 32 MiB). The
+  budget bounds the estimate of :mod:`.lazy_memory`, which is what the call's "activations" are: for
+  each stage, the numpy activations alive while it runs (chunk rows) plus what TensorFlow holds for
+  one slice (``batch`` rows, followed step by step, with per-layer-kind temporaries), the largest
+  over stages; ``last_call["activation_bytes"]`` reports it. A call whose activations fit in one
+  chunk decodes every layer exactly once; otherwise once per chunk.
 * **Overlap** (on by default; ``configure(model, overlap=False)``). A worker thread decodes stage
   *i+1* while stage *i* computes (the decoders release the GIL in their C loops); at most two stages'
   weights are alive, so peak memory is about the compressed file + the two largest stages + the
@@ -43,13 +50,16 @@ Keras-version-specific graph access is confined to :func:`_keras_graph` and ``la
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import inspect
+import itertools
 import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import lazy_memory
 from .compat import is_keras3, keras_module, numpy_dtype
 
 #: Default bound on the activations kept between stages (bytes).
@@ -172,9 +182,8 @@ class Stage:
     lazy: list[Any]              # LazyLayer objects whose layer runs in this stage (first use order)
     in_ids: list[str] = dataclasses.field(default_factory=list)    # produced before, used here
     out_ids: list[str] = dataclasses.field(default_factory=list)   # produced here, used later / outputs
-    fn: Any = None               # one batch (any rows up to the batch size)
-    loop_fn: Any = None          # a loop over whole batches of loop_batch rows
-    loop_batch: int = 0
+    fns: dict = dataclasses.field(default_factory=dict)       # input dtypes -> one batch (any rows)
+    loop_fns: dict = dataclasses.field(default_factory=dict)  # (batch, input dtypes) -> batch loop
 
 
 def split_stages(graph: Graph, lazy_by_layer: dict) -> list[Stage]:
@@ -237,27 +246,9 @@ def last_uses(stages: list[Stage], graph: Graph) -> dict[str, int]:
     return last
 
 
-def activation_bytes_per_row(stages: list[Stage], graph: Graph) -> int:
-    """Largest total per-row bytes of the activations alive at once (the model inputs are the caller's).
-
-    While a stage runs, its inputs also exist as TensorFlow tensors and its outputs twice (the loop's
-    per-slice results, then the stacked result): counted, so the budget bounds what is really held."""
-    last, alive, peak = last_uses(stages, graph), {}, 0
-    for s, stage in enumerate(stages):
-        for i in stage.out_ids:
-            alive[i] = _row_bytes(graph, i)
-        transient = sum(_row_bytes(graph, i) for i in stage.in_ids + stage.out_ids)
-        peak = max(peak, sum(alive.values()) + transient)
-        for i in stage.in_ids:
-            if last.get(i) == s:
-                alive.pop(i, None)
-    return max(peak, 1)
-
-
-def _row_bytes(graph: Graph, key: str) -> int:
-    shape = graph.shapes[key]
-    dtype = graph.dtypes[key]  # a tf.DType (tf.keras 2) or a dtype name (Keras 3)
-    return int(np.prod(shape[1:], dtype=np.int64)) * numpy_dtype(dtype).itemsize
+def activation_profile(stages: list[Stage], graph: Graph) -> list[tuple[int, int]]:
+    """Per stage: (chunk bytes per row, slice bytes per row) of what it holds (``lazy_memory``)."""
+    return lazy_memory.profile(stages, graph, last_uses(stages, graph))
 
 
 # -- the schedule ---------------------------------------------------------------------------------
@@ -348,12 +339,11 @@ class LayerMajor:
     # -- running ------------------------------------------------------------------------------
     def _run(self, graph: Graph, stages: list[Stage], inputs: list[np.ndarray], batch: int):
         n = inputs[0].shape[0]
-        per_row = activation_bytes_per_row(stages, graph)
-        batches_per_chunk = max(1, self.activation_bytes // (per_row * batch))
-        chunk = batches_per_chunk * batch
+        prof = activation_profile(stages, graph)
+        chunk = lazy_memory.chunk_rows(prof, self.activation_bytes, batch)
         outputs: dict[str, np.ndarray] = {}
-        self.last_call = {"rows": n, "batch_size": batch, "chunk_rows": chunk, "stages": len(stages),
-                          "chunks": 0, "activation_bytes_per_row": per_row}
+        self.last_call = {"rows": n, "batch_size": batch, "chunk_rows": chunk, "stages": len(stages), "chunks": 0,
+                          "activation_bytes": lazy_memory.estimate(prof, min(chunk, max(n, 1)), batch)}
         if n == 0:
             return self.original_predict([a for a in inputs] if len(inputs) > 1 else inputs[0],
                                          batch_size=batch, verbose=0)
@@ -400,40 +390,43 @@ class LayerMajor:
         return {id(lz): [self.to_tensor(a) for a in lz.decode()] for lz in stage.lazy if id(lz) not in decoded}
 
     def _run_stage(self, stage: Stage, values: dict, weights: list, batch: int, graph: Graph) -> None:
-        """Run ``stage`` over all rows of ``values``: the whole batches in one call of the stage's batch
-        loop (a graph loop over slices of ``batch`` rows), the last partial batch in one call of the
-        one-batch function. Either way every slice is computed alone, as Keras's predict computes it."""
+        """Run ``stage`` over all rows of ``values``; its outputs go into new numpy arrays (in ``values``).
+
+        The whole batches run in one call of the stage's batch loop, which reads each slice of ``batch``
+        rows from the input arrays and writes the slice's outputs into the output arrays (module doc);
+        the last partial batch runs in one call of the one-batch function. Either way every slice is
+        computed alone, as Keras's predict computes it."""
         tf = _tf()
         flat_w = [w for ws in weights for w in ws]
-        n = values[stage.in_ids[0]].shape[0] if stage.in_ids else 0
+        ins = [values[i] for i in stage.in_ids]
+        n = ins[0].shape[0] if ins else 0
+        outs = [np.empty((n,) + tuple(graph.shapes[i][1:]), numpy_dtype(graph.dtypes[i])) for i in stage.out_ids]
         whole = (n // batch) * batch if n // batch >= 2 else 0
-        parts = []
+        dtypes = tuple(a.dtype.str for a in ins)  # the first stage's raw inputs may differ from the Input's
         if whole:
-            if stage.loop_fn is None or stage.loop_batch != batch:
-                stage.loop_fn, stage.loop_batch = self._stage_function(stage, graph, weights, loop=batch), batch
-            parts.append((slice(0, whole), stage.loop_fn))
-        if stage.fn is None:
-            stage.fn = self._stage_function(stage, graph, weights)
-        parts += [(slice(start, min(n, start + batch)), stage.fn) for start in range(whole, n, batch)]
-        outs = {i: None for i in stage.out_ids}
-        for part, fn in parts:
-            res = fn([tf.convert_to_tensor(values[i][part]) for i in stage.in_ids], flat_w)
-            for i, t in zip(stage.out_ids, res):
-                a = t.numpy()
-                if part.stop - part.start == n:
-                    outs[i] = a
-                    continue
-                if outs[i] is None:
-                    outs[i] = np.empty((n,) + a.shape[1:], a.dtype)
-                outs[i][part] = a
-        values.update(outs)
+            if (batch, dtypes) not in stage.loop_fns:
+                stage.loop_fns[batch, dtypes] = self._stage_function(stage, graph, weights, ins, loop=batch)
+            with _slice_io(ins, outs) as token:
+                stage.loop_fns[batch, dtypes](tf.constant(token, tf.int64), tf.constant(whole // batch, tf.int32),
+                                              flat_w)
+        if whole < n and dtypes not in stage.fns:
+            stage.fns[dtypes] = self._stage_function(stage, graph, weights, ins)
+        for start in range(whole, n, batch):
+            part = slice(start, min(n, start + batch))
+            res = stage.fns[dtypes]([tf.convert_to_tensor(a[part]) for a in ins], flat_w)
+            for dst, t in zip(outs, res):
+                _put(dst, part, t.numpy())
+        values.update(zip(stage.out_ids, outs))
 
-    def _stage_function(self, stage: Stage, graph: Graph, weights: list, loop: int = 0):
-        """The stage as a ``tf.function(inputs, flat weights) -> outputs``; with ``loop`` = a batch size,
-        a graph loop running the stage on each slice of ``loop`` rows in turn (rows: a multiple of it)."""
+    def _stage_function(self, stage: Stage, graph: Graph, weights: list, ins: list, loop: int = 0):
+        """The stage as a ``tf.function(inputs, flat weights) -> outputs`` for inputs of the dtypes of
+        ``ins`` and any number of rows; with ``loop`` = a batch size, ``tf.function(token, slices, flat
+        weights)``: a graph loop running the stage on each slice of ``loop`` rows in turn, reading and
+        writing numpy arrays (:func:`_batch_loop`)."""
         tf = _tf()
         counts = [len(ws) for ws in weights]
-        in_spec = [tf.TensorSpec((None,) + tuple(graph.shapes[i][1:]), graph.dtypes[i]) for i in stage.in_ids]
+        in_spec = [tf.TensorSpec((None,) + tuple(graph.shapes[i][1:]), tf.as_dtype(a.dtype))
+                   for i, a in zip(stage.in_ids, ins)]
         w_spec = [tf.TensorSpec(w.shape, w.dtype) for ws in weights for w in ws]
         cast = {i: d for i, d in zip(graph.input_ids, graph.input_dtypes)}
         # Keras 2's predict step counts steps (below); Keras 3's has no counter
@@ -466,44 +459,75 @@ class LayerMajor:
                 for lz in stage.lazy:
                     lz.provided = None
 
-        def one(ins, flat_w):
-            return provided(flat_w, lambda: body(ins, flat_w))
+        if loop:
+            def looped(token, slices, flat_w):
+                return provided(flat_w, lambda: _batch_loop(tf, body, token, slices, flat_w, loop, in_spec))
 
-        def looped(ins, flat_w):
-            return provided(flat_w, lambda: _batch_loop(tf, body, ins, flat_w, loop,
-                                                        [graph.dtypes[i] for i in stage.out_ids]))
-
-        fn = looped if loop else one
-        # the first stage takes the raw inputs; their dtype may differ from the Input's (cast inside)
-        if any(i in cast for i in stage.in_ids):
-            function = tf.function(fn, autograph=False, reduce_retracing=True)
-        else:
-            function = tf.function(fn, input_signature=[in_spec, w_spec], autograph=False)
+            function = tf.function(looped, autograph=False, input_signature=[
+                tf.TensorSpec((), tf.int64), tf.TensorSpec((), tf.int32), w_spec])
+        else:  # a fixed signature: 1 row or 32, no retracing (nor its memory) per number of rows
+            function = tf.function(lambda ins, flat_w: provided(flat_w, lambda: body(ins, flat_w)),
+                                   input_signature=[in_spec, w_spec], autograph=False)
         # every stage's function has the same Python code, by which TensorFlow counts "retracing": each
         # is traced once (once per input dtype for the first stage), so that warning would be wrong
         function._omit_frequent_tracing_warning = True  # noqa: SLF001
         return function
 
 
-def _batch_loop(tf, body, ins, flat_w, batch: int, dtypes: list):
-    """``body`` on each slice of ``batch`` rows of ``ins`` in a graph while-loop, outputs stacked.
+# numpy arrays of the running batch loops: token -> (input arrays, output arrays)
+_SLICE_IO: dict[int, tuple[list, list]] = {}
+_TOKENS = itertools.count(1)
+
+
+@contextlib.contextmanager
+def _slice_io(ins: list, outs: list):
+    token = next(_TOKENS)
+    _SLICE_IO[token] = (ins, outs)
+    try:
+        yield token
+    finally:
+        del _SLICE_IO[token]
+
+
+def _put(dst: np.ndarray, rows: slice, src: np.ndarray) -> None:
+    if src.dtype != dst.dtype or src.shape[1:] != dst.shape[1:]:
+        raise TypeError(f"a stage output is {src.dtype}{list(src.shape)}, the graph says {dst.dtype}{list(dst.shape)}")
+    dst[rows] = src
+
+
+def _batch_loop(tf, body, token, slices, flat_w, batch: int, in_spec: list):
+    """``body`` on each slice of ``batch`` rows in a graph while-loop of ``slices`` iterations.
 
     One graph call per stage instead of one per batch (a call costs far more than the loop step);
-    each iteration computes one slice alone with the same kernels as a one-batch call."""
-    k = tf.shape(ins[0])[0] // batch
-    split = [tf.reshape(t, tf.concat([[k, batch], tf.shape(t)[1:]], 0)) for t in ins]
-    arrays = [tf.TensorArray(d, size=k, element_shape=None) for d in dtypes]
+    each iteration computes one slice alone with the same kernels as a one-batch call. Iteration
+    *j* reads rows ``j*batch ...`` of the numpy input arrays registered under ``token`` and writes
+    its outputs into the same rows of the output arrays (``tf.numpy_function``, in order: the next
+    slice is read after the write), so the chunk's activations never pass through TensorFlow's
+    allocator, which keeps what it once held (lazy_memory.py)."""
 
-    def step(j, arrays):
-        outs = body([t[j] for t in split], flat_w)
-        return j + 1, [a.write(j, o) for a, o in zip(arrays, outs)]
+    def reader(index):
+        def read(tok, j):
+            j = int(j)
+            return _SLICE_IO[int(tok)][0][index][j * batch:(j + 1) * batch]
+        return read
 
-    _, arrays = tf.while_loop(lambda j, _: j < k, step, (tf.constant(0), arrays), parallel_iterations=1)
-    outs = []
-    for a in arrays:
-        t = a.stack()
-        outs.append(tf.reshape(t, tf.concat([[k * batch], tf.shape(t)[2:]], 0)))
-    return outs
+    def write(tok, j, *outs):
+        j = int(j)
+        for dst, src in zip(_SLICE_IO[int(tok)][1], outs):
+            _put(dst, slice(j * batch, (j + 1) * batch), src)
+        return np.int32(j + 1)
+
+    def step(j):
+        ins = []
+        for index, spec in enumerate(in_spec):
+            t = tf.numpy_function(reader(index), [token, j], spec.dtype, stateful=True)
+            t.set_shape(spec.shape)
+            ins.append(t)
+        nxt = tf.numpy_function(write, [token, j] + body(ins, flat_w), tf.int32, stateful=True)
+        nxt.set_shape(())
+        return [nxt]
+
+    return tf.while_loop(lambda j: j < slices, step, [tf.constant(0)], parallel_iterations=1)
 
 
 def _is_array_input(x) -> bool:
