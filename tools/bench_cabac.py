@@ -12,7 +12,8 @@ Coders, each measured on the same int32 values:
 
 - ``cabac C`` / ``cabac ref``: squeezefmt.entropy.cabac, C extension / pure Python reference (the
   reference is timed on a ``REF_PREFIX`` prefix; its bytes are identical to C's), ``K`` by
-  ``choose_k``; ``cabac C, K by size``: ``encode_smallest`` (what the codecs write);
+  ``choose_k``; ``cabac C, K by size``: ``encode_smallest`` (K and g from the coder's own cost
+  model, one pass, then one encode: what the codecs write);
 - ``huffman C``: squeezefmt.entropy.huffman on ``value - min`` (what ``quant`` codes);
 - ``gamma C``: squeezefmt.entropy.gamma (tfc-compatible run-length Elias gamma, what ``epr`` codes).
 
