@@ -90,6 +90,62 @@ def test_round_trip_and_never_larger_than_raw(values):
     assert len(data) <= len(cabac.encode_raw(values))
 
 
+@settings(max_examples=100, deadline=None)
+@given(int_arrays)
+def test_encode_smallest_round_trips_and_is_never_longer(values):
+    data = cabac.encode_smallest(values)
+    assert np.array_equal(cabac.decode(data, values.size), values)
+    assert len(data) <= len(cabac.encode(values)) + 4        # + the range coder's termination rounding
+    assert len(data) <= len(cabac.encode_raw(values))
+    for backend in BACKENDS:
+        assert cabac.encode_smallest(values, backend=backend) == data
+
+
+@needs_c
+@settings(max_examples=100, deadline=None)
+@given(int_arrays)
+def test_k_costs_c_matches_reference(values):
+    assert np.array_equal(cabac.k_costs(values, backend="c"), cabac.k_costs(values, backend="python"))
+
+
+@pytest.mark.parametrize("scale", [0.3, 1.2, 40.0])
+def test_k_costs_predict_every_k_streams_size(scale):
+    """The per-part costs plus the Exp-Golomb bins give each K's CABAC payload to within the
+    range coder's termination (at most 4 bytes)."""
+    v = np.rint(np.random.default_rng(7).laplace(0, scale, 20_000)).astype(np.int32)
+    parts = np.cumsum(cabac.k_costs(v).astype(np.int64))
+    eg_bits, orders = cabac._remainder_bits(v, 15)
+    for k in range(16):
+        assert orders[k] == cabac.choose_g(v, k)
+        predicted = (parts[k] / 2**16 + eg_bits[k]) / 8
+        actual = len(cabac.encode_cabac(v, k, int(orders[k]))) - cabac.HEADER_BYTES
+        assert -1 <= actual - predicted <= 4, (k, actual, predicted)
+
+
+@pytest.mark.parametrize("scale", [0.3, 0.8, 1.2, 40.0])
+def test_encode_smallest_finds_the_best_k(scale):
+    """On rounded Laplace weights the chosen K gives the stream an exhaustive scan of K = 0..15
+    finds (to within the termination's bytes), and beats choose_k's stream."""
+    v = np.rint(np.random.default_rng(5).laplace(0, scale, 100_000)).astype(np.int32)
+    exhaustive = min(len(cabac.encode(v, k, cabac.choose_g(v, k))) for k in range(16))
+    data = cabac.encode_smallest(v)
+    assert len(data) <= exhaustive + 4
+    assert len(data) < len(cabac.encode(v))
+
+
+def test_encode_smallest_on_bounded_indices():
+    """Quantized kernels at large steps: |q| <= 4, mostly 0 and 1 (the 389k CNN's dense kernel at
+    step 0.088 has 227932 / 128869 / 10784 / 407 / 8 of |q| = 0..4). choose_k's 99th percentile
+    gives K = 1 and sends every |q| >= 2 to Exp-Golomb bypass bins; K >= 3 codes them adaptively."""
+    rng = np.random.default_rng(6)
+    mags = rng.choice(5, size=200_000, p=np.array([227932, 128869, 10784, 407, 8]) / 368000)
+    v = (mags * rng.choice([-1, 1], size=mags.size)).astype(np.int32)
+    assert cabac.choose_k(v) == 1
+    data = cabac.encode_smallest(v)
+    assert cabac.stream_info(data)["k"] >= 3
+    assert len(data) < 0.99 * len(cabac.encode(v))
+
+
 @needs_c
 @settings(max_examples=60, deadline=None)
 @given(hnp.arrays(np.float64, st.integers(0, 200), elements=st.floats(-40, 40)),

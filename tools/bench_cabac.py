@@ -11,7 +11,9 @@ Inputs (integer indices of quantized weights):
 Coders, each measured on the same int32 values:
 
 - ``cabac C`` / ``cabac ref``: squeezefmt.entropy.cabac, C extension / pure Python reference (the
-  reference is timed on a ``REF_PREFIX`` prefix; its bytes are identical to C's);
+  reference is timed on a ``REF_PREFIX`` prefix; its bytes are identical to C's), ``K`` by
+  ``choose_k``; ``cabac C, K by size``: ``encode_smallest`` (K and g from the coder's own cost
+  model, one pass, then one encode: what the codecs write);
 - ``huffman C``: squeezefmt.entropy.huffman on ``value - min`` (what ``quant`` codes);
 - ``gamma C``: squeezefmt.entropy.gamma (tfc-compatible run-length Elias gamma, what ``epr`` codes).
 
@@ -86,6 +88,8 @@ def coders(values: np.ndarray):
     alphabet = int(values.max()) - lo + 1
     sym_dtype = np.uint8 if alphabet <= 256 else np.uint16
     yield "cabac C", (lambda v: cabac.encode(v, k, g, backend="c")), (lambda d, n: cabac.decode(d, n, backend="c")), False
+    yield ("cabac C, K by size", (lambda v: cabac.encode_smallest(v, backend="c")),
+           (lambda d, n: cabac.decode(d, n, backend="c")), False)
     yield ("cabac ref", (lambda v: cabac.encode(v, k, g, backend="python")),
            (lambda d, n: cabac.decode(d, n, backend="python")), True)
     yield ("huffman C", (lambda v: huffman.encode((v - lo).astype(sym_dtype), alphabet_size=alphabet)),

@@ -154,7 +154,7 @@ class CabacQuant(Codec):
     def encode(self, array: np.ndarray) -> Encoded:
         array = np.asarray(array)
         q, steps, fmt, axis = self.quantize(array)
-        payload = cabac.encode(q)
+        payload = cabac.encode_smallest(q)
         side = {"steps": fmt}
         if axis is not None:
             side["axis"] = axis

@@ -173,7 +173,7 @@ def code_latents(q: np.ndarray, coder: str = "gamma") -> tuple[bytes, str]:
         return _gamma().encode(q), "gamma"
     from ..entropy import cabac
 
-    coded = cabac.encode(np.asarray(q).reshape(-1))
+    coded = cabac.encode_smallest(np.asarray(q).reshape(-1))
     if coder == "cabac":
         return coded, "cabac"
     plain = _gamma().encode(q)

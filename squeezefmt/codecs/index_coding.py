@@ -39,7 +39,7 @@ def encode_indices(symbols: np.ndarray, alphabet: int, coder: str) -> tuple[byte
         best = (huffman.encode(sym, alphabet_size=alphabet), {})
     if coder in ("cabac", "auto"):
         center = int(np.argmax(np.bincount(sym.astype(np.int64), minlength=1))) if sym.size else 0
-        payload = cabac.encode(sym.astype(np.int64) - center)
+        payload = cabac.encode_smallest(sym.astype(np.int64) - center)
         if best is None or len(payload) < len(best[0]):
             best = (payload, {"coder": "cabac", "center": center})
     assert best is not None

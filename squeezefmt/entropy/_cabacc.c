@@ -453,6 +453,48 @@ static void rdoq_values(const double *x, Py_ssize_t count, double lam, int k, in
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* Cost of each part of the binarisation, for choosing K (encoder only)                        */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Adapts the contexts as a K = 15 encoder would and adds -log2 P(bin) (``tab``: 2^-16 bits, indexed
+ * by the 15-bit probability of a 0 bin) into out[0] for the significance and sign bins and into
+ * out[i] for gt_i. A gt_i bin is coded, and its context adapted, exactly when |v| >= i for every
+ * K >= i, so the arithmetic part of a K stream costs out[0] + out[1] + ... + out[K]. */
+static void k_costs(const int32_t *v, Py_ssize_t count, const uint32_t *tab, uint64_t *out)
+{
+    contexts_t c;
+    ctx_init(&c);
+    int32_t p1 = 0, p2 = 0;
+    for (int i = 0; i <= MAX_GT; i++)
+        out[i] = 0;
+    for (Py_ssize_t n = 0; n < count; n++) {
+        int32_t q = v[n];
+        uint32_t a = uabs(q), ap1 = uabs(p1);
+        int ctx = sig_ctx(p1, p2);
+        uint32_t p = ctx_p(&c, ctx);
+        out[0] += a ? tab[PROB_ONE - p] : tab[p];
+        ctx_update(&c, ctx, a != 0);
+        if (a) {
+            ctx = sign_ctx(p1);
+            p = ctx_p(&c, ctx);
+            out[0] += q < 0 ? tab[PROB_ONE - p] : tab[p];
+            ctx_update(&c, ctx, q < 0);
+            for (int i = 1; i <= MAX_GT; i++) {
+                int flag = a > (uint32_t)i;
+                ctx = gt_ctx(i, ap1);
+                p = ctx_p(&c, ctx);
+                out[i] += flag ? tab[PROB_ONE - p] : tab[p];
+                ctx_update(&c, ctx, flag);
+                if (!flag)
+                    break;
+            }
+        }
+        p2 = p1;
+        p1 = q;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* Python bindings                                                                             */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -599,10 +641,44 @@ static PyObject *py_rdoq(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *py_k_costs(PyObject *self, PyObject *args)
+{
+    PyObject *vobj, *tobj, *outobj;
+    if (!PyArg_ParseTuple(args, "OOO", &vobj, &tobj, &outobj))
+        return NULL;
+    Py_buffer v, tab, out;
+    if (get_buffer(vobj, &v, 0, "il", 4, "values") < 0)
+        return NULL;
+    if (get_buffer(tobj, &tab, 0, "I", 4, "table") < 0) {
+        PyBuffer_Release(&v);
+        return NULL;
+    }
+    if (get_buffer(outobj, &out, 1, "QL", 8, "out") < 0) {
+        PyBuffer_Release(&v);
+        PyBuffer_Release(&tab);
+        return NULL;
+    }
+    int ok = tab.len == (PROB_ONE + 1) * 4 && out.len == (MAX_GT + 1) * 8;
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS
+        k_costs((const int32_t *)v.buf, v.len / 4, (const uint32_t *)tab.buf, (uint64_t *)out.buf);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&v);
+    PyBuffer_Release(&tab);
+    PyBuffer_Release(&out);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "k_costs: wrong table or output size");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"encode", py_encode, METH_VARARGS, "encode(int32 values, k, g) -> CABAC payload bytes"},
     {"decode", py_decode, METH_VARARGS, "decode(data, start, k, g, int32 out) -> None"},
     {"rdoq", py_rdoq, METH_VARARGS, "rdoq(float64 x, lam, k, g, float64 rate_table, int32 out) -> None"},
+    {"k_costs", py_k_costs, METH_VARARGS, "k_costs(int32 values, uint32 cost_table, uint64 out[16]) -> None"},
     {NULL, NULL, 0, NULL},
 };
 

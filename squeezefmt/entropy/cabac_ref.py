@@ -55,6 +55,17 @@ def rate_table() -> np.ndarray:
     return -np.log2(centre)
 
 
+COST_FRACTION_BITS = 16            # cost_table(): bits in units of 2**-16
+
+
+def cost_table() -> np.ndarray:
+    """uint32 ``round(-log2(p / 2**15) * 2**16)`` for ``p`` in 0..2**15 (entry 0 unused): the exact
+    cost of a bin whose probability is ``p``, for :func:`k_costs` (encoder only)."""
+    p = np.arange(PROB_ONE + 1, dtype=np.float64)
+    p[0] = 1.0
+    return np.rint(-np.log2(p / PROB_ONE) * (1 << COST_FRACTION_BITS)).astype(np.uint32)
+
+
 # --------------------------------------------------------------------------------------------
 # Context selection (spec section 4)
 # --------------------------------------------------------------------------------------------
@@ -364,3 +375,35 @@ def rdoq(scaled: np.ndarray, lam: float, k: int, g: int) -> np.ndarray:
         out[n] = best_q
         p1, p2 = best_q, p1
     return out
+
+
+def k_costs(values: np.ndarray) -> np.ndarray:
+    """uint64[16]: [0] the significance and sign bins, [i] the gt_i bins, each the sum of
+    ``cost_table()[p]`` over its bins as a ``K = 15`` encoder codes and adapts them.
+
+    A gt_i bin is coded (and its context adapted) exactly when ``|v| >= i``, for every ``K >= i``,
+    so the context-coded part of a ``K`` stream costs ``out[0] + ... + out[K]``; the Exp-Golomb
+    remainder is counted apart. Same integers as ``_cabacc.k_costs``.
+    """
+    tab = cost_table().tolist()
+    ctxs = Contexts()
+    out = [0] * (MAX_GT + 1)
+
+    def cost(ctx: int, bin_: int) -> int:
+        p = ctxs.p(ctx)
+        ctxs.update(ctx, bin_)
+        return tab[PROB_ONE - p] if bin_ else tab[p]
+
+    p1 = p2 = 0
+    for q in np.asarray(values).reshape(-1).tolist():
+        a = abs(q)
+        out[0] += cost(sig_context(p1, p2), 1 if a else 0)
+        if a:
+            out[0] += cost(sign_context(p1), 1 if q < 0 else 0)
+            for i in range(1, MAX_GT + 1):
+                flag = 1 if a > i else 0
+                out[i] += cost(gt_context(i, p1), flag)
+                if not flag:
+                    break
+        p1, p2 = q, p1
+    return np.array(out, dtype=np.uint64)
