@@ -250,9 +250,20 @@ def test_codecs_decode_identically_on_both_paths(codec, dtype, shape):
 
 # -- long outputs: two decoders in one loop (from bit 0 and from the middle), joined at a common boundary --
 
-@pytest.mark.parametrize("n", [1 << 18, 300001, 1 << 20])
-@pytest.mark.parametrize("kind,alphabet", [("peaked", 256), ("uniform", 200), ("geometric", 40), ("uniform", 3000)])
-@pytest.mark.parametrize("itemsize", [1, 2, 4, 8])
+# long streams (from the two-decoder threshold, 2**18 values, up), symbol distributions, item sizes
+long_streams = [pytest.mark.parametrize("n", [1 << 18, 300001, 1 << 20]),
+                pytest.mark.parametrize("kind,alphabet", [("peaked", 256), ("uniform", 200), ("geometric", 40),
+                                                          ("uniform", 3000)]),
+                pytest.mark.parametrize("itemsize", [1, 2, 4, 8])]
+
+
+def _long_stream_cases(fn):
+    for mark in reversed(long_streams):
+        fn = mark(fn)
+    return fn
+
+
+@_long_stream_cases
 def test_split_decode_matches_reference(n, kind, alphabet, itemsize):
     rng = np.random.default_rng(n % 1000 + alphabet + itemsize)
     sym = _symbols(rng, alphabet, n, kind)
@@ -339,9 +350,7 @@ def _decode_twice(buf, table, count):
     return first, second
 
 
-@pytest.mark.parametrize("n", [SPLIT_MIN, 300001, 1 << 20])
-@pytest.mark.parametrize("kind,alphabet", [("peaked", 256), ("uniform", 200), ("geometric", 40), ("uniform", 3000)])
-@pytest.mark.parametrize("itemsize", [1, 2, 4, 8])
+@_long_stream_cases
 def test_hinted_decode_matches_reference(n, kind, alphabet, itemsize):
     rng = np.random.default_rng(n % 997 + alphabet + itemsize)
     sym = _symbols(rng, alphabet, n, kind)

@@ -1177,6 +1177,16 @@ DEFINE_VALUES(uint64_t, v64)
 #define SPLIT_MIN_COUNT (1 << 18)
 #define SYNC_CODES 64
 
+/* The names VT_GROUP reads, from the open stream `v` (value tables built) decoding into T_OUT. */
+#define VT_GROUP_LOCALS(v, T_OUT)                                                                \
+    const uint32_t *T = (v)->t.primary, *S = (v)->t.sub;                                         \
+    const int pbits = (v)->t.pbits, sbits = (v)->t.sbits;                                        \
+    const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;       \
+    const uint64_t qmask = ((uint64_t)1 << MULTI_BITS) - 1;                                      \
+    const uint16_t *meta = (v)->meta;                                                            \
+    const uint8_t *vals = (v)->vals, *src = (v)->src;                                            \
+    const size_t nbytes = (v)->nbytes, lanes = VT_BYTES / sizeof(T_OUT)
+
 /* K = 3 lookups per refill: 3 x 16 bits <= 57 for every code length. */
 #define VT_GROUP(bitpos, i, o)                                                                   \
     do {                                                                                         \
@@ -1226,13 +1236,7 @@ typedef struct {
     static int split_##SUF(vstream_t *v, const T_OUT *tab, T_OUT *out, size_t count, hints_t *learn,\
                            err_t *err)                                                           \
     {                                                                                            \
-        const uint32_t *T = v->t.primary, *S = v->t.sub;                                         \
-        const int pbits = v->t.pbits, sbits = v->t.sbits;                                        \
-        const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;   \
-        const uint64_t qmask = ((uint64_t)1 << MULTI_BITS) - 1;                                  \
-        const uint16_t *meta = v->meta;                                                          \
-        const uint8_t *vals = v->vals, *src = v->src;                                            \
-        const size_t nbytes = v->nbytes, lanes = VT_BYTES / sizeof(T_OUT);                       \
+        VT_GROUP_LOCALS(v, T_OUT);                                                               \
         const uint64_t nbits = 8 * (uint64_t)nbytes, mid = nbits / 2;                            \
         const size_t cap = count < nbits - mid ? count : (size_t)(nbits - mid);                  \
         uint64_t bound[SYNC_CODES + 1], a = 0, b = mid, rb[NWAY], ri[NWAY];                      \
@@ -1316,13 +1320,7 @@ typedef struct {
     static int hinted_##SUF(vstream_t *v, const T_OUT *tab, T_OUT *out, size_t count, const hints_t *h,\
                             err_t *err)                                                          \
     {                                                                                            \
-        const uint32_t *T = v->t.primary, *S = v->t.sub;                                         \
-        const int pbits = v->t.pbits, sbits = v->t.sbits;                                        \
-        const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;   \
-        const uint64_t qmask = ((uint64_t)1 << MULTI_BITS) - 1;                                  \
-        const uint16_t *meta = v->meta;                                                          \
-        const uint8_t *vals = v->vals, *src = v->src;                                            \
-        const size_t nbytes = v->nbytes, lanes = VT_BYTES / sizeof(T_OUT);                       \
+        VT_GROUP_LOCALS(v, T_OUT);                                                               \
         const uint64_t nbits = 8 * (uint64_t)nbytes;                                             \
         uint64_t pos[NWAY], start[NWAY + 1];                                                     \
         size_t ix[NWAY], lim[NWAY];                                                              \

@@ -216,10 +216,9 @@ def k_costs(values, *, backend: str | None = None) -> np.ndarray:
     return _ref.k_costs(arr)
 
 
-def _remainder_bits(arr: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+def _remainder_bits(mags: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
     """For each ``K`` in 0..top: the fewest Exp-Golomb bypass bins over orders 0..15 and that order
-    (the smallest on ties, as :func:`choose_g`)."""
-    mags = np.abs(arr.astype(np.int64))
+    (the smallest on ties, as :func:`choose_g`); ``mags``: the values' magnitudes, int64."""
     big = mags[mags > 0]
     if big.size and int(big.max()) <= 1 << 20:
         counts = np.bincount(big)
@@ -247,9 +246,10 @@ def choose_kg(values, *, backend: str | None = None) -> tuple[int, int]:
     arr = _values(values)
     if arr.size == 0:
         return 1, 0
-    top = int(min(MAX_GT, int(np.max(np.abs(arr.astype(np.int64))))))
+    mags = np.abs(arr.astype(np.int64))
+    top = int(min(MAX_GT, int(mags.max())))
     arith = np.cumsum(k_costs(arr, backend=backend)[: top + 1].astype(np.int64))
-    eg_bits, orders = _remainder_bits(arr, top)
+    eg_bits, orders = _remainder_bits(mags, top)
     total = arith + (eg_bits << _ref.COST_FRACTION_BITS)
     k = int(np.argmin(total))
     return k, int(orders[k])
