@@ -60,8 +60,8 @@ BACKENDS = ("c", "python") if _c is not None else ("python",)
 _COST_TABLE = _ref.cost_table()
 _switch = BackendSwitch("cabac", "_cabacc", _c)
 
-__all__ = ["encode", "encode_smallest", "choose_kg", "k_costs", "decode", "rdoq", "choose_k", "choose_g", "stream_info", "estimate_bits", "get_backend",
-           "set_backend", "BACKENDS", "MAX_GT", "MAX_MAGNITUDE"]
+__all__ = ["encode", "encode_smallest", "choose_kg", "k_costs", "decode", "rdoq", "choose_k", "choose_g",
+           "stream_info", "estimate_bits", "get_backend", "set_backend", "BACKENDS", "MAX_GT", "MAX_MAGNITUDE"]
 
 
 def get_backend() -> str:
@@ -140,20 +140,31 @@ def choose_k(values) -> int:
     return int(min(MAX_GT, max(1, q99 - 1)))
 
 
+def _magnitude_counts(mags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct non-zero magnitudes (int64, ascending) and how often each occurs."""
+    big = mags[mags > 0]
+    if big.size and int(big.max()) <= 1 << 20:
+        counts = np.bincount(big)
+        vals = np.flatnonzero(counts)
+        return vals, counts[vals]
+    return np.unique(big, return_counts=True)
+
+
+def _remainder_bits_by_order(vals: np.ndarray, counts: np.ndarray, k: int) -> np.ndarray:
+    """Exp-Golomb bypass bins of the remainders ``|v| - k - 1`` of the magnitudes above ``k``, for
+    each order 0..15 (``vals``/``counts`` from :func:`_magnitude_counts`)."""
+    sel = vals > k
+    r, c = vals[sel] - k - 1, counts[sel]
+    # floor(log2(x)) of a positive integer x < 2**53 is frexp's exponent - 1, exactly
+    return np.array([int(np.sum(c * (2 * (np.frexp(((r >> g) + 1).astype(np.float64))[1] - 1) + 1 + g)))
+                     for g in range(MAX_EG_ORDER + 1)], dtype=np.int64)
+
+
 def choose_g(values, k: int) -> int:
-    """The encoder's default Exp-Golomb order: the ``g`` in 0..15 with the fewest remainder bins."""
-    arr = _values(values)
-    big = arr[(arr > k) | (arr < -k)]
-    r = np.abs(big.astype(np.int64)) - k - 1
-    if r.size == 0:
-        return 0
-    best, best_bits = 0, None
-    for g in range(MAX_EG_ORDER + 1):
-        m = np.floor(np.log2((r >> g) + 1)).astype(np.int64)
-        bits = int(np.sum(2 * m + 1 + g))
-        if best_bits is None or bits < best_bits:
-            best, best_bits = g, bits
-    return best
+    """The encoder's default Exp-Golomb order: the ``g`` in 0..15 with the fewest remainder bins
+    (the smallest such ``g``; 0 when no magnitude exceeds ``k``)."""
+    vals, counts = _magnitude_counts(np.abs(_values(values).astype(np.int64)))
+    return int(np.argmin(_remainder_bits_by_order(vals, counts, k)))
 
 
 def _check_k(k) -> int:
@@ -218,24 +229,11 @@ def k_costs(values, *, backend: str | None = None) -> np.ndarray:
 
 def _remainder_bits(mags: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
     """For each ``K`` in 0..top: the fewest Exp-Golomb bypass bins over orders 0..15 and that order
-    (the smallest on ties, as :func:`choose_g`); ``mags``: the values' magnitudes, int64."""
-    big = mags[mags > 0]
-    if big.size and int(big.max()) <= 1 << 20:
-        counts = np.bincount(big)
-        vals = np.flatnonzero(counts)
-        counts = counts[vals]
-    else:
-        vals, counts = np.unique(big, return_counts=True)
-    bits = np.zeros(top + 1, dtype=np.int64)
-    orders = np.zeros(top + 1, dtype=np.int64)
-    for k in range(top + 1):
-        sel = vals > k
-        r, c = vals[sel] - k - 1, counts[sel]
-        per_g = [int(np.sum(c * (2 * (np.frexp(((r >> g) + 1).astype(np.float64))[1] - 1) + 1 + g)))
-                 for g in range(MAX_EG_ORDER + 1)]
-        orders[k] = int(np.argmin(per_g))
-        bits[k] = per_g[orders[k]]
-    return bits, orders
+    (:func:`choose_g`'s); ``mags``: the values' magnitudes, int64."""
+    vals, counts = _magnitude_counts(mags)
+    per_k = [_remainder_bits_by_order(vals, counts, k) for k in range(top + 1)]
+    orders = np.array([int(np.argmin(b)) for b in per_k], dtype=np.int64)
+    return np.array([b[g] for b, g in zip(per_k, orders)], dtype=np.int64), orders
 
 
 def choose_kg(values, *, backend: str | None = None) -> tuple[int, int]:
