@@ -476,3 +476,121 @@ def test_hinted_decode_random_streams(seed, n, alphabet, kind, itemsize, limit):
         buf[:] = np.frombuffer(_same_length_stream(sym2, alphabet, data, limit), np.uint8)
         assert huffman.decode_gather(buf, table, out)
         assert out.tobytes() == table[sym2].tobytes()
+
+
+# -- a stream decoded before, in two halves on two threads (squeezefmt.threads) -----------------------
+
+HALVES_MIN = huffman._HALVES_MIN
+
+
+@pytest.fixture
+def two_threads():
+    from squeezefmt import threads
+    before = threads.decode_threads()
+    threads.set_decode_threads(2)
+    yield
+    threads.set_decode_threads(before)
+
+
+def _halves(buf, table, count, *, parallel=True):
+    """decode_gather_half of both halves (the second on the helper thread when ``parallel``)."""
+    from squeezefmt.threads import helper
+    out = np.zeros(count, table.dtype)
+    bits = np.dtype(f"u{table.itemsize}")
+    t, o = table.view(bits), out.view(bits)
+    if parallel:
+        other = helper().submit(huffman._c.decode_gather_half, buf, t, o, 1)
+        mine = huffman._c.decode_gather_half(buf, t, o, 0)
+        return mine, other.result(), out
+    return huffman._c.decode_gather_half(buf, t, o, 0), huffman._c.decode_gather_half(buf, t, o, 1), out
+
+
+@pytest.mark.parametrize("n, kind, alphabet, itemsize", [
+    (HALVES_MIN, "peaked", 256, 4), (1 << 20, "peaked", 256, 4), ((1 << 20) + 777, "geometric", 40, 2),
+    (HALVES_MIN + 3, "peaked", 4096, 8), (HALVES_MIN + 11, "uniform", 200, 1)])
+def test_halves_match_the_reference(n, kind, alphabet, itemsize, two_threads):
+    rng = np.random.default_rng(n + alphabet)
+    sym = _symbols(rng, alphabet, n, kind)
+    data = huffman.encode(sym, alphabet)
+    table = _table(rng, alphabet, itemsize)
+    buf = np.frombuffer(data, np.uint8).copy()
+    assert not huffman._c.has_hints(buf, n)
+    assert _halves(buf, table, n)[:2] == (False, False), "a half decoded without hints"
+    first, second = _decode_twice(buf, table, n)                  # the second decode: in halves
+    assert huffman._c.has_hints(buf, n) and not huffman._c.has_hints(buf, n + 1)
+    for parallel in (True, False):
+        a, b, out = _halves(buf, table, n, parallel=parallel)
+        assert a and b
+        assert out.tobytes() == table[sym].tobytes()
+    assert first.tobytes() == second.tobytes() == table[sym].tobytes()
+
+
+def test_halves_of_another_stream_at_the_same_address_fall_back(two_threads):
+    """Hints of one stream, then a permutation of it in the same memory: a half whose segment ends do
+    not meet says False, and decode_gather decodes the whole new stream right."""
+    rng = np.random.default_rng(21)
+    sym = _symbols(rng, 256, HALVES_MIN + 4321, "peaked")
+    data = huffman.encode(sym, 256)
+    table = _table(rng, 256, 4)
+    buf = np.frombuffer(data, np.uint8).copy()
+    _decode_twice(buf, table, sym.size)
+    failed = 0
+    for _ in range(3):
+        sym = rng.permutation(sym)
+        buf[:] = np.frombuffer(_same_length_stream(sym, 256, data), np.uint8)
+        a, b, _ = _halves(buf, table, sym.size)
+        failed += not (a and b)
+        out = np.zeros(sym.size, np.float32)
+        assert huffman.decode_gather(buf, table, out)
+        assert out.tobytes() == table[sym].tobytes()
+        buf[:] = np.frombuffer(data, np.uint8)                    # back to the stream the hints were learnt on
+        huffman.decode_gather(buf, table, out)
+    assert failed == 3
+
+
+def test_corrupted_halves_decode_like_the_reference(two_threads):
+    """Hints of the good stream, then bit flips in the same memory (the last segment's tail, and spread):
+    decode_gather, which tries the halves first, returns or raises exactly what the reference does."""
+    rng = np.random.default_rng(22)
+    sym = _symbols(rng, 200, HALVES_MIN + 999, "peaked")
+    data = huffman.encode(sym, 200)
+    table = _table(rng, 200, 4)
+    buf = np.frombuffer(data, np.uint8).copy()
+    _decode_twice(buf, table, sym.size)
+    tail = [8 * len(data) - 1 - i for i in range(10)]
+    for pos in tail + list(rng.choice(8 * len(data), 10, replace=False)):
+        buf[:] = np.frombuffer(data, np.uint8)
+        assert huffman.decode_gather(buf, table, np.zeros(sym.size, np.float32))
+        buf[pos >> 3] ^= 1 << (pos & 7)
+        taken, got, ref = _both(buf, table, sym.size)
+        assert taken
+        _same(got, ref)
+
+
+def test_one_thread_never_splits():
+    from squeezefmt import threads
+    before = threads.decode_threads()
+    try:
+        threads.set_decode_threads(1)
+        rng = np.random.default_rng(23)
+        sym = _symbols(rng, 256, HALVES_MIN, "peaked")
+        data = huffman.encode(sym, 256)
+        table = _table(rng, 256, 4)
+        calls = []
+        real = huffman._c
+
+        class Spy:
+            def __getattr__(self, name):
+                if name == "decode_gather_half":
+                    calls.append(name)
+                return getattr(real, name)
+
+        huffman._c = Spy()
+        try:
+            first, second = _decode_twice(data, table, sym.size)
+        finally:
+            huffman._c = real
+        assert not calls
+        assert second.tobytes() == table[sym].tobytes()
+    finally:
+        threads.set_decode_threads(before)

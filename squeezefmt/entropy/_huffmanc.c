@@ -1008,16 +1008,24 @@ static uint64_t *build_lanes(const dtable_t *t, int lw)
         return fused_##SUF##_##LW##_3(src, nbytes, bp, t, mt, tab, out, count);                  \
     }
 
-/* Value tables, for long outputs of 1-, 2- or 4-byte items: the entry for the next MULTI_BITS bits
- * is split in two. meta[idx] (uint16, 8 KiB: on the critical path, stays in L1) = bits consumed |
- * number of codes << 8 (0: the first code is longer than MULTI_BITS); vals[idx] (16 bytes) = the
- * table values of those codes, ready to be stored with one 16-byte copy (16 / itemsize lanes). */
+/* Value tables, for long outputs of 1-, 2- or 4-byte items: the entry for the next `bits` stream bits
+ * is split in two. meta[idx] (uint16: on the critical path, stays in L1) = bits consumed | number of
+ * codes << 8 (0: the first code is longer than `bits`); vals[idx] (16 bytes) = the table values of
+ * those codes, ready to be stored with one 16-byte copy (16 / itemsize lanes).
+ * `bits` is VT_BITS (8 KiB of meta, 64 KiB of values), or VT_WIDE_BITS (32 KiB and 256 KiB) for
+ * outputs of VT_WIDE_MIN_COUNT and more, where building the larger table is a small part of the
+ * decode: codes of ~7 bits (8-bit quantised Gaussian kernels) fit ~1.35 to a 12-bit lookup and more
+ * to a 14-bit one, so a lookup chain covers more codes (1.2-1.3x, tools/bench_decoder_ab.py). */
 #define VT_BYTES 16
+#define VT_BITS 12
+#define VT_WIDE_BITS 14
+#define VT_WIDE_MIN_COUNT ((size_t)1 << 20)
 
-static int build_vtable(const dtable_t *t, const void *tab, int itemsize, uint16_t **meta_out, uint8_t **vals_out)
+static int build_vtable(const dtable_t *t, const void *tab, int itemsize, int bits, uint16_t **meta_out,
+                        uint8_t **vals_out)
 {
-    uint16_t *meta = malloc(sizeof(uint16_t) << MULTI_BITS);
-    uint8_t *vals = calloc((size_t)VT_BYTES << MULTI_BITS, 1);
+    uint16_t *meta = malloc(sizeof(uint16_t) << bits);
+    uint8_t *vals = calloc((size_t)VT_BYTES << bits, 1);
     if (!meta || !vals) {
         free(meta);
         free(vals);
@@ -1027,14 +1035,14 @@ static int build_vtable(const dtable_t *t, const void *tab, int itemsize, uint16
     const int pbits = t->pbits, sbits = t->sbits;
     const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;
     const int lanes = VT_BYTES / itemsize;
-    for (uint64_t idx = 0; idx < ((uint64_t)1 << MULTI_BITS); idx++) {
+    for (uint64_t idx = 0; idx < ((uint64_t)1 << bits); idx++) {
         int used = 0, ns = 0;
         while (ns < lanes) {
             uint64_t w = idx >> used;
             uint32_t e;
             LOOKUP(w, e);
             int ln = (int)(e & 31);
-            if (ln > MULTI_BITS - used)
+            if (ln > bits - used)
                 break;
             memcpy(vals + idx * VT_BYTES + (size_t)ns * itemsize, (const uint8_t *)tab + (size_t)(e >> 16) * itemsize,
                    (size_t)itemsize);
@@ -1049,14 +1057,14 @@ static int build_vtable(const dtable_t *t, const void *tab, int itemsize, uint16
 }
 
 #define DEFINE_VT(T_OUT, SUF, K)                                                                 \
-    static size_t vt_##SUF##_##K(const uint8_t *src, size_t nbytes, uint64_t *bitpos_io,         \
+    static size_t vt_##SUF##_##K(int vbits, const uint8_t *src, size_t nbytes, uint64_t *bitpos_io,\
                                  const dtable_t *t, const uint16_t *meta, const uint8_t *vals,   \
                                  const T_OUT *tab, T_OUT *out, size_t count)                     \
     {                                                                                            \
         const uint32_t *T = t->primary, *S = t->sub;                                             \
         const int pbits = t->pbits, sbits = t->sbits;                                            \
         const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;   \
-        const uint64_t qmask = ((uint64_t)1 << MULTI_BITS) - 1;                                  \
+        const uint64_t qmask = ((uint64_t)1 << vbits) - 1;                                       \
         const size_t lanes = VT_BYTES / sizeof(T_OUT);                                           \
         uint64_t bitpos = *bitpos_io;                                                            \
         size_t i = 0;                                                                            \
@@ -1088,13 +1096,13 @@ static int build_vtable(const dtable_t *t, const void *tab, int itemsize, uint16
 #define DEFINE_VT_TYPE(T_OUT, SUF)                                                               \
     DEFINE_VT(T_OUT, SUF, 3)                                                                     \
     DEFINE_VT(T_OUT, SUF, 4)                                                                     \
-    static size_t vt_##SUF(int m, const uint8_t *src, size_t nbytes, uint64_t *bp, const dtable_t *t,\
-                           const uint16_t *meta, const uint8_t *vals, const T_OUT *tab, T_OUT *out,  \
-                           size_t count)                                                         \
+    static size_t vt_##SUF(int m, int vbits, const uint8_t *src, size_t nbytes, uint64_t *bp,    \
+                           const dtable_t *t, const uint16_t *meta, const uint8_t *vals,         \
+                           const T_OUT *tab, T_OUT *out, size_t count)                           \
     {                                                                                            \
-        if (57 / (m > MULTI_BITS ? m : MULTI_BITS) >= 4)                                         \
-            return vt_##SUF##_4(src, nbytes, bp, t, meta, vals, tab, out, count);                \
-        return vt_##SUF##_3(src, nbytes, bp, t, meta, vals, tab, out, count);                    \
+        if (57 / (m > vbits ? m : vbits) >= 4)                                                   \
+            return vt_##SUF##_4(vbits, src, nbytes, bp, t, meta, vals, tab, out, count);         \
+        return vt_##SUF##_3(vbits, src, nbytes, bp, t, meta, vals, tab, out, count);             \
     }
 
 DEFINE_VT_TYPE(uint8_t, v8)
@@ -1113,6 +1121,7 @@ typedef struct {
     uint64_t *mt;   /* lane table (medium outputs) or NULL */
     uint16_t *meta; /* value table (long outputs) or NULL */
     uint8_t *vals;
+    int vbits;      /* its index bits: VT_BITS or VT_WIDE_BITS */
 } vstream_t;
 
 /* The whole payload decoder for one item type: a fast loop (value table or lane table, when
@@ -1123,8 +1132,8 @@ typedef struct {
     {                                                                                            \
         size_t i = 0;                                                                            \
         if (v->meta)                                                                             \
-            i = vt_##SUF(v->m, v->src, v->nbytes, &v->bitpos, &v->t, v->meta, v->vals, tab, out, \
-                         count);                                                                 \
+            i = vt_##SUF(v->m, v->vbits, v->src, v->nbytes, &v->bitpos, &v->t, v->meta, v->vals, \
+                         tab, out, count);                                                       \
         else if (v->mt)                                                                          \
             i = v->lw == 12 ? fused_##SUF##_12(v->m, v->src, v->nbytes, &v->bitpos, &v->t, v->mt,\
                                                tab, out, count)                                  \
@@ -1182,7 +1191,7 @@ DEFINE_VALUES(uint64_t, v64)
     const uint32_t *T = (v)->t.primary, *S = (v)->t.sub;                                         \
     const int pbits = (v)->t.pbits, sbits = (v)->t.sbits;                                        \
     const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;       \
-    const uint64_t qmask = ((uint64_t)1 << MULTI_BITS) - 1;                                      \
+    const uint64_t qmask = ((uint64_t)1 << (v)->vbits) - 1;                                      \
     const uint16_t *meta = (v)->meta;                                                            \
     const uint8_t *vals = (v)->vals, *src = (v)->src;                                            \
     const size_t nbytes = (v)->nbytes, lanes = VT_BYTES / sizeof(T_OUT)
@@ -1214,7 +1223,7 @@ DEFINE_VALUES(uint64_t, v64)
 /* Where a long stream's codes fall: segment j (1 <= j < NWAY) starts at a code boundary, bit bit[j],
  * whose code is output idx[j]. Learnt by the two-decoder loop (the first group end it passes at
  * j/NWAY of the payload); used by the NWAY-decoder loop below, which checks every one of them. */
-#define NWAY 4
+#define NWAY 8
 typedef struct {
     uint64_t bit[NWAY], idx[NWAY]; /* [0] unused (segment 0 starts at bit 0, output 0) */
     int ok;                        /* every entry filled */
@@ -1310,41 +1319,61 @@ typedef struct {
         return values_##SUF(v, tab, out + ia + have, need - have, ia + have, err);               \
     }
 
-/* NWAY decoders in one loop, segment j from the code boundary hints->bit[j] (output hints->idx[j]) to
- * the next one: NWAY independent lookup chains, no scratch buffer, no resynchronisation. Segment j
- * must end exactly at segment j+1's start bit after exactly idx[j+1] - idx[j] codes (checked); segment
- * 0 starts at bit 0, so by induction every segment starts at a true code boundary with its true output
- * index, whatever the hints' origin. Anything else returns 1 (the caller decodes again from the
- * start); the last segment's end goes through values_ (same errors as one decoder, at the same code). */
+/* The hints' segment starts start[0..NWAY] (bits) and output indices at[0..NWAY], with start[NWAY] =
+ * the payload's end and at[NWAY] = count; 0 when the hints are incomplete or out of order or range. */
+static int hints_hold(const hints_t *h, uint64_t nbits, size_t count, uint64_t *start, size_t *at)
+{
+    start[0] = 0;
+    at[0] = 0;
+    if (!h->ok)
+        return 0;
+    for (int j = 1; j < NWAY; j++) {
+        start[j] = h->bit[j];
+        at[j] = (size_t)h->idx[j];
+        if (start[j] <= start[j - 1] || start[j] >= nbits || at[j] <= at[j - 1] || at[j] >= count)
+            return 0;
+    }
+    start[NWAY] = nbits;
+    at[NWAY] = count;
+    return 1;
+}
+
+/* HALF = NWAY / 2 decoders in one loop: segments j0 .. j0 + HALF - 1 (j0 = 0 or HALF), segment j from
+ * the code boundary hints->bit[j] (output hints->idx[j]) to the next one: HALF independent lookup
+ * chains, no scratch buffer, no resynchronisation. Segment j must end exactly at segment j+1's start
+ * bit after exactly idx[j+1] - idx[j] codes (checked); segment 0 starts at bit 0, so by induction
+ * every segment starts at a true code boundary with its true output index, whatever the hints' origin
+ * (the two halves may run at once, on two threads: each writes only its own outputs and checks its
+ * own segments' ends, and the induction needs both). Anything else returns 1 (the caller decodes
+ * again from the start); the stream's last segment ends through values_ (same errors as one decoder,
+ * at the same code). */
+#define HALF (NWAY / 2)
 #define DEFINE_HINTED(T_OUT, SUF)                                                                \
-    static int hinted_##SUF(vstream_t *v, const T_OUT *tab, T_OUT *out, size_t count, const hints_t *h,\
-                            err_t *err)                                                          \
+    static int hinted_half_##SUF(vstream_t *v, const T_OUT *tab, T_OUT *out, size_t count,         \
+                                 const hints_t *h, int j0, err_t *err)                           \
     {                                                                                            \
         VT_GROUP_LOCALS(v, T_OUT);                                                               \
         const uint64_t nbits = 8 * (uint64_t)nbytes;                                             \
-        uint64_t pos[NWAY], start[NWAY + 1];                                                     \
-        size_t ix[NWAY], lim[NWAY];                                                              \
-        pos[0] = start[0] = 0;                                                                   \
-        ix[0] = 0;                                                                               \
-        for (int j = 1; j < NWAY; j++) {                                                         \
-            pos[j] = start[j] = h->bit[j];                                                       \
-            ix[j] = (size_t)h->idx[j];                                                           \
-            if (!h->ok || start[j] <= start[j - 1] || start[j] >= nbits || h->idx[j] <= ix[j - 1]\
-                || h->idx[j] >= count)                                                           \
-                return 1;                                                                        \
+        uint64_t start[NWAY + 1], pos[HALF];                                                     \
+        size_t at[NWAY + 1], ix[HALF], lim[HALF];                                                \
+        if (!hints_hold(h, nbits, count, start, at))                                             \
+            return 1;                                                                            \
+        const int ends = j0 + HALF == NWAY; /* this half holds the stream's last segment */      \
+        for (int j = 0; j < HALF; j++) {                                                         \
+            pos[j] = start[j0 + j];                                                              \
+            ix[j] = at[j0 + j];                                                                  \
+            lim[j] = at[j0 + j + 1];                                                             \
         }                                                                                        \
-        for (int j = 0; j < NWAY; j++)                                                           \
-            lim[j] = j + 1 < NWAY ? ix[j + 1] : count;                                           \
         for (;;) {                                                                               \
             int go = 1;                                                                          \
-            for (int j = 0; j < NWAY; j++)                                                       \
+            for (int j = 0; j < HALF; j++)                                                       \
                 go &= (ix[j] + 3 * lanes <= lim[j]) & ((pos[j] >> 3) + 8 <= nbytes);             \
             if (!go)                                                                             \
                 break;                                                                           \
-            for (int j = 0; j < NWAY; j++)                                                       \
+            for (int j = 0; j < HALF; j++)                                                       \
                 VT_GROUP(pos[j], ix[j], out);                                                    \
         }                                                                                        \
-        for (int j = 0; j + 1 < NWAY; j++) { /* each segment to its end, then the check */      \
+        for (int j = 0; j < HALF - ends; j++) { /* each segment to its end, then the check */    \
             uint64_t p = pos[j];                                                                 \
             size_t i = ix[j];                                                                    \
             while (i + 3 * lanes <= lim[j] && (p >> 3) + 8 <= nbytes)                            \
@@ -1358,11 +1387,19 @@ typedef struct {
                 out[i] = tab[e >> 16];                                                           \
                 p += e & 31;                                                                     \
             }                                                                                    \
-            if (p != start[j + 1])                                                               \
+            if (p != start[j0 + j + 1])                                                          \
                 return 1;                                                                        \
         }                                                                                        \
-        v->bitpos = pos[NWAY - 1];                                                               \
-        return values_##SUF(v, tab, out + ix[NWAY - 1], count - ix[NWAY - 1], ix[NWAY - 1], err); \
+        if (!ends)                                                                               \
+            return 0;                                                                            \
+        v->bitpos = pos[HALF - 1];                                                               \
+        return values_##SUF(v, tab, out + ix[HALF - 1], count - ix[HALF - 1], ix[HALF - 1], err);\
+    }                                                                                            \
+    static int hinted_##SUF(vstream_t *v, const T_OUT *tab, T_OUT *out, size_t count, const hints_t *h,\
+                            err_t *err)                                                          \
+    {                                                                                            \
+        int rc = hinted_half_##SUF(v, tab, out, count, h, 0, err);                               \
+        return rc != 0 ? rc : hinted_half_##SUF(v, tab, out, count, h, HALF, err);               \
     }
 
 DEFINE_SPLIT(uint8_t, v8)
@@ -1417,7 +1454,8 @@ static int vstream_open(vstream_t *v, const uint8_t *data, size_t len, size_t co
     v->n = (size_t)n;
     v->lw = n <= 4096 ? 12 : 16;
     /* no table at all for short outputs: the bounds-checked loop only */
-    if (count >= VT_MIN_COUNT && build_vtable(&v->t, tab, itemsize, &v->meta, &v->vals) < 0)
+    v->vbits = count >= VT_WIDE_MIN_COUNT ? VT_WIDE_BITS : VT_BITS;
+    if (count >= VT_MIN_COUNT && build_vtable(&v->t, tab, itemsize, v->vbits, &v->meta, &v->vals) < 0)
         rc = -2;
     else if (count >= MULTI_MIN_COUNT && count < VT_MIN_COUNT && !(v->mt = build_lanes(&v->t, v->lw)))
         rc = -2;
@@ -1456,8 +1494,8 @@ static int vstream_finish(const vstream_t *v, err_t *err)
         learn->ok = 1;                                                                           \
         for (int j = 1; j < NWAY; j++) {                                                         \
             size_t upto = count / NWAY * (size_t)j;                                              \
-            i += vt_##SUF(v->m, v->src, v->nbytes, &v->bitpos, &v->t, v->meta, v->vals, tab, out + i, \
-                          upto - i);                                                             \
+            i += vt_##SUF(v->m, v->vbits, v->src, v->nbytes, &v->bitpos, &v->t, v->meta, v->vals,\
+                          tab, out + i, upto - i);                                               \
             learn->bit[j] = v->bitpos;                                                           \
             learn->idx[j] = i;                                                                   \
             learn->ok &= i > learn->idx[j - 1] && (j == 1 || v->bitpos > learn->bit[j - 1]);     \
@@ -1600,7 +1638,7 @@ static int dequant_split(vstream_t *v, const uint16_t *tab, float *out, size_t c
     const uint32_t *T = v->t.primary, *S = v->t.sub;
     const int pbits = v->t.pbits, sbits = v->t.sbits;
     const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;
-    const uint64_t qmask = ((uint64_t)1 << MULTI_BITS) - 1;
+    const uint64_t qmask = ((uint64_t)1 << v->vbits) - 1;
     const uint16_t *meta = v->meta;
     const uint8_t *vals = v->vals, *src = v->src;
     const size_t nbytes = v->nbytes, lanes = VT_BYTES / sizeof(uint16_t);
@@ -2087,7 +2125,7 @@ static int get_item_buffer(PyObject *obj, Py_buffer *view, int writable, const c
 /* Hints of recent long streams (see hints_t), keyed by the stream's address, size and code count:
  * a lazy model decodes the same mapped stream at every call. Read and written with the GIL held.
  * A wrong entry (another stream at the same address) costs one failed check, never a wrong value. */
-#define HINT_SETS 128 /* x HINT_WAYS entries of 96 bytes: 48 KiB */
+#define HINT_SETS 128 /* x HINT_WAYS entries of 160 bytes: 80 KiB */
 #define HINT_WAYS 4
 typedef struct {
     const void *key;
@@ -2134,7 +2172,8 @@ static void hint_put(const void *key, size_t len, size_t count, const hints_t *h
 }
 
 PyDoc_STRVAR(hint_stats_doc, "hint_stats(clear=False) -> (used, stored, rejected)\n\n"
-             "Long decode_gather calls whose hints of an earlier decode held (used: the multi-decoder loop ran), hints\n"
+             "Long decode_gather calls whose hints of an earlier decode held (used: the multi-decoder loop ran, on the\n"
+             "whole stream or on its first half by decode_gather_half), hints\n"
              "learnt and kept (stored), and calls whose hints did not hold for the stream (rejected: decoded\n"
              "again from the start), since the last clear; clear=True also forgets every hint.");
 
@@ -2201,6 +2240,87 @@ static PyObject *py_decode_gather(PyObject *self, PyObject *args)
     if (rc < 0)
         return raise_err(&err);
     return PyBool_FromLong(rc == 0);
+}
+
+PyDoc_STRVAR(has_hints_doc, "has_hints(data, count) -> bool\n\n"
+             "Whether an earlier decode_gather of this stream (same buffer address and size) of `count` values left\n"
+             "hints: then decode_gather_half can decode it in two halves, on two threads.");
+
+static PyObject *py_has_hints(PyObject *self, PyObject *args)
+{
+    Py_buffer data;
+    Py_ssize_t count;
+    if (!PyArg_ParseTuple(args, "y*n", &data, &count))
+        return NULL;
+    hints_t h;
+    int have = count >= 0 && hint_get(data.buf, (size_t)data.len, (size_t)count, &h);
+    PyBuffer_Release(&data);
+    return PyBool_FromLong(have);
+}
+
+PyDoc_STRVAR(decode_gather_half_doc, "decode_gather_half(data, table, out, half) -> bool\n\n"
+             "decode_gather for one half (0 or 1) of the output: the segments of the stream that the hints of an\n"
+             "earlier decode (has_hints) put there, decoded and checked as decode_gather checks them. The two\n"
+             "halves write disjoint parts of `out` and may run at once on two threads. True: this half's values\n"
+             "are in `out` and its segments held. False (never an exception for the stream's content): no hints,\n"
+             "hints that do not hold, or a malformed stream; the values are then those of decode_gather only\n"
+             "when both halves returned True: otherwise call decode_gather, which decodes (or rejects) the whole.");
+
+static int vstream_gather_half(vstream_t *v, const void *tab, void *out, int itemsize, size_t count,
+                               const hints_t *use, int half, err_t *err)
+{
+    if (!v->meta || count < SPLIT_MIN_COUNT || v->nbytes < 4096)
+        return 1;
+    int j0 = half ? HALF : 0, rc;
+    switch (itemsize) {
+    case 1: rc = hinted_half_v8(v, tab, out, count, use, j0, err); break;
+    case 2: rc = hinted_half_v16(v, tab, out, count, use, j0, err); break;
+    case 4: rc = hinted_half_v32(v, tab, out, count, use, j0, err); break;
+    default: rc = hinted_half_v64(v, tab, out, count, use, j0, err); break;
+    }
+    if (rc == 0 && half)
+        rc = vstream_finish(v, err);
+    return rc;
+}
+
+static PyObject *py_decode_gather_half(PyObject *self, PyObject *args)
+{
+    Py_buffer data, tab, out;
+    PyObject *tabobj, *outobj;
+    int half;
+    if (!PyArg_ParseTuple(args, "y*OOp", &data, &tabobj, &outobj, &half))
+        return NULL;
+    if (get_item_buffer(tabobj, &tab, 0, "table") < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    if (get_item_buffer(outobj, &out, 1, "out") < 0) {
+        PyBuffer_Release(&data);
+        PyBuffer_Release(&tab);
+        return NULL;
+    }
+    if (tab.itemsize != out.itemsize) {
+        PyBuffer_Release(&data); PyBuffer_Release(&tab); PyBuffer_Release(&out);
+        PyErr_SetString(PyExc_ValueError, "decode_gather_half: table and out item sizes differ");
+        return NULL;
+    }
+    err_t err = {NULL, ""};
+    int rc = 1, w = (int)out.itemsize;
+    size_t count = (size_t)(out.len / w), k = (size_t)(tab.len / w);
+    hints_t use;
+    if (hint_get(data.buf, (size_t)data.len, count, &use)) {
+        Py_BEGIN_ALLOW_THREADS
+        vstream_t v;
+        rc = vstream_open(&v, (const uint8_t *)data.buf, (size_t)data.len, count, tab.buf, k, w, &err);
+        if (rc == 0)
+            rc = vstream_gather_half(&v, tab.buf, out.buf, w, count, &use, half, &err);
+        if (rc >= 0 || v.t.primary)
+            vstream_free(&v);
+        Py_END_ALLOW_THREADS
+        hint_used += half == 0 && rc == 0; /* a decode in halves counts once, as a hinted decode */
+    }
+    PyBuffer_Release(&data); PyBuffer_Release(&tab); PyBuffer_Release(&out);
+    return PyBool_FromLong(rc == 0); /* an error in `err` is decode_gather's to report */
 }
 
 PyDoc_STRVAR(decode_dequant_doc, "decode_dequant(data, out, shift, zp, step, inner, qmax) -> int\n\n"
@@ -2272,6 +2392,8 @@ static PyMethodDef methods[] = {
     {"encode", py_encode, METH_VARARGS, encode_doc},
     {"decode", py_decode, METH_VARARGS, decode_doc},
     {"decode_gather", py_decode_gather, METH_VARARGS, decode_gather_doc},
+    {"decode_gather_half", py_decode_gather_half, METH_VARARGS, decode_gather_half_doc},
+    {"has_hints", py_has_hints, METH_VARARGS, has_hints_doc},
     {"decode_dequant", py_decode_dequant, METH_VARARGS, decode_dequant_doc},
     {"hint_stats", py_hint_stats, METH_VARARGS, hint_stats_doc},
     {"pack_bits", py_pack_bits, METH_VARARGS, pack_bits_doc},
@@ -2295,5 +2417,7 @@ PyMODINIT_FUNC PyInit__huffmanc(void)
     if (!CodecError)
         CodecError = sqz_error_class("CodecError");
     PyModule_AddIntConstant(mod, "PRIMARY_BITS", PRIMARY_BITS);
+    PyModule_AddIntConstant(mod, "SPLIT_MIN_COUNT", SPLIT_MIN_COUNT);
+    PyModule_AddIntConstant(mod, "VT_WIDE_MIN_COUNT", (long)VT_WIDE_MIN_COUNT);
     return mod;
 }
