@@ -8,7 +8,9 @@ decodes one half and a helper thread the other. This module owns that choice and
   CPUs, else 1; the environment variable ``SQUEEZEFMT_DECODE_THREADS`` (read once) or
   :func:`set_decode_threads` sets it (1 = never split).
 * ``helper()``: a process-wide pool of ``decode_threads() - 1`` daemon threads, made on first use;
-  a forked child makes its own.
+  a forked child makes its own. Work given to it never waits for other work given to it, so it
+  cannot deadlock; ``in_helper()`` tells code that could split again that it runs there.
+* ``split_here()``: whether a decode running on this thread may give half of its work to the helper.
 
 It imports nothing of squeezefmt: the decoders below it use it.
 """
@@ -22,6 +24,7 @@ _lock = threading.Lock()
 _threads: int | None = None
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _MAX = 2  # the decoders split a stream in two halves at most
+_local = threading.local()
 
 
 def _usable_cpus() -> int:
@@ -63,12 +66,28 @@ def set_decode_threads(n: int) -> int:
     return _threads
 
 
+def _mark_helper() -> None:
+    _local.helper = True
+
+
+def in_helper() -> bool:
+    """Whether the calling thread is one of the helper pool's."""
+    return getattr(_local, "helper", False)
+
+
+def split_here() -> bool:
+    """Whether a decode on this thread may hand half of its work to the helper: two decode threads
+    are allowed and this is not a helper thread (a helper waiting for the helper would wait forever)."""
+    return decode_threads() >= 2 and not in_helper()
+
+
 def helper() -> concurrent.futures.ThreadPoolExecutor:
     """The shared pool of ``decode_threads() - 1`` helper threads (at least one)."""
     global _pool
     with _lock:
         if _pool is None:
-            _pool = concurrent.futures.ThreadPoolExecutor(max(1, decode_threads() - 1), "squeezefmt-decode-helper")
+            _pool = concurrent.futures.ThreadPoolExecutor(max(1, decode_threads() - 1), "squeezefmt-decode-helper",
+                                                          initializer=_mark_helper)
         return _pool
 
 

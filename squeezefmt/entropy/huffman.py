@@ -39,7 +39,7 @@ import numpy as np
 
 from ..buffers import empty_aligned
 from ..errors import CodecError, StreamError
-from ..threads import decode_threads, helper
+from ..threads import helper, split_here
 from . import huffman_ref as _ref
 from .backend_switch import BackendSwitch
 from .huffman_ref import (  # noqa: F401  (re-exported constants)
@@ -332,7 +332,7 @@ def _in_halves(data, table: np.ndarray, out: np.ndarray) -> bool:
     """A long stream decoded before, in two halves at once: this thread and a helper (module
     :mod:`squeezefmt.threads`). True when both halves held; else the caller decodes the whole stream
     (a stream whose hints fail, or a malformed one, which the whole decode then rejects)."""
-    if out.size < _HALVES_MIN or decode_threads() < 2 or not _c.has_hints(data, out.size):
+    if out.size < _HALVES_MIN or not split_here() or not _c.has_hints(data, out.size):
         return False
     other = helper().submit(_c.decode_gather_half, data, table, out, 1)
     mine = _c.decode_gather_half(data, table, out, 0)
