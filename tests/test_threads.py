@@ -57,3 +57,11 @@ def test_a_forked_child_gets_its_own_helper():
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_a_helper_thread_never_splits_again():
+    threads.set_decode_threads(2)
+    assert threads.split_here() and not threads.in_helper()
+    assert threads.helper().submit(lambda: (threads.in_helper(), threads.split_here())).result(timeout=10) == (True, False)
+    threads.set_decode_threads(1)
+    assert not threads.split_here()
