@@ -1013,13 +1013,16 @@ static uint64_t *build_lanes(const dtable_t *t, int lw)
  * codes << 8 (0: the first code is longer than `bits`); vals[idx] (16 bytes) = the table values of
  * those codes, ready to be stored with one 16-byte copy (16 / itemsize lanes).
  * `bits` is VT_BITS (8 KiB of meta, 64 KiB of values), or VT_WIDE_BITS (32 KiB and 256 KiB) for
- * outputs of VT_WIDE_MIN_COUNT and more, where building the larger table is a small part of the
- * decode: codes of ~7 bits (8-bit quantised Gaussian kernels) fit ~1.35 to a 12-bit lookup and more
- * to a 14-bit one, so a lookup chain covers more codes (1.2-1.3x, tools/bench_decoder_ab.py). */
+ * outputs of VT_WIDE_MIN_COUNT and more whose codes average VT_WIDE_MIN_CODE_BITS or more, where
+ * building the larger table is a small part of the decode: codes of ~7 bits (8-bit quantised
+ * Gaussian kernels) fit ~1.35 to a 12-bit lookup and more to a 14-bit one, so a lookup chain covers
+ * more codes (1.2-1.3x); short codes (~3.7 bits) already fill the lanes at 12 bits, and there the
+ * larger table only costs (0.7-0.9x, tools/bench_decode.py). */
 #define VT_BYTES 16
 #define VT_BITS 12
 #define VT_WIDE_BITS 14
 #define VT_WIDE_MIN_COUNT ((size_t)1 << 20)
+#define VT_WIDE_MIN_CODE_BITS 5 /* mean code length (payload bits / count) from which 14 bits pay */
 
 static int build_vtable(const dtable_t *t, const void *tab, int itemsize, int bits, uint16_t **meta_out,
                         uint8_t **vals_out)
@@ -1422,11 +1425,13 @@ static void vstream_free(vstream_t *v)
     free(v->vals);
 }
 
-/* Opens a stream for `count` values from `tab` (k items of `itemsize` bytes). Returns 1 when this
- * path does not take it (not HUFFMAN mode, or a coded symbol >= k: the caller decodes the symbols
- * and checks them), 0 = ready, -1 = error. vstream_free is safe after any outcome. */
+/* Opens a stream for `count` values from `tab` (k items of `itemsize` bytes); `wide` = 1 lets a long
+ * stream of long codes have a VT_WIDE_BITS value table (the gather paths; per-channel dequantisation
+ * keeps VT_BITS). Returns 1 when this path does not take it (not HUFFMAN mode, or a coded symbol >= k:
+ * the caller decodes the symbols and checks them), 0 = ready, -1 = error. vstream_free is safe after
+ * any outcome. */
 static int vstream_open(vstream_t *v, const uint8_t *data, size_t len, size_t count, const void *tab, size_t k,
-                        int itemsize, err_t *err)
+                        int itemsize, int wide, err_t *err)
 {
     memset(v, 0, sizeof(*v));
     if (len == 0 || data[0] != MODE_HUFFMAN)
@@ -1454,7 +1459,8 @@ static int vstream_open(vstream_t *v, const uint8_t *data, size_t len, size_t co
     v->n = (size_t)n;
     v->lw = n <= 4096 ? 12 : 16;
     /* no table at all for short outputs: the bounds-checked loop only */
-    v->vbits = count >= VT_WIDE_MIN_COUNT ? VT_WIDE_BITS : VT_BITS;
+    v->vbits = wide && count >= VT_WIDE_MIN_COUNT && 8 * (uint64_t)v->nbytes >= VT_WIDE_MIN_CODE_BITS * (uint64_t)count
+                   ? VT_WIDE_BITS : VT_BITS;
     if (count >= VT_MIN_COUNT && build_vtable(&v->t, tab, itemsize, v->vbits, &v->meta, &v->vals) < 0)
         rc = -2;
     else if (count >= MULTI_MIN_COUNT && count < VT_MIN_COUNT && !(v->mt = build_lanes(&v->t, v->lw)))
@@ -1638,7 +1644,7 @@ static int dequant_split(vstream_t *v, const uint16_t *tab, float *out, size_t c
     const uint32_t *T = v->t.primary, *S = v->t.sub;
     const int pbits = v->t.pbits, sbits = v->t.sbits;
     const uint64_t pmask = ((uint64_t)1 << pbits) - 1, smask = ((uint64_t)1 << sbits) - 1;
-    const uint64_t qmask = ((uint64_t)1 << v->vbits) - 1;
+    const uint64_t qmask = ((uint64_t)1 << VT_BITS) - 1; /* vstream_open(wide = 0): a constant mask */
     const uint16_t *meta = v->meta;
     const uint8_t *vals = v->vals, *src = v->src;
     const size_t nbytes = v->nbytes, lanes = VT_BYTES / sizeof(uint16_t);
@@ -2224,7 +2230,7 @@ static PyObject *py_decode_gather(PyObject *self, PyObject *args)
     have = hint_get(data.buf, (size_t)data.len, count, &use);
     Py_BEGIN_ALLOW_THREADS
     vstream_t v;
-    rc = vstream_open(&v, (const uint8_t *)data.buf, (size_t)data.len, count, tab.buf, k, w, &err);
+    rc = vstream_open(&v, (const uint8_t *)data.buf, (size_t)data.len, count, tab.buf, k, w, 1, &err);
     if (rc == 0)
         rc = vstream_gather(&v, tab.buf, out.buf, w, count, have ? &use : NULL, &learn, &err);
     if (rc == 0)
@@ -2311,7 +2317,7 @@ static PyObject *py_decode_gather_half(PyObject *self, PyObject *args)
     if (hint_get(data.buf, (size_t)data.len, count, &use)) {
         Py_BEGIN_ALLOW_THREADS
         vstream_t v;
-        rc = vstream_open(&v, (const uint8_t *)data.buf, (size_t)data.len, count, tab.buf, k, w, &err);
+        rc = vstream_open(&v, (const uint8_t *)data.buf, (size_t)data.len, count, tab.buf, k, w, 1, &err);
         if (rc == 0)
             rc = vstream_gather_half(&v, tab.buf, out.buf, w, count, &use, half, &err);
         if (rc >= 0 || v.t.primary)
@@ -2357,7 +2363,7 @@ static PyObject *py_decode_dequant(PyObject *self, PyObject *args)
             ident[s] = (uint16_t)s;
         Py_BEGIN_ALLOW_THREADS
         vstream_t v;
-        rc = vstream_open(&v, (const uint8_t *)data.buf, (size_t)data.len, count, ident, MAX_ALPHABET, 2, &err);
+        rc = vstream_open(&v, (const uint8_t *)data.buf, (size_t)data.len, count, ident, MAX_ALPHABET, 2, 0, &err);
         if (rc == 0) {
             rc = vstream_dequant(&v, ident, bufs[0].buf, count, sh, off, bufs[3].buf, C, (size_t)inner,
                                  (uint32_t)qmax, &err);
