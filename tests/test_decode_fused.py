@@ -263,6 +263,12 @@ def _long_stream_cases(fn):
     return fn
 
 
+def test_long_cases_reach_the_wide_value_table():
+    """Outputs of VT_WIDE_MIN_COUNT values and more with long codes (uniform 200 and 3000 symbols) use
+    14-bit value tables: the long-stream cases must include such a length, or that path goes untested."""
+    assert huffman._c.VT_WIDE_MIN_COUNT in long_streams[0].args[1]
+
+
 @_long_stream_cases
 def test_split_decode_matches_reference(n, kind, alphabet, itemsize):
     rng = np.random.default_rng(n % 1000 + alphabet + itemsize)
