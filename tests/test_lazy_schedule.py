@@ -199,3 +199,29 @@ def test_disabled_schedule_uses_the_per_batch_path():
     assert decodes(lazy) == 3 * 3
     with pytest.raises(ValueError, match="activation_bytes"):
         configure(lazy, activation_bytes=0)
+
+
+def test_flat_call_gives_what_the_public_call_gives():
+    """A stage's concrete function called through _FlatCall (TensorFlow's flat entry, or the public call
+    where a TensorFlow has none) returns what ConcreteFunction.__call__ returns, captures included."""
+    from squeezefmt.keras.lazy_schedule import _FlatCall
+
+    scale = tf.Variable(2.0)
+    spec = [[tf.TensorSpec((None, 3), tf.float32)], [tf.TensorSpec((3, 2), tf.float32), tf.TensorSpec((2,), tf.float32)]]
+    concrete = tf.function(lambda ins, w: [tf.matmul(ins[0], w[0]) * scale + w[1]],
+                           input_signature=spec, autograph=False).get_concrete_function()
+
+    class PublicOnly:  # a ConcreteFunction without _call_flat
+        captured_inputs = concrete.captured_inputs
+
+        def __call__(self, *args):
+            return concrete(*args)
+
+    rng = np.random.default_rng(0)
+    x, w, b = (tf.constant(rng.standard_normal(s).astype(np.float32)) for s in ((4, 3), (3, 2), (2,)))
+    want = concrete([x], [w, b])
+    for call in (_FlatCall(concrete), _FlatCall(PublicOnly())):
+        got = call([x], [w, b])
+        assert same(got, want)
+    assert np.allclose(want[0].numpy(), (x.numpy() @ w.numpy()) * 2.0 + b.numpy(), atol=1e-6)
+    assert _FlatCall(PublicOnly())._flat is None and _FlatCall(concrete)._flat is not None
