@@ -11,8 +11,10 @@ by stage over all rows*, so a stage's weights are decoded once and used for ever
   stay in the stage of the layer before them, and a zero-padding layer joins the stage of the layer
   after it: Grappler fuses Conv2D + BatchNorm + ReLU, MatMul + BiasAdd + activation or Pad + Conv2D
   into one kernel whose rounding differs from the separate ops, so the cuts never split such a
-  pattern. Each stage is one ``tf.function`` that takes its input activations and its layers'
-  decoded weights as arguments.
+  pattern. Each stage is one ``tf.function`` with a fixed signature that takes its input activations
+  and its layers' decoded weights as arguments: one graph, traced once, whose concrete function is
+  called with the flat tensors (``_FlatCall``): the polymorphic call's per-call argument binding and
+  casting cost more than a 32-row stage's computation.
 * **Same arithmetic as the eager model.** Each stage runs on slices of exactly ``batch_size`` rows,
   the slices Keras's ``predict`` would use, inside a graph optimised by Grappler as Keras's predict
   function is. Every row therefore sees the same kernels, shapes and fusions as in ``predict`` of the
@@ -35,10 +37,9 @@ by stage over all rows*, so a stage's weights are decoded once and used for ever
 * **Overlap** (on by default; ``configure(model, overlap=False)``). A worker thread decodes stage
   *i+1* while stage *i* computes (the decoders release the GIL in their C loops); at most two stages'
   weights are alive, so peak memory is about the compressed file + the two largest stages + the
-  chunk's activations. Measured on 2 cores shared with other jobs, calls interleaved in one process
-  (``tools/bench_overlap.py``, best of 5, two runs): equal or faster than no overlap in 7 of 8 cases
-  each time (640 rows: 0.77-1.03x eager instead of 0.82-1.27x), at most 4 % slower in the other;
-  separate-process runs of ``tools/bench_memory.py`` at load 11-15 disagreed with each other.
+  chunk's activations. Whether it pays depends on how long a stage computes against its decode and
+  on what else wants the two cores: ``tools/bench_overlap.py`` (calls interleaved in one process)
+  shows each model both ways; see the README for this session's figures.
   A layer used by several stages (a shared layer) stays decoded until its last stage of the chunk.
 * **Fallback.** A model that cannot run this way (stateful RNNs, masking, activations whose shape is
   not static beyond the batch axis, a graph this module cannot
