@@ -10,6 +10,45 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../_cshared.h"
+
+/* The interleave, one loop per width with the rotation hoisted out, so that each vectorises (with
+ * an AVX2 version, SQZ_AVX2_CLONES). */
+SQZ_AVX2_CLONES static void join16(const uint8_t *const *p, uint16_t *o, Py_ssize_t n, int rotate)
+{
+    if (rotate)
+        for (Py_ssize_t i = 0; i < n; i++) {
+            uint16_t u = (uint16_t)(p[0][i] | (p[1][i] << 8));
+            o[i] = (uint16_t)((u >> 1) | (u << 15));
+        }
+    else
+        for (Py_ssize_t i = 0; i < n; i++)
+            o[i] = (uint16_t)(p[0][i] | (p[1][i] << 8));
+}
+
+SQZ_AVX2_CLONES static void join32(const uint8_t *const *p, uint32_t *o, Py_ssize_t n, int rotate)
+{
+    const uint8_t *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
+    if (rotate)
+        for (Py_ssize_t i = 0; i < n; i++) {
+            uint32_t u = (uint32_t)p0[i] | ((uint32_t)p1[i] << 8) | ((uint32_t)p2[i] << 16) | ((uint32_t)p3[i] << 24);
+            o[i] = (u >> 1) | (u << 31);
+        }
+    else
+        for (Py_ssize_t i = 0; i < n; i++)
+            o[i] = (uint32_t)p0[i] | ((uint32_t)p1[i] << 8) | ((uint32_t)p2[i] << 16) | ((uint32_t)p3[i] << 24);
+}
+
+SQZ_AVX2_CLONES static void join64(const uint8_t *const *p, uint64_t *o, Py_ssize_t n, int rotate)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t u = 0;
+        for (int k = 0; k < 8; k++)
+            u |= (uint64_t)p[k][i] << (8 * k);
+        o[i] = rotate ? ((u >> 1) | (u << 63)) : u;
+    }
+}
+
 static PyObject *join(PyObject *self, PyObject *args) {
     PyObject *planes_obj, *out_obj;
     int rotate;
@@ -38,28 +77,14 @@ static PyObject *join(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     const uint8_t *p[8];
     for (int k = 0; k < w; k++) p[k] = (const uint8_t *)views[k].buf;
-    if (w == 1) {
+    if (w == 1)
         memcpy(out.buf, p[0], (size_t)n);
-    } else if (w == 2) {
-        uint16_t *o = (uint16_t *)out.buf;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            uint16_t u = (uint16_t)(p[0][i] | (p[1][i] << 8));
-            o[i] = rotate ? (uint16_t)((u >> 1) | (u << 15)) : u;
-        }
-    } else if (w == 4) {
-        uint32_t *o = (uint32_t *)out.buf;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            uint32_t u = (uint32_t)p[0][i] | ((uint32_t)p[1][i] << 8) | ((uint32_t)p[2][i] << 16) | ((uint32_t)p[3][i] << 24);
-            o[i] = rotate ? ((u >> 1) | (u << 31)) : u;
-        }
-    } else {
-        uint64_t *o = (uint64_t *)out.buf;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            uint64_t u = 0;
-            for (int k = 0; k < 8; k++) u |= (uint64_t)p[k][i] << (8 * k);
-            o[i] = rotate ? ((u >> 1) | (u << 63)) : u;
-        }
-    }
+    else if (w == 2)
+        join16(p, (uint16_t *)out.buf, n, rotate);
+    else if (w == 4)
+        join32(p, (uint32_t *)out.buf, n, rotate);
+    else
+        join64(p, (uint64_t *)out.buf, n, rotate);
     Py_END_ALLOW_THREADS
     for (int k = 0; k < w; k++) PyBuffer_Release(&views[k]);
     PyBuffer_Release(&out);
