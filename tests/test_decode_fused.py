@@ -345,6 +345,17 @@ def _stats():
     return huffman._c.hint_stats()
 
 
+def _learnt_stream(seed, alphabet, n, kind, itemsize=4):
+    """(symbols, stream bytes, table, a writable copy of the stream decoded twice: its hints learnt)."""
+    rng = np.random.default_rng(seed)
+    sym = _symbols(rng, alphabet, n, kind)
+    data = huffman.encode(sym, alphabet)
+    table = _table(rng, alphabet, itemsize)
+    buf = np.frombuffer(data, np.uint8).copy()
+    _decode_twice(buf, table, sym.size)
+    return rng, sym, data, table, buf
+
+
 def _decode_twice(buf, table, count):
     """Decode ``buf`` twice (the same memory: the first call learns the hints, the second uses them)."""
     first, second = np.zeros(count, table.dtype), np.zeros(count, table.dtype)
@@ -377,12 +388,7 @@ def _same_length_stream(shuffled, alphabet, data, limit=None):
 def test_stale_hints_are_rejected_and_the_stream_decoded_right():
     """Hints learnt on one stream, then another stream of the same size at the same address: the
     segment checks fail, the decode starts again and gives the new stream's values (and new hints)."""
-    rng = np.random.default_rng(11)
-    sym = _symbols(rng, 256, 400000, "peaked")
-    data = huffman.encode(sym, 256)
-    table = _table(rng, 256, 4)
-    buf = np.frombuffer(data, np.uint8).copy()
-    _decode_twice(buf, table, sym.size)
+    rng, sym, data, table, buf = _learnt_stream(11, 256, 400000, "peaked")
     for _ in range(3):
         sym = rng.permutation(sym)
         buf[:] = np.frombuffer(_same_length_stream(sym, 256, data), np.uint8)
@@ -396,12 +402,7 @@ def test_stale_hints_are_rejected_and_the_stream_decoded_right():
 def test_hinted_decode_corruption_like_the_reference():
     """Hints learnt on the good stream, then bit flips, a bad padding bit and a changed last byte in the
     same memory: the C path raises or returns exactly what the reference does."""
-    rng = np.random.default_rng(12)
-    sym = _symbols(rng, 200, SPLIT_MIN + 5000, "peaked")
-    data = huffman.encode(sym, 200)
-    table = _table(rng, 200, 4)
-    buf = np.frombuffer(data, np.uint8).copy()
-    _decode_twice(buf, table, sym.size)
+    rng, sym, data, table, buf = _learnt_stream(12, 200, SPLIT_MIN + 5000, "peaked")
     tail = [8 * len(data) - 1 - i for i in range(24)]          # in the last segment (the hints hold there)
     spread = list(rng.choice(8 * len(data), 30, replace=False))
     held = 0
@@ -534,12 +535,7 @@ def test_halves_match_the_reference(n, kind, alphabet, itemsize, two_threads):
 def test_halves_of_another_stream_at_the_same_address_fall_back(two_threads):
     """Hints of one stream, then a permutation of it in the same memory: a half whose segment ends do
     not meet says False, and decode_gather decodes the whole new stream right."""
-    rng = np.random.default_rng(21)
-    sym = _symbols(rng, 256, HALVES_MIN + 4321, "peaked")
-    data = huffman.encode(sym, 256)
-    table = _table(rng, 256, 4)
-    buf = np.frombuffer(data, np.uint8).copy()
-    _decode_twice(buf, table, sym.size)
+    rng, sym, data, table, buf = _learnt_stream(21, 256, HALVES_MIN + 4321, "peaked")
     failed = 0
     for _ in range(3):
         sym = rng.permutation(sym)
@@ -557,12 +553,7 @@ def test_halves_of_another_stream_at_the_same_address_fall_back(two_threads):
 def test_corrupted_halves_decode_like_the_reference(two_threads):
     """Hints of the good stream, then bit flips in the same memory (the last segment's tail, and spread):
     decode_gather, which tries the halves first, returns or raises exactly what the reference does."""
-    rng = np.random.default_rng(22)
-    sym = _symbols(rng, 200, HALVES_MIN + 999, "peaked")
-    data = huffman.encode(sym, 200)
-    table = _table(rng, 200, 4)
-    buf = np.frombuffer(data, np.uint8).copy()
-    _decode_twice(buf, table, sym.size)
+    rng, sym, data, table, buf = _learnt_stream(22, 200, HALVES_MIN + 999, "peaked")
     tail = [8 * len(data) - 1 - i for i in range(10)]
     for pos in tail + list(rng.choice(8 * len(data), 10, replace=False)):
         buf[:] = np.frombuffer(data, np.uint8)

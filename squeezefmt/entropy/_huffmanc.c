@@ -2197,6 +2197,28 @@ static PyObject *py_hint_stats(PyObject *self, PyObject *args)
     return res;
 }
 
+/* The table and out buffers of decode_gather(_half) (data already held): same item size. 0, or -1
+ * with an exception set and every buffer released, data included. */
+static int gather_buffers(PyObject *tabobj, PyObject *outobj, Py_buffer *data, Py_buffer *tab, Py_buffer *out,
+                          const char *name)
+{
+    if (get_item_buffer(tabobj, tab, 0, "table") < 0) {
+        PyBuffer_Release(data);
+        return -1;
+    }
+    if (get_item_buffer(outobj, out, 1, "out") < 0) {
+        PyBuffer_Release(data);
+        PyBuffer_Release(tab);
+        return -1;
+    }
+    if (tab->itemsize != out->itemsize) {
+        PyBuffer_Release(data); PyBuffer_Release(tab); PyBuffer_Release(out);
+        PyErr_Format(PyExc_ValueError, "%s: table and out item sizes differ", name);
+        return -1;
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(decode_gather_doc, "decode_gather(data, table, out) -> bool\n\n"
              "out[i] = table[symbol i] for the len(out) symbols of a HUFFMAN-mode stream, in one pass with no\n"
              "symbol array (table and out: same item size, 1/2/4/8 bytes). False, with out untouched, when the\n"
@@ -2209,20 +2231,8 @@ static PyObject *py_decode_gather(PyObject *self, PyObject *args)
     PyObject *tabobj, *outobj;
     if (!PyArg_ParseTuple(args, "y*OO", &data, &tabobj, &outobj))
         return NULL;
-    if (get_item_buffer(tabobj, &tab, 0, "table") < 0) {
-        PyBuffer_Release(&data);
+    if (gather_buffers(tabobj, outobj, &data, &tab, &out, "decode_gather") < 0)
         return NULL;
-    }
-    if (get_item_buffer(outobj, &out, 1, "out") < 0) {
-        PyBuffer_Release(&data);
-        PyBuffer_Release(&tab);
-        return NULL;
-    }
-    if (tab.itemsize != out.itemsize) {
-        PyBuffer_Release(&data); PyBuffer_Release(&tab); PyBuffer_Release(&out);
-        PyErr_SetString(PyExc_ValueError, "decode_gather: table and out item sizes differ");
-        return NULL;
-    }
     err_t err = {NULL, ""};
     int rc, w = (int)out.itemsize, have;
     size_t count = (size_t)(out.len / w), k = (size_t)(tab.len / w);
@@ -2296,20 +2306,8 @@ static PyObject *py_decode_gather_half(PyObject *self, PyObject *args)
     int half;
     if (!PyArg_ParseTuple(args, "y*OOp", &data, &tabobj, &outobj, &half))
         return NULL;
-    if (get_item_buffer(tabobj, &tab, 0, "table") < 0) {
-        PyBuffer_Release(&data);
+    if (gather_buffers(tabobj, outobj, &data, &tab, &out, "decode_gather_half") < 0)
         return NULL;
-    }
-    if (get_item_buffer(outobj, &out, 1, "out") < 0) {
-        PyBuffer_Release(&data);
-        PyBuffer_Release(&tab);
-        return NULL;
-    }
-    if (tab.itemsize != out.itemsize) {
-        PyBuffer_Release(&data); PyBuffer_Release(&tab); PyBuffer_Release(&out);
-        PyErr_SetString(PyExc_ValueError, "decode_gather_half: table and out item sizes differ");
-        return NULL;
-    }
     err_t err = {NULL, ""};
     int rc = 1, w = (int)out.itemsize;
     size_t count = (size_t)(out.len / w), k = (size_t)(tab.len / w);
