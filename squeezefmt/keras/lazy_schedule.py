@@ -495,8 +495,11 @@ class _FlatCall:
         if self._flat is None:
             return self.concrete(*args)
         flat = []
-        for a in args:
-            flat.extend(a) if isinstance(a, (list, tuple)) else flat.append(a)
+        for a in args:  # (inputs, weights) or (token, slices, weights): the traced order
+            if isinstance(a, (list, tuple)):
+                flat.extend(a)
+            else:
+                flat.append(a)
         return self._flat(flat, self.concrete.captured_inputs)
 
 
