@@ -7,7 +7,7 @@ decodes one half and a helper thread the other. This module owns that choice and
 * ``decode_threads()``: threads per decode; the default is 2 when the process may run on two or more
   CPUs, else 1; the environment variable ``SQUEEZEFMT_DECODE_THREADS`` (read once) or
   :func:`set_decode_threads` sets it (1 = never split).
-* ``helper()``: a process-wide pool of ``decode_threads() - 1`` daemon threads, made on first use;
+* ``helper()``: a process-wide pool of ``decode_threads() - 1`` worker threads, made on first use;
   a forked child makes its own. Work given to it never waits for other work given to it, so it
   cannot deadlock; ``in_helper()`` tells code that could split again that it runs there.
 * ``split_here()``: whether a decode running on this thread may give half of its work to the helper.
