@@ -443,7 +443,7 @@ def test_hinted_decode_count_mismatch_like_the_reference():
 def test_split_decode_segments_that_never_resynchronise():
     """Codes of 3 and 6 bits: every code boundary is a multiple of 3, so the second decoder, started at
     a middle bit that is not, never falls into step: one decoder decodes the stream, and records where
-    its quarters start; the next decode runs on them."""
+    its eighths start; the next decode runs on them."""
     rng = np.random.default_rng(14)
     weights = np.array([8.0] * 3 + [1.0] * 40)
     for n in range(SPLIT_MIN, SPLIT_MIN + 40):

@@ -151,7 +151,7 @@ def two_threads(fn, repeats: int) -> float:
 
 def _forget_hints() -> None:
     """Drop the code boundaries earlier decodes recorded: the next long decode is a first one (two
-    decoders, or one) instead of the four-decoder loop of a repeated decode."""
+    decoders, or one) instead of the hinted loops of a repeated decode."""
     huffman._c.hint_stats(True)
 
 

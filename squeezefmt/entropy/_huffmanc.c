@@ -16,14 +16,15 @@
  *
  * Decoding into values (decode_gather, decode_dequant: quant and cluster tensors): each codeword
  * goes straight to its value, with no symbol array. For long outputs a "value table" indexed by
- * the next 12 bits holds the values of every whole codeword inside them (16 bytes, stored with one
+ * the next 12 (or 14, VT_WIDE_BITS) bits holds the values of every whole codeword inside them (16 bytes, stored with one
  * copy) beside a 2-byte entry with the bits consumed (the only load on the critical path);
  * per-channel dequantisation decodes symbols into a cached chunk and converts it with a
  * vectorised loop. References: huffman.decode_gather_reference and the two-stage codec paths.
  * Long outputs run several decoders in one loop (independent lookup chains): a first decode of a
- * stream two, joined where their code boundaries meet; it records where the stream's quarters start
- * (bit and output index), and a later decode of the same stream (a lazy model's next call) runs four
- * decoders from there, each segment checked to end exactly where the next one starts.
+ * stream two, joined where their code boundaries meet; it records where the stream's eighths start
+ * (bit and output index), and a later decode of the same stream (a lazy model's next call) runs from
+ * there in two halves of four decoders each (decode_gather_half: the halves may run on two threads),
+ * each segment checked to end exactly where the next one starts.
  *
  * Untrusted input: every read is bounds-checked (the fast loop only runs while 8 whole bytes are
  * left), loops are bounded by the caller's count, and memory is the output (allocated by the
@@ -1225,7 +1226,8 @@ DEFINE_VALUES(uint64_t, v64)
 
 /* Where a long stream's codes fall: segment j (1 <= j < NWAY) starts at a code boundary, bit bit[j],
  * whose code is output idx[j]. Learnt by the two-decoder loop (the first group end it passes at
- * j/NWAY of the payload); used by the NWAY-decoder loop below, which checks every one of them. */
+ * j/NWAY of the payload); used by the hinted loops below (two halves of NWAY / 2 decoders), which
+ * check every one of them. */
 #define NWAY 8
 typedef struct {
     uint64_t bit[NWAY], idx[NWAY]; /* [0] unused (segment 0 starts at bit 0, output 0) */
@@ -1516,7 +1518,7 @@ DEFINE_SINGLE(uint32_t, v32)
 DEFINE_SINGLE(uint64_t, v64)
 
 /* count values of `itemsize` bytes: out[i] = tab[symbol i] (the table given to vstream_open). Long
- * outputs: with `use` (hints of an earlier decode of this stream, or NULL) the NWAY-decoder loop,
+ * outputs: with `use` (hints of an earlier decode of this stream, or NULL) the hinted halves,
  * else (or when the hints do not hold) the two-decoder loop, else one decoder; these two fill `learn`
  * (learn->ok = 0 when they did not run or did not get every entry). */
 static int vstream_gather(vstream_t *v, const void *tab, void *out, int itemsize, size_t count, const hints_t *use,
